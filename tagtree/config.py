@@ -1,0 +1,248 @@
+"""Configuration: one typed recipe drives the CLI, the flows and the deployments.
+
+Precedence, lowest to highest: defaults < recipe file (``tagtree.toml``) < environment variables
+< explicit overrides (CLI flags, flow parameters). Every knob is documented here once; ``tagtree
+config show`` prints them all with their values and where each value came from.
+
+Environment variables are ``TAGTREE_<SECTION>_<KNOB>`` (e.g. ``TAGTREE_ANNOTATE_CONCURRENCY``),
+plus the conventional aliases listed in ``ENV_ALIASES``. Secrets are never knobs: the API key is
+read from the environment variable *named* by ``llm.api_key_env`` when a request is made.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tagtree.errors import TagtreeError
+
+DEFAULT_RECIPE = "tagtree.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StoreConfig(_Section):
+    db: str = Field("tagtree.duckdb", description="DuckDB file holding every table of a run.")
+
+
+class IngestConfig(_Section):
+    format: Literal["auto", "alpaca", "sharegpt", "openai", "dolly", "prompt_response", "turns"] = (
+        Field("auto", description="Input format; 'auto' detects it from the first valid record.")
+    )
+    dataset: str | None = Field(
+        None, description="Dataset name recorded with each row; default: the file's stem."
+    )
+    batch_rows: int = Field(
+        50_000, ge=100, description="Rows parsed per batch before writing to DuckDB (memory bound)."
+    )
+
+
+class LLMConfig(_Section):
+    base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp). Unset: the "
+        "offline default starts a local server with a small model shipped in a wheel.",
+    )
+    model: str | None = Field(None, description="Model name sent to the endpoint.")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Name of the env var holding the API key (never the key)."
+    )
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout in seconds.")
+    max_retries: int = Field(6, ge=0, description="Retries per request on 429/5xx/timeouts.")
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature for tagging.")
+    price_in_per_mtok: float = Field(0.0, ge=0, description="USD per 1M prompt tokens (cost).")
+    price_out_per_mtok: float = Field(0.0, ge=0, description="USD per 1M completion tokens.")
+
+
+class AnnotateConfig(_Section):
+    tagger: Literal["keyphrase", "llm"] = Field(
+        "keyphrase",
+        description="Offline default when no endpoint is set: 'keyphrase' (embedding-ranked "
+        "phrases) or 'llm' (local small model). With llm.base_url set, the endpoint is used.",
+    )
+    concurrency: int = Field(16, ge=1, description="Requests in flight at once.")
+    requests_per_minute: float | None = Field(None, gt=0, description="Client-side rate limit.")
+    tokens_per_minute: float | None = Field(None, gt=0, description="Client-side token limit.")
+    min_tags: int = Field(2, ge=1, description="Fewest tags accepted per instance.")
+    max_tags: int = Field(12, ge=1, description="Most tags kept per instance.")
+    critic_rounds: int = Field(0, ge=0, le=5, description="Act-critic refinement rounds (paper: <=3).")
+    max_input_tokens: int = Field(
+        1024, ge=64, description="Longer inputs are truncated: instruction kept, response head+tail."
+    )
+    mode: Literal["online", "batch"] = Field("online", description="'batch' uses the OpenAI Batch API.")
+    prompt_version: str = Field("v1", description="Prompt template version (tagtree/prompts/).")
+    batch_size: int = Field(2000, ge=1, description="Instances per annotation task/shard.")
+
+
+class EmbedConfig(_Section):
+    backend: Literal["local", "openai"] = Field(
+        "local", description="'local': shipped int8 MiniLM (384-d); 'openai': /v1/embeddings."
+    )
+    model: str | None = Field(None, description="Embedding model name for the 'openai' backend.")
+    batch_size: int = Field(256, ge=1, description="Texts per embedding call.")
+
+
+class TreeConfig(_Section):
+    branching: int = Field(8, ge=2, description="Average children per internal node (k per level).")
+    leaf_size: int = Field(6, ge=1, description="Average canonical tags per leaf.")
+    root_max: int = Field(20, ge=2, description="Stop when a level has at most this many nodes.")
+    max_depth: int = Field(6, ge=1, description="Most levels above the leaves.")
+    min_tag_freq: int = Field(1, ge=1, description="Drop tags seen fewer times than this.")
+    merge_threshold: float = Field(
+        0.92, ge=0, le=1, description="Cosine similarity above which tags are merged as near-duplicates."
+    )
+    refine_with_llm: bool = Field(False, description="Name/merge/reassign clusters with the LLM.")
+    drift_threshold: float = Field(
+        0.25, ge=0, le=1, description="Share of new tags far from any leaf that calls for a rebuild."
+    )
+    seed: int = Field(0, description="Random seed: same seed, same tree.")
+
+
+class ScoreConfig(_Section):
+    judge: bool = Field(False, description="Rate responses 1-6 with the LLM judge (costs requests).")
+    judge_weight: float = Field(0.5, ge=0, le=1, description="Weight of the judge in quality q(x).")
+
+
+class SampleConfig(_Section):
+    budget: str = Field("0.05", description="Fraction (<1, e.g. 0.05) or count (e.g. 5000).")
+    method: Literal["tags", "random", "instag", "deita", "kcenter", "quality"] = Field(
+        "tags", description="Selection method; 'tags' is TAGS, the rest are baselines."
+    )
+    align: Literal["penalty", "quota"] = Field(
+        "penalty", description="How a target sample steers selection: KL penalty or leaf quotas."
+    )
+    align_lambda: float = Field(1.0, ge=0, description="Weight of the KL penalty.")
+    concave: Literal["sqrt", "log1p"] = Field("log1p", description="g(c): diminishing returns in a node.")
+    level_decay: float = Field(0.7, gt=0, description="gamma_l = decay**l: weight of level l (0=leaves).")
+    seed: int = Field(0, description="Random seed for sampling and random baselines.")
+
+
+class ExportConfig(_Section):
+    out: str = Field("out", description="Directory for the selection, manifest and report.")
+    format: Literal["input", "jsonl", "parquet"] = Field(
+        "input", description="'input' writes the selection in the format it came in."
+    )
+
+
+class RunnerConfig(_Section):
+    runner: Literal["thread", "dask", "ray"] = Field("thread", description="Prefect task runner.")
+    address: str | None = Field(None, description="Address of an existing Dask/Ray cluster.")
+    workers: int = Field(2, ge=1, description="Workers for a local cluster / thread pool.")
+
+
+class Config(BaseModel):
+    """The whole recipe. Sections mirror the pipeline stages."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store: StoreConfig = StoreConfig()
+    ingest: IngestConfig = IngestConfig()
+    llm: LLMConfig = LLMConfig()
+    annotate: AnnotateConfig = AnnotateConfig()
+    embed: EmbedConfig = EmbedConfig()
+    tree: TreeConfig = TreeConfig()
+    score: ScoreConfig = ScoreConfig()
+    sample: SampleConfig = SampleConfig()
+    export: ExportConfig = ExportConfig()
+    runner: RunnerConfig = RunnerConfig()
+
+
+# Conventional variable names users already have set, mapped to knobs.
+ENV_ALIASES = {
+    "TAGTREE_DB": "store.db",
+    "OPENAI_BASE_URL": "llm.base_url",
+    "TAGTREE_LLM_MODEL": "llm.model",
+}
+
+
+def knobs() -> list[tuple[str, Any, str]]:
+    """Every knob as (``section.name``, default, description)."""
+    out = []
+    for section, field in Config.model_fields.items():
+        for name, info in field.annotation.model_fields.items():
+            out.append((f"{section}.{name}", info.default, info.description or ""))
+    return out
+
+
+def env_name(key: str) -> str:
+    section, name = key.split(".")
+    return f"TAGTREE_{section}_{name}".upper()
+
+
+def _coerce(raw: str) -> Any:
+    """Environment values are strings; pydantic coerces them to each knob's type."""
+    return None if raw == "" else raw
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> tuple[Config, dict[str, str]]:
+    """Build the config and say where each non-default value came from.
+
+    ``path``: a recipe file; when None, ``./tagtree.toml`` is read if it exists.
+    ``overrides``: ``{"section.knob": value}``; None values mean "not given".
+    """
+    environ = os.environ if environ is None else environ
+    data: dict[str, dict[str, Any]] = {}
+    sources: dict[str, str] = {}
+    recipe = Path(path) if path else Path(DEFAULT_RECIPE)
+    if path and not recipe.exists():
+        raise TagtreeError(f"recipe file not found: {recipe}")
+    if recipe.exists():
+        try:
+            loaded = tomllib.loads(recipe.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise TagtreeError(f"{recipe}: invalid TOML: {exc}") from None
+        for section, values in loaded.items():
+            if not isinstance(values, dict):
+                raise TagtreeError(f"{recipe}: '{section}' must be a table like [{section}]")
+            for name, value in values.items():
+                data.setdefault(section, {})[name] = value
+                sources[f"{section}.{name}"] = str(recipe)
+    known = {k for k, _, _ in knobs()}
+    for key in known:
+        var = env_name(key)
+        if var in environ:
+            section, name = key.split(".")
+            data.setdefault(section, {})[name] = _coerce(environ[var])
+            sources[key] = f"env {var}"
+    for var, key in ENV_ALIASES.items():
+        if var in environ and environ.get(env_name(key)) is None:
+            section, name = key.split(".")
+            data.setdefault(section, {})[name] = _coerce(environ[var])
+            sources[key] = f"env {var}"
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in known:
+            raise TagtreeError(f"unknown setting '{key}' (see `tagtree config show`)")
+        section, name = key.split(".")
+        data.setdefault(section, {})[name] = value
+        sources[key] = "flag"
+    try:
+        return Config.model_validate(data), sources
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise TagtreeError(f"invalid configuration: {problems}") from None
+
+
+def parse_budget(budget: str | float | int, pool_size: int) -> int:
+    """A budget below 1 is a fraction of the pool, otherwise a count; never more than the pool."""
+    try:
+        value = float(budget)
+    except (TypeError, ValueError):
+        raise TagtreeError(f"budget must be a fraction like 0.05 or a count like 5000, got {budget!r}") from None
+    if value < 0:
+        raise TagtreeError(f"budget must not be negative, got {budget!r}")
+    count = round(value * pool_size) if value < 1 else int(value)
+    return min(count, pool_size)

@@ -1,0 +1,14 @@
+"""The DuckDB store. All SQL and table names live in this package: the schema in ``schema``,
+each stage's queries in a module named after the stage, composed into one ``Store``."""
+
+from tagtree.io.store.base import StoreBase
+from tagtree.io.store.ingest import IngestQueries
+from tagtree.io.store.runs import RunQueries
+from tagtree.io.store.schema import SCHEMA_VERSION, TABLES
+
+
+class Store(IngestQueries, RunQueries, StoreBase):
+    """Open with ``Store(path)``; use as a context manager so the file is closed."""
+
+
+__all__ = ["Store", "SCHEMA_VERSION", "TABLES"]

@@ -1,0 +1,119 @@
+"""The DuckDB store: opening, schema creation, version check, generic keyed writes."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from tagtree.errors import TagtreeError
+from tagtree.io.store.schema import MIGRATIONS, SCHEMA_VERSION, TABLES
+
+
+class StoreBase:
+    """A DuckDB file. One process writes at a time; open a Store per task/thread."""
+
+    def __init__(self, path: str | Path, *, read_only: bool = False):
+        self.path = str(path)
+        self.read_only = read_only
+        if read_only and not Path(self.path).exists():
+            raise TagtreeError(f"database not found: {self.path} (run `tagtree ingest` first)")
+        if not read_only:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.IOException as exc:
+            raise TagtreeError(f"cannot open database {self.path}: {exc}") from None
+        except duckdb.Error as exc:
+            raise TagtreeError(f"{self.path} is not a usable DuckDB database: {exc}") from None
+        self._lock = threading.RLock()
+        self._check_and_create()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @contextmanager
+    def transaction(self):
+        with self._lock:
+            self.run("BEGIN TRANSACTION")
+            try:
+                yield self.con
+            except BaseException:
+                self.run("ROLLBACK")
+                raise
+            self.run("COMMIT")
+
+    # -- schema ------------------------------------------------------------------------------
+    def schema_version(self) -> int | None:
+        exists = self.scalar(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'")
+        if not exists:
+            return None
+        value = self.scalar("SELECT value FROM meta WHERE key = 'schema_version'")
+        return int(value) if value is not None else None
+
+    def _check_and_create(self) -> None:
+        version = self.schema_version()
+        if version is not None and version > SCHEMA_VERSION:
+            raise TagtreeError(
+                f"{self.path} was written by a newer tagtree (schema version {version}; this "
+                f"tagtree understands up to {SCHEMA_VERSION}). Upgrade tagtree or use another --db."
+            )
+        if self.read_only:
+            return
+        with self.transaction() as con:
+            if version is not None:
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    for sql in MIGRATIONS.get(step, []):
+                        self.run(sql)
+            for ddl in TABLES.values():
+                self.run(ddl)
+            self.run("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                     [str(SCHEMA_VERSION)])
+
+    # -- generic access ----------------------------------------------------------------------
+    # DuckDB 2 keeps a statement open until its result is read to the end (fetchone() does not
+    # finish it): always go through these helpers, which read results completely.
+    def run(self, sql: str, params=None) -> None:
+        self.con.execute(sql, params).fetchall()
+
+    def rows(self, sql: str, params=None) -> list[tuple]:
+        return self.con.execute(sql, params).fetchall()
+
+    def scalar(self, sql: str, params=None):
+        rows = self.con.execute(sql, params).fetchall()
+        return rows[0][0] if rows else None
+
+    def arrow(self, sql: str, params=None):
+        """Result as a pyarrow Table (columnar, zero-copy into numpy)."""
+        return self.con.execute(sql, params).to_arrow_table()
+
+    def count(self, table: str) -> int:
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table}")
+        return self.scalar(f"SELECT count(*) FROM {table}")
+
+    def insert_arrow(self, table: str, data, *, replace: bool = False) -> int:
+        """Insert an Arrow table whose columns name ``table``'s columns; keyed rows that already
+        exist are kept (``replace=False``, idempotent re-runs) or overwritten. Returns rows new."""
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table}")
+        cols = ", ".join(data.column_names)
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        with self._lock:
+            before = self.count(table)
+            self.con.register("_incoming", data)
+            try:
+                self.run(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM _incoming")
+            finally:
+                self.con.unregister("_incoming")
+            return self.count(table) - before

@@ -1,0 +1,57 @@
+"""Store queries of the ingest stage: datasets, instances, provenance, quarantine, stats."""
+
+from __future__ import annotations
+
+
+class IngestQueries:
+    def register_dataset(self, name: str, role: str, fmt: str | None) -> None:
+        self.rows(
+            "INSERT INTO datasets (name, role, format) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET role = excluded.role, "
+            "format = coalesce(excluded.format, datasets.format)",
+            [name, role, fmt],
+        )
+
+    def write_ingest_batch(self, instances, sources, quarantine) -> int:
+        """Write one parsed batch in one transaction; returns how many instances were new."""
+        with self.transaction():
+            new = self.insert_arrow("instances", instances) if instances.num_rows else 0
+            if sources.num_rows:
+                self.insert_arrow("instance_sources", sources)
+            if quarantine.num_rows:
+                # A re-ingest of a fixed file should show the current reason, not the old one.
+                self.insert_arrow("quarantine", quarantine, replace=True)
+        return new
+
+    def clear_quarantine(self, source_file: str) -> None:
+        """Forget earlier quarantine rows of a file before re-reading it (they may be fixed)."""
+        self.rows("DELETE FROM quarantine WHERE source_file = ?", [source_file])
+
+    def pool_ids(self, datasets: list[str] | None = None) -> list[str]:
+        """Instances of the pool: seen in a dataset whose role is 'pool' (or in ``datasets``)."""
+        if datasets:
+            sql = ("SELECT DISTINCT instance_id FROM instance_sources WHERE dataset IN "
+                   f"({', '.join('?' for _ in datasets)}) ORDER BY 1")
+            return [r[0] for r in self.rows(sql, datasets)]
+        return [r[0] for r in self.rows(
+            "SELECT DISTINCT s.instance_id FROM instance_sources s JOIN datasets d "
+            "ON d.name = s.dataset WHERE d.role = 'pool' ORDER BY 1")]
+
+    def stats(self) -> dict:
+        return {
+            "instances": self.scalar("SELECT count(*) FROM instances"),
+            "datasets": self.rows(
+                "SELECT d.name, d.role, d.format, count(DISTINCT s.instance_id), count(s.instance_id) "
+                "FROM datasets d LEFT JOIN instance_sources s ON s.dataset = d.name "
+                "GROUP BY ALL ORDER BY 1"),
+            "formats": self.rows(
+                "SELECT format, count(*) FROM instances GROUP BY 1 ORDER BY 2 DESC"),
+            "quarantine": self.rows(
+                "SELECT reason, coalesce(field, ''), count(*) FROM quarantine "
+                "GROUP BY ALL ORDER BY 3 DESC"),
+        }
+
+    def quarantine_rows(self, limit: int = 20) -> list[tuple]:
+        return self.rows(
+            "SELECT source_file, source_line, reason, message FROM quarantine "
+            "ORDER BY source_file, source_line LIMIT ?", [limit])

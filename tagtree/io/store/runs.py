@@ -1,0 +1,28 @@
+"""Store queries for run bookkeeping: one row per curate/refresh run with config and metrics."""
+
+from __future__ import annotations
+
+import orjson
+
+
+class RunQueries:
+    def start_run(self, run_id: str, kind: str, config: dict) -> None:
+        self.rows(
+            "INSERT OR REPLACE INTO runs (run_id, kind, status, started_at, config) "
+            "VALUES (?, ?, 'running', current_timestamp, ?)",
+            [run_id, kind, orjson.dumps(config).decode()],
+        )
+
+    def finish_run(self, run_id: str, status: str, *, metrics: dict | None = None,
+                   timings: dict | None = None, fingerprints: dict | None = None) -> None:
+        self.rows(
+            "UPDATE runs SET status = ?, finished_at = current_timestamp, metrics = ?, "
+            "timings = ?, fingerprints = ? WHERE run_id = ?",
+            [status, orjson.dumps(metrics or {}).decode(), orjson.dumps(timings or {}).decode(),
+             orjson.dumps(fingerprints or {}).decode(), run_id],
+        )
+
+    def runs(self, limit: int = 20) -> list[tuple]:
+        return self.rows(
+            "SELECT run_id, kind, status, started_at, finished_at FROM runs "
+            "ORDER BY started_at DESC LIMIT ?", [limit])

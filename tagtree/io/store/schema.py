@@ -1,0 +1,113 @@
+"""The DuckDB schema: every table of the pipeline, created by code and versioned.
+
+Table flow: instances -> annotations -> tags/tag_aliases -> tag_embeddings -> trees/tree_nodes
++ tag_leaf -> instance_nodes -> scores -> selections -> exports; plus quarantine, runs,
+landed_objects. Bump SCHEMA_VERSION and add a step to MIGRATIONS whenever a table changes.
+"""
+
+SCHEMA_VERSION = 1
+
+TABLES: dict[str, str] = {
+    "meta": """
+        CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)""",
+    # Datasets seen by ingest; role 'target' marks a target-domain sample, not part of the pool.
+    "datasets": """
+        CREATE TABLE IF NOT EXISTS datasets (
+            name VARCHAR PRIMARY KEY, role VARCHAR NOT NULL DEFAULT 'pool', format VARCHAR,
+            created_at TIMESTAMP DEFAULT current_timestamp)""",
+    # One row per distinct content (id = hash of the normalised conversation).
+    "instances": """
+        CREATE TABLE IF NOT EXISTS instances (
+            id VARCHAR PRIMARY KEY, dataset VARCHAR NOT NULL, format VARCHAR NOT NULL,
+            instruction VARCHAR NOT NULL, response VARCHAR NOT NULL, system VARCHAR,
+            n_turns INTEGER NOT NULL, conversation JSON NOT NULL, raw JSON NOT NULL,
+            source_file VARCHAR NOT NULL, source_line BIGINT NOT NULL,
+            ingested_at TIMESTAMP DEFAULT current_timestamp)""",
+    # Every place an instance was seen (duplicates across files keep their provenance here).
+    "instance_sources": """
+        CREATE TABLE IF NOT EXISTS instance_sources (
+            instance_id VARCHAR NOT NULL, dataset VARCHAR NOT NULL, source_file VARCHAR NOT NULL,
+            source_line BIGINT NOT NULL, PRIMARY KEY (source_file, source_line))""",
+    "quarantine": """
+        CREATE TABLE IF NOT EXISTS quarantine (
+            source_file VARCHAR NOT NULL, source_line BIGINT NOT NULL, dataset VARCHAR,
+            field VARCHAR, reason VARCHAR NOT NULL, message VARCHAR NOT NULL, raw VARCHAR,
+            quarantined_at TIMESTAMP DEFAULT current_timestamp,
+            PRIMARY KEY (source_file, source_line))""",
+    "runs": """
+        CREATE TABLE IF NOT EXISTS runs (
+            run_id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, status VARCHAR NOT NULL,
+            started_at TIMESTAMP, finished_at TIMESTAMP, config JSON, fingerprints JSON,
+            timings JSON, metrics JSON)""",
+    # Keyed by (instance, tagger fingerprint): a changed model/prompt/params re-annotates.
+    "annotations": """
+        CREATE TABLE IF NOT EXISTS annotations (
+            instance_id VARCHAR NOT NULL, tagger VARCHAR NOT NULL, tags VARCHAR[],
+            status VARCHAR NOT NULL, error VARCHAR, attempts INTEGER DEFAULT 1,
+            prompt_tokens INTEGER DEFAULT 0, completion_tokens INTEGER DEFAULT 0,
+            updated_at TIMESTAMP DEFAULT current_timestamp, PRIMARY KEY (instance_id, tagger))""",
+    "taggers": """
+        CREATE TABLE IF NOT EXISTS taggers (
+            tagger VARCHAR PRIMARY KEY, description JSON,
+            created_at TIMESTAMP DEFAULT current_timestamp)""",
+    "batch_jobs": """
+        CREATE TABLE IF NOT EXISTS batch_jobs (
+            batch_id VARCHAR PRIMARY KEY, tagger VARCHAR NOT NULL, status VARCHAR NOT NULL,
+            input_file_id VARCHAR, output_file_id VARCHAR, n_requests INTEGER,
+            created_at TIMESTAMP DEFAULT current_timestamp, updated_at TIMESTAMP)""",
+    "tags": """
+        CREATE TABLE IF NOT EXISTS tags (
+            tag VARCHAR PRIMARY KEY, frequency BIGINT NOT NULL)""",
+    "tag_aliases": """
+        CREATE TABLE IF NOT EXISTS tag_aliases (raw_tag VARCHAR PRIMARY KEY, tag VARCHAR NOT NULL)""",
+    "tag_embeddings": """
+        CREATE TABLE IF NOT EXISTS tag_embeddings (
+            tag VARCHAR NOT NULL, embedder VARCHAR NOT NULL, vector FLOAT[] NOT NULL,
+            PRIMARY KEY (tag, embedder))""",
+    "instance_embeddings": """
+        CREATE TABLE IF NOT EXISTS instance_embeddings (
+            instance_id VARCHAR NOT NULL, embedder VARCHAR NOT NULL, vector FLOAT[] NOT NULL,
+            PRIMARY KEY (instance_id, embedder))""",
+    "trees": """
+        CREATE TABLE IF NOT EXISTS trees (
+            tree_version VARCHAR PRIMARY KEY, created_at TIMESTAMP DEFAULT current_timestamp,
+            config JSON, stats JSON)""",
+    "tree_nodes": """
+        CREATE TABLE IF NOT EXISTS tree_nodes (
+            tree_version VARCHAR NOT NULL, node_id INTEGER NOT NULL, parent_id INTEGER,
+            level INTEGER NOT NULL, name VARCHAR NOT NULL, description VARCHAR,
+            size BIGINT NOT NULL, centroid FLOAT[], PRIMARY KEY (tree_version, node_id))""",
+    "tag_leaf": """
+        CREATE TABLE IF NOT EXISTS tag_leaf (
+            tree_version VARCHAR NOT NULL, tag VARCHAR NOT NULL, leaf_id INTEGER NOT NULL,
+            distance FLOAT, PRIMARY KEY (tree_version, tag))""",
+    "instance_nodes": """
+        CREATE TABLE IF NOT EXISTS instance_nodes (
+            tree_version VARCHAR NOT NULL, instance_id VARCHAR NOT NULL, node_id INTEGER NOT NULL,
+            weight FLOAT NOT NULL, PRIMARY KEY (tree_version, instance_id, node_id))""",
+    "judgements": """
+        CREATE TABLE IF NOT EXISTS judgements (
+            instance_id VARCHAR NOT NULL, judge VARCHAR NOT NULL, rating FLOAT, status VARCHAR,
+            error VARCHAR, prompt_tokens INTEGER DEFAULT 0, completion_tokens INTEGER DEFAULT 0,
+            PRIMARY KEY (instance_id, judge))""",
+    "scores": """
+        CREATE TABLE IF NOT EXISTS scores (
+            tree_version VARCHAR NOT NULL, instance_id VARCHAR NOT NULL, richness FLOAT,
+            judge FLOAT, quality FLOAT NOT NULL, PRIMARY KEY (tree_version, instance_id))""",
+    "selections": """
+        CREATE TABLE IF NOT EXISTS selections (
+            run_id VARCHAR NOT NULL, method VARCHAR NOT NULL, instance_id VARCHAR NOT NULL,
+            rank INTEGER NOT NULL, gain FLOAT, PRIMARY KEY (run_id, method, instance_id))""",
+    "exports": """
+        CREATE TABLE IF NOT EXISTS exports (
+            run_id VARCHAR NOT NULL, uri VARCHAR NOT NULL, kind VARCHAR NOT NULL, rows BIGINT,
+            sha256 VARCHAR, created_at TIMESTAMP DEFAULT current_timestamp,
+            PRIMARY KEY (run_id, uri))""",
+    "landed_objects": """
+        CREATE TABLE IF NOT EXISTS landed_objects (
+            uri VARCHAR NOT NULL, etag VARCHAR NOT NULL, size BIGINT, status VARCHAR NOT NULL,
+            first_seen TIMESTAMP DEFAULT current_timestamp, PRIMARY KEY (uri, etag))""",
+}
+
+# version -> list of SQL statements upgrading from version-1. Empty while at version 1.
+MIGRATIONS: dict[int, list[str]] = {}
