@@ -85,7 +85,16 @@ class EmbedConfig(_Section):
         "local", description="'local': shipped int8 MiniLM (384-d); 'openai': /v1/embeddings."
     )
     model: str | None = Field(None, description="Embedding model name for the 'openai' backend.")
+    base_url: str | None = Field(
+        None, description="Endpoint for the 'openai' backend; unset: the same as llm.base_url."
+    )
     batch_size: int = Field(256, ge=1, description="Texts per embedding call.")
+    max_tokens: int = Field(
+        256, ge=8, description="Local model: longer texts are truncated to this many word pieces."
+    )
+    threads: int = Field(
+        0, ge=0, description="Local model: onnxruntime threads (0: min(4, CPU cores))."
+    )
 
 
 class TreeConfig(_Section):
@@ -98,6 +107,17 @@ class TreeConfig(_Section):
         0.92, ge=0, le=1, description="Cosine similarity above which tags are merged as near-duplicates."
     )
     refine_with_llm: bool = Field(False, description="Name/merge/reassign clusters with the LLM.")
+    refine_min_level: int = Field(
+        1, ge=0, description="Lowest level refined by the LLM (0 = leaves too: one call per leaf)."
+    )
+    tagger: str | None = Field(
+        None, description="Tagger fingerprint whose annotations build the tree; unset: the one "
+        "with the most usable annotations."
+    )
+    far_quantile: float = Field(
+        0.05, gt=0, lt=1, description="A new tag is 'far' when its similarity to the nearest leaf "
+        "is below this quantile of the tree's own tags' similarities (drift statistic)."
+    )
     drift_threshold: float = Field(
         0.25, ge=0, le=1, description="Share of new tags far from any leaf that calls for a rebuild."
     )
@@ -107,6 +127,16 @@ class TreeConfig(_Section):
 class ScoreConfig(_Section):
     judge: bool = Field(False, description="Rate responses 1-6 with the LLM judge (costs requests).")
     judge_weight: float = Field(0.5, ge=0, le=1, description="Weight of the judge in quality q(x).")
+    judge_concurrency: int = Field(4, ge=1, description="Judge requests in flight at once.")
+    judge_max_chars: int = Field(
+        4000, ge=200, description="Instruction and response are each cut to this many characters "
+        "in the judge prompt (head and tail kept).")
+    richness_quantile: float = Field(
+        0.99, gt=0, le=1, description="Richness = raw IC sum / this quantile of the pool, clipped "
+        "at 1. Lower: more instances reach the top score.")
+    quality_floor: float = Field(
+        0.2, ge=0, lt=1, description="Lowest quality q(x); q = floor + (1 - floor) * score. Higher: "
+        "quality matters less in the sampling objective.")
 
 
 class SampleConfig(_Section):
@@ -114,26 +144,94 @@ class SampleConfig(_Section):
     method: Literal["tags", "random", "instag", "deita", "kcenter", "quality"] = Field(
         "tags", description="Selection method; 'tags' is TAGS, the rest are baselines."
     )
-    align: Literal["penalty", "quota"] = Field(
-        "penalty", description="How a target sample steers selection: KL penalty or leaf quotas."
-    )
-    align_lambda: float = Field(1.0, ge=0, description="Weight of the KL penalty.")
-    concave: Literal["sqrt", "log1p"] = Field("log1p", description="g(c): diminishing returns in a node.")
+    align: Literal["penalty", "quota", "none"] = Field(
+        "penalty", description="How a target sample steers selection: KL penalty, quotas per "
+        "node, or not at all ('none'). Used only when a target sample is stored.")
+    align_lambda: float = Field(
+        1.0, ge=0, description="Weight of the KL penalty; 1 makes one nat of KL worth about one "
+        "new leaf per selected instance. Higher: closer to the target, less diversity.")
+    align_smoothing: float = Field(
+        0.01, gt=0, lt=1, description="Share of the uniform distribution mixed into leaf "
+        "distributions before KL (keeps KL finite). Higher: misses cost less.")
+    quota_level: int = Field(
+        0, ge=0, description="'quota' mode: tree level whose nodes get quotas (0 = leaves).")
+    concave: Literal["sqrt", "log1p"] = Field(
+        "log1p", description="h in g(c) = [c>0] + mass_weight*h(c): diminishing returns in a node.")
+    mass_weight: float = Field(
+        0.25, ge=0, description="Weight of h(c) against a node's first coverage. 0: pure weighted "
+        "coverage; higher: more repeats of rare, high-quality nodes before covering common ones.")
     level_decay: float = Field(0.7, gt=0, description="gamma_l = decay**l: weight of level l (0=leaves).")
+    strategy: Literal["lazy", "stochastic"] = Field(
+        "lazy", description="Greedy variant: 'lazy' (exact greedy result) or 'stochastic' "
+        "(faster, (1-1/e-epsilon) in expectation).")
+    epsilon: float = Field(0.01, gt=0, lt=1, description="'stochastic': accuracy/speed trade-off.")
+    deita_threshold: float = Field(
+        0.9, gt=0, le=1, description="'deita': cosine similarity at which a candidate counts as a "
+        "repeat of a better instance already taken.")
+    kcenter_max_pool: int = Field(
+        200_000, ge=1, description="'kcenter': run on a random subset this large (it is O(n k d)).")
+    dup_threshold: float = Field(
+        0.95, gt=0, le=1, description="Metric 'near_duplicates': cosine at which two picks count "
+        "as near-duplicates.")
     seed: int = Field(0, description="Random seed for sampling and random baselines.")
 
 
 class ExportConfig(_Section):
     out: str = Field("out", description="Directory for the selection, manifest and report.")
     format: Literal["input", "jsonl", "parquet"] = Field(
-        "input", description="'input' writes the selection in the format it came in."
-    )
+        "input", description="'input': the original records in the input's container (JSONL, "
+        "JSON array, Parquet); 'jsonl': OpenAI chat messages per line; 'parquet': one row per "
+        "instance with normalised columns.")
+    name: str = Field("selection", description="File name stem of the exported selection.")
 
 
 class RunnerConfig(_Section):
     runner: Literal["thread", "dask", "ray"] = Field("thread", description="Prefect task runner.")
     address: str | None = Field(None, description="Address of an existing Dask/Ray cluster.")
     workers: int = Field(2, ge=1, description="Workers for a local cluster / thread pool.")
+
+
+class ObjectStoreConfig(_Section):
+    endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, moto, ...); unset: AWS S3 itself."
+    )
+    region: str | None = Field(None, description="S3 region; unset: boto3's own default chain.")
+    credentials_block: str | None = Field(
+        None, description="Name of a prefect-aws AwsCredentials block; unset: credentials come "
+        "from the environment (AWS_ACCESS_KEY_ID, profiles, instance roles).",
+    )
+    output_prefix: str = Field(
+        "out/curated", description="Where on-upload writes selections and reports: an s3:// "
+        "URI or a local directory.",
+    )
+    cache_dir: str = Field(
+        ".tagtree-cache/objects", description="Local directory s3:// inputs are downloaded to "
+        "(DuckDB reads local files only).",
+    )
+    state_db: str = Field(
+        "tagtree-landing.duckdb", description="DuckDB file recording landed objects (key + "
+        "ETag); separate from the curate store so the watcher never waits for a running curate.",
+    )
+
+
+class ReportConfig(_Section):
+    chart: Literal["sunburst", "icicle"] = Field(
+        "sunburst", description="Shape of the interactive knowledge-tree chart in the report."
+    )
+    levels_shown: int = Field(
+        3, ge=1, description="Tree levels drawn at once; click a node to drill further down."
+    )
+    tags_per_node: int = Field(12, ge=0, description="Most frequent tags listed per tree node.")
+    examples_per_node: int = Field(
+        3, ge=0, description="Example instructions per node (selected first, then best quality)."
+    )
+    example_chars: int = Field(280, ge=20, description="Example instructions cut to this length.")
+    quality_bins: int = Field(30, ge=2, description="Bins of the quality score histogram.")
+    kl_smoothing: float = Field(
+        1e-6, gt=0, description="Added to every leaf's probability before KL(target || selection), "
+        "so leaves a selection misses give a large but finite KL. Smaller: harsher on misses.",
+    )
+    filename: str = Field("report.html", description="Report file name inside export.out.")
 
 
 class Config(BaseModel):
@@ -151,6 +249,8 @@ class Config(BaseModel):
     sample: SampleConfig = SampleConfig()
     export: ExportConfig = ExportConfig()
     runner: RunnerConfig = RunnerConfig()
+    report: ReportConfig = ReportConfig()
+    objects: ObjectStoreConfig = ObjectStoreConfig()
 
 
 # Conventional variable names users already have set, mapped to knobs.

@@ -7,7 +7,6 @@ conversation written as Alpaca, ShareGPT or OpenAI chat gets the same content id
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -30,7 +29,6 @@ _SHAREGPT_ROLES = {
     "system": "system",
 }
 _OPENAI_ROLES = {"user", "assistant", "system", "developer", "tool"}
-_WS = re.compile(r"\s+")
 
 
 class RecordError(ValueError):
@@ -75,7 +73,9 @@ def detect_format(record: dict) -> str | None:
 
 def normalize_text(text: str) -> str:
     """Unicode NFC, collapsed whitespace, stripped: the form content ids are computed on."""
-    return _WS.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    return " ".join(text.split())  # str.split() is ~5x faster than a regex over whitespace
 
 
 def content_id(system: str, turns: tuple[tuple[str, str], ...]) -> str:

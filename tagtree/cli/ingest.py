@@ -39,6 +39,7 @@ def ingest(
         bad = store.quarantine_rows(limit=5) if summary.quarantined else []
     for row in bad:
         err_console.print(f"  quarantined {row[0]}:{row[1]} [{row[2]}] {row[3]}", markup=False,
+                          soft_wrap=True,
                           highlight=False)
     if summary.quarantined > len(bad):
         err_console.print(f"  ... see `tagtree stats --db {cfg.store.db}` for all quarantine reasons")

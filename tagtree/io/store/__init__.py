@@ -1,13 +1,16 @@
 """The DuckDB store. All SQL and table names live in this package: the schema in ``schema``,
 each stage's queries in a module named after the stage, composed into one ``Store``."""
 
+from tagtree.io.store.annotate import AnnotateQueries
 from tagtree.io.store.base import StoreBase
 from tagtree.io.store.ingest import IngestQueries
+from tagtree.io.store.landed import LandedQueries
 from tagtree.io.store.runs import RunQueries
 from tagtree.io.store.schema import SCHEMA_VERSION, TABLES
+from tagtree.io.store.tree import TreeQueries
 
 
-class Store(IngestQueries, RunQueries, StoreBase):
+class Store(AnnotateQueries, IngestQueries, LandedQueries, RunQueries, TreeQueries, StoreBase):
     """Open with ``Store(path)``; use as a context manager so the file is closed."""
 
 

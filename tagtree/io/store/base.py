@@ -28,6 +28,8 @@ class StoreBase:
             raise TagtreeError(f"cannot open database {self.path}: {exc}") from None
         except duckdb.Error as exc:
             raise TagtreeError(f"{self.path} is not a usable DuckDB database: {exc}") from None
+        # DuckDB draws a progress bar on stdout for long statements; ours are reported by the CLI.
+        self.con.execute("SET enable_progress_bar = false").fetchall()
         self._lock = threading.RLock()
         self._check_and_create()
 
@@ -102,18 +104,18 @@ class StoreBase:
             raise ValueError(f"unknown table {table}")
         return self.scalar(f"SELECT count(*) FROM {table}")
 
-    def insert_arrow(self, table: str, data, *, replace: bool = False) -> int:
+    def insert_arrow(self, table: str, data, *, replace: bool = False, append: bool = False) -> int:
         """Insert an Arrow table whose columns name ``table``'s columns; keyed rows that already
-        exist are kept (``replace=False``, idempotent re-runs) or overwritten. Returns rows new."""
+        exist are kept (default: idempotent re-runs) or overwritten (``replace=True``).
+        ``append=True`` is a plain insert for tables without a key. Returns rows written."""
         if table not in TABLES:
             raise ValueError(f"unknown table {table}")
         cols = ", ".join(data.column_names)
-        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        verb = "INSERT" if append else "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         with self._lock:
-            before = self.count(table)
             self.con.register("_incoming", data)
             try:
-                self.run(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM _incoming")
+                result = self.rows(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM _incoming")
             finally:
                 self.con.unregister("_incoming")
-            return self.count(table) - before
+            return int(result[0][0]) if result else 0

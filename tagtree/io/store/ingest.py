@@ -14,18 +14,30 @@ class IngestQueries:
 
     def write_ingest_batch(self, instances, sources, quarantine) -> int:
         """Write one parsed batch in one transaction; returns how many instances were new."""
+        new = 0
         with self.transaction():
-            new = self.insert_arrow("instances", instances) if instances.num_rows else 0
+            if instances.num_rows:
+                self.con.register("_new_instances", instances)
+                try:
+                    cols = ", ".join(instances.column_names)
+                    new = self.rows(
+                        f"INSERT INTO instances ({cols}) SELECT {cols} FROM _new_instances n "
+                        "WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = n.id)")[0][0]
+                finally:
+                    self.con.unregister("_new_instances")
             if sources.num_rows:
-                self.insert_arrow("instance_sources", sources)
+                self.insert_arrow("instance_sources", sources, append=True)
             if quarantine.num_rows:
                 # A re-ingest of a fixed file should show the current reason, not the old one.
                 self.insert_arrow("quarantine", quarantine, replace=True)
         return new
 
-    def clear_quarantine(self, source_file: str) -> None:
-        """Forget earlier quarantine rows of a file before re-reading it (they may be fixed)."""
-        self.rows("DELETE FROM quarantine WHERE source_file = ?", [source_file])
+    def forget_file(self, source_file: str) -> None:
+        """Drop a file's provenance and quarantine rows before (re-)reading it, so a re-ingest,
+        or a resumed one after a kill, rewrites them instead of adding to them. Instances stay."""
+        with self.transaction():
+            self.run("DELETE FROM quarantine WHERE source_file = ?", [source_file])
+            self.run("DELETE FROM instance_sources WHERE source_file = ?", [source_file])
 
     def pool_ids(self, datasets: list[str] | None = None) -> list[str]:
         """Instances of the pool: seen in a dataset whose role is 'pool' (or in ``datasets``)."""

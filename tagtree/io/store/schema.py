@@ -15,19 +15,25 @@ TABLES: dict[str, str] = {
         CREATE TABLE IF NOT EXISTS datasets (
             name VARCHAR PRIMARY KEY, role VARCHAR NOT NULL DEFAULT 'pool', format VARCHAR,
             created_at TIMESTAMP DEFAULT current_timestamp)""",
-    # One row per distinct content (id = hash of the normalised conversation).
+    # One row per distinct content (id = hash of the normalised conversation). Uniqueness of id
+    # is kept by the ingest's anti-join insert (single writer) instead of a PRIMARY KEY: the key's
+    # index halved ingest throughput.
     "instances": """
         CREATE TABLE IF NOT EXISTS instances (
-            id VARCHAR PRIMARY KEY, dataset VARCHAR NOT NULL, format VARCHAR NOT NULL,
+            id VARCHAR NOT NULL, dataset VARCHAR NOT NULL, format VARCHAR NOT NULL,
             instruction VARCHAR NOT NULL, response VARCHAR NOT NULL, system VARCHAR,
-            n_turns INTEGER NOT NULL, conversation JSON NOT NULL, raw JSON NOT NULL,
+            -- raw: the original record as JSON text (VARCHAR: a JSON column re-parses every value
+            -- on insert); the full conversation is re-derived from it when needed.
+            n_turns INTEGER NOT NULL, raw VARCHAR NOT NULL,
             source_file VARCHAR NOT NULL, source_line BIGINT NOT NULL,
             ingested_at TIMESTAMP DEFAULT current_timestamp)""",
     # Every place an instance was seen (duplicates across files keep their provenance here).
+    # No primary key: ingest replaces a file's rows as a whole, which is idempotent and avoids
+    # maintaining a second index on the hot path.
     "instance_sources": """
         CREATE TABLE IF NOT EXISTS instance_sources (
             instance_id VARCHAR NOT NULL, dataset VARCHAR NOT NULL, source_file VARCHAR NOT NULL,
-            source_line BIGINT NOT NULL, PRIMARY KEY (source_file, source_line))""",
+            source_line BIGINT NOT NULL)""",
     "quarantine": """
         CREATE TABLE IF NOT EXISTS quarantine (
             source_file VARCHAR NOT NULL, source_line BIGINT NOT NULL, dataset VARCHAR,
@@ -98,6 +104,11 @@ TABLES: dict[str, str] = {
         CREATE TABLE IF NOT EXISTS selections (
             run_id VARCHAR NOT NULL, method VARCHAR NOT NULL, instance_id VARCHAR NOT NULL,
             rank INTEGER NOT NULL, gain FLOAT, PRIMARY KEY (run_id, method, instance_id))""",
+    # Metrics of each method's selection in a run (sample / compare); the report reads them.
+    "selection_metrics": """
+        CREATE TABLE IF NOT EXISTS selection_metrics (
+            run_id VARCHAR NOT NULL, method VARCHAR NOT NULL, metric VARCHAR NOT NULL,
+            value DOUBLE, PRIMARY KEY (run_id, method, metric))""",
     "exports": """
         CREATE TABLE IF NOT EXISTS exports (
             run_id VARCHAR NOT NULL, uri VARCHAR NOT NULL, kind VARCHAR NOT NULL, rows BIGINT,

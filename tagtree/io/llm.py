@@ -1,0 +1,208 @@
+"""Annotate stage (I/O): async client for any OpenAI-compatible chat endpoint, built for volume.
+
+A bounded semaphore caps requests in flight; token buckets enforce client-side requests/min and
+tokens/min; 429/5xx/timeouts/connection errors/garbled bodies are retried with exponential
+backoff and full jitter, honouring ``Retry-After``; ``response_format`` json_schema is sent and
+dropped for good if the server rejects it (the caller then parses tolerantly). The API key is read
+from the environment when the client is built and never logged or returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import openai
+
+from tagtree.errors import TagtreeError
+
+
+@dataclass(slots=True)
+class ChatResult:
+    content: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    attempts: int
+
+
+class RequestFailed(Exception):
+    """Retries exhausted or a non-retryable answer for this one request; str() is the reason."""
+
+
+class RateLimiter:
+    """Token bucket: ``per_minute`` units refill continuously, bursts up to one second's worth."""
+
+    def __init__(self, per_minute: float, *, burst_seconds: float = 1.0):
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate * burst_seconds)
+        self.level = self.capacity
+        self.stamp = time.monotonic()
+        self._lock: asyncio.Lock | None = None
+
+    async def acquire(self, amount: float = 1.0) -> None:
+        self._lock = self._lock or asyncio.Lock()
+        need = min(amount, self.capacity)  # a request bigger than the bucket waits for a full one
+        async with self._lock:  # FIFO: waiters are served in order
+            while True:
+                now = time.monotonic()
+                self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+                self.stamp = now
+                if self.level >= need:
+                    self.level -= amount
+                    return
+                await asyncio.sleep((need - self.level) / self.rate)
+
+
+def retry_after_seconds(response: httpx.Response | None) -> float | None:
+    """Seconds the server asked us to wait: ``retry-after-ms``, ``Retry-After`` (seconds or date)."""
+    if response is None:
+        return None
+    headers = response.headers
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+_RETRY_STATUS = {408, 409, 425, 429}
+# Answers that doom every request of the run: stop instead of failing a million rows one by one.
+_FATAL_STATUS = {401: "authentication failed", 403: "permission denied",
+                 404: "model or endpoint not found"}
+
+
+class AsyncLLM:
+    """One endpoint + model. Create and use it inside one event loop."""
+
+    def __init__(self, base_url: str | None, model: str, *, api_key_env: str = "OPENAI_API_KEY",
+                 timeout_s: float = 60.0, max_retries: int = 6, concurrency: int = 16,
+                 requests_per_minute: float | None = None, tokens_per_minute: float | None = None,
+                 temperature: float = 0.0, max_tokens: int = 256, structured: bool = True,
+                 backoff_base_s: float = 0.5, backoff_max_s: float = 30.0, seed: int | None = None):
+        if not model:
+            raise TagtreeError("no model name: set --llm-model or TAGTREE_LLM_MODEL")
+        self.base_url = base_url
+        self.model = model
+        self.max_retries = max_retries
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.structured = structured
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.concurrency = concurrency
+        self._rpm_rate, self._tpm_rate = requests_per_minute, tokens_per_minute
+        self._random = random.Random(seed)
+        self._api_key_env = api_key_env
+        self._timeout_s = timeout_s
+        self._client: openai.AsyncOpenAI | None = None
+
+    def _open(self) -> openai.AsyncOpenAI:
+        """Client, semaphore and limiters bind to the running event loop: made on first use and
+        dropped by ``close()``, so one AsyncLLM can serve several ``asyncio.run`` calls."""
+        if self._client is None:
+            # Local servers usually need no key; the client insists on one: send a placeholder.
+            key = os.environ.get(self._api_key_env) or "unused"
+            http = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=self.concurrency,
+                                    max_keepalive_connections=self.concurrency),
+                timeout=httpx.Timeout(self._timeout_s, connect=min(self._timeout_s, 10.0)))
+            self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=key, max_retries=0,
+                                              timeout=self._timeout_s, http_client=http)
+            self._semaphore = asyncio.Semaphore(self.concurrency)
+            self._rpm = RateLimiter(self._rpm_rate) if self._rpm_rate else None
+            self._tpm = RateLimiter(self._tpm_rate) if self._tpm_rate else None
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def __aenter__(self) -> AsyncLLM:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def _backoff(self, attempt: int, server_wait: float | None) -> float:
+        # Full jitter spreads a burst of retries; the server's Retry-After is a floor.
+        delay = self._random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
+        return max(delay, server_wait or 0.0)
+
+    async def chat(self, messages: list[dict[str, str]], *, schema: dict | None = None,
+                   name: str = "tags") -> ChatResult:
+        """One chat completion with retries. Raises RequestFailed (this request is lost) or
+        TagtreeError (the endpoint is unusable for every request)."""
+        client = self._open()
+        estimate = sum(len(m["content"]) for m in messages) // 4 + self.max_tokens
+        reason = "no attempt"
+        for attempt in range(self.max_retries + 1):
+            if self._rpm:
+                await self._rpm.acquire()
+            if self._tpm:
+                await self._tpm.acquire(estimate)
+            wait: float | None = None
+            try:
+                async with self._semaphore:
+                    resp = await self._create(client, messages, schema, name)
+                usage = resp.usage
+                content = resp.choices[0].message.content if resp.choices else None
+                return ChatResult(content, getattr(usage, "prompt_tokens", 0) or 0,
+                                  getattr(usage, "completion_tokens", 0) or 0, attempt + 1)
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                if status in _FATAL_STATUS:
+                    raise TagtreeError(f"LLM endpoint {self.base_url or 'api.openai.com'}: "
+                                       f"{_FATAL_STATUS[status]} (HTTP {status}) for model "
+                                       f"{self.model!r}") from None
+                if status == 400 and schema is not None and self.structured \
+                        and "response_format" in str(exc.message).lower():
+                    self.structured = False  # not supported here: parse free text from now on
+                    continue
+                if status not in _RETRY_STATUS and status < 500:
+                    raise RequestFailed(f"http {status}: {_short(exc.message)}") from None
+                reason = f"http {status}: {_short(exc.message)}"
+                wait = retry_after_seconds(exc.response)
+            except openai.APITimeoutError:
+                reason = "timeout"
+            except openai.APIConnectionError as exc:
+                reason = f"connection error: {_short(str(exc.__cause__ or exc))}"
+            except (ValueError, openai.APIResponseValidationError) as exc:  # garbled body
+                reason = f"malformed response: {_short(str(exc))}"
+            if attempt < self.max_retries:
+                await asyncio.sleep(self._backoff(attempt, wait))
+        raise RequestFailed(f"{reason} (after {self.max_retries + 1} attempts)")
+
+    async def _create(self, client, messages, schema, name):
+        kwargs: dict[str, Any] = {}
+        if schema is not None and self.structured:
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": name, "schema": schema, "strict": True}}
+        return await client.chat.completions.create(
+            model=self.model, messages=messages, temperature=self.temperature,
+            max_tokens=self.max_tokens, **kwargs)
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(str(text).split())
+    try:  # some servers put a JSON error object in the message
+        text = json.loads(text).get("error", {}).get("message", text)
+    except (ValueError, AttributeError):
+        pass
+    return text[:limit]

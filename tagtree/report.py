@@ -1,0 +1,330 @@
+"""Report stage (render): the report-data dict (``tagtree.io.report_data``) -> one self-contained
+HTML page (plotly's JavaScript inlined, no network, all data text escaped).
+
+Safety: static parts go through ``html.escape``; the data travels as JSON inside a
+``<script type="application/json">`` with ``<``, ``>`` and ``&`` written as ``\\u003c`` etc.,
+so no ``</script>`` can close it; the page's JavaScript writes data text only through
+``textContent`` and entity-escapes labels given to plotly (whose labels accept a little HTML);
+a Content-Security-Policy with a per-page nonce runs only the page's own two scripts and forbids
+every network request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from typing import Any
+
+import orjson
+
+_SCRIPT_END = re.compile(r"</(script)", re.IGNORECASE)
+
+
+def render_report(data: dict[str, Any], *, plotly_js: str | None = None) -> str:
+    """The report page as one string. ``plotly_js``: the library source (default: the copy in
+    the installed plotly wheel)."""
+    if plotly_js is None:
+        from plotly.offline import get_plotlyjs
+
+        plotly_js = get_plotlyjs()
+    payload = script_json(data)
+    library = _SCRIPT_END.sub(r"<\\/\1", plotly_js)  # "</script" may not occur inside a script
+    nonce = hashlib.sha256(payload.encode()).hexdigest()[:32]
+    meta = data.get("meta", {})
+    title = f"tagtree report · {meta.get('run_id') or 'no run'}"
+    csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; "
+           "img-src data: blob:; font-src data:; connect-src 'none'; form-action 'none'; "
+           "base-uri 'none'")
+    return "".join([
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        _header(data),
+        _sections(data),
+        f'<script type="application/json" id="report-data">{payload}</script>',
+        f'<script nonce="{nonce}">{library}</script>',
+        f'<script nonce="{nonce}">{_JS}</script>',
+        "</body></html>\n",
+    ])
+
+
+def script_json(data: Any) -> str:
+    """JSON safe to place inside a <script> element: no '<', '>' or '&' characters at all."""
+    text = orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS,
+                        default=str).decode()
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "–" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def _table(rows: list[dict], columns: list[str] | None = None, cls: str = "") -> str:
+    if not rows:
+        return '<p class="muted">none</p>'
+    columns = columns or list(rows[0])
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_e(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>"
+                   for r in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _pairs(mapping: dict) -> str:
+    return _table([{"": k, "value": v} for k, v in mapping.items()], ["", "value"], "kv")
+
+
+def _header(data: dict) -> str:
+    meta, tree = data.get("meta", {}), data.get("tree", {})
+    kl = {r["method"]: r["kl"] for r in data.get("kl", [])}
+    cards = [("pool instances", _fmt(tree.get("n_pool"))),
+             (f"selected ({meta.get('method') or 'none'})", _fmt(tree.get("n_selected"))),
+             ("target sample", _fmt(tree.get("n_target")))]
+    if kl:
+        cards.append(("KL(target‖pool) → selection",
+                      f"{_fmt(kl.get('pool'))} → {_fmt(kl.get(meta.get('method')))}"))
+    cards_html = "".join(f'<div class="card"><div class="big">{_e(v)}</div>'
+                         f'<div class="muted">{_e(k)}</div></div>' for k, v in cards)
+    return (f"<header><h1>tagtree report</h1><p class=\"muted\">run <b>{_e(meta.get('run_id'))}"
+            f"</b> · tree <b>{_e(meta.get('tree_version'))}</b> · generated "
+            f"{_e(meta.get('generated_at'))} · {_e(meta.get('db'))}</p>"
+            f'<div class="cards">{cards_html}</div></header>')
+
+
+def _sections(data: dict) -> str:
+    base = data.get("baselines", {})
+    man = data.get("manifest", {})
+    meta = data.get("meta", {})
+    config = orjson.dumps(man.get("config", {}), option=orjson.OPT_INDENT_2).decode()
+    return f"""
+<section><h2>Knowledge tree</h2>
+<p class="muted">Sector size: the pool's mass (each instance counts once, split over its leaves).
+Colour: how much more (blue) or less (red) of its mass the selection puts in a node than the
+pool does (log2 ratio). Click a node to zoom in and list its tags and examples; click the
+centre to go back up.</p>
+<div class="treebox"><div id="tree-chart" class="chart tall"></div>
+<aside id="node-panel"><p class="muted">Click a node of the tree.</p></aside></div>
+<div id="top-nodes" class="chips"></div></section>
+<section><h2>Where the mass goes: top-level nodes</h2>
+<p class="muted">Share of each group's mass in every top-level node.</p>
+<div id="top-bars" class="chart"></div></section>
+<section><h2>Alignment to the target</h2>
+<p class="muted">KL(target ‖ group) over the leaves: 0 means the group spreads over the leaves
+exactly like the target sample; lower is closer. The pool is the distribution before selection.
+</p><div id="kl-bars" class="chart short"></div></section>
+<section class="two"><div><h2>Coverage per level</h2><p class="muted">Share of the nodes of a
+level holding at least one instance (higher: fewer blind spots).</p>
+<div id="coverage" class="chart"></div></div>
+<div><h2>Normalized entropy per level</h2><p class="muted">Entropy of the mass over a level's
+nodes divided by its maximum (1: spread evenly, 0: all in one node).</p>
+<div id="entropy" class="chart"></div></div></section>
+<section><h2>Quality scores</h2><p class="muted">Share of the pool and of the selection
+({_e(meta.get('method'))}) in each quality bin.</p><div id="quality" class="chart"></div></section>
+<section><h2>Selection vs baselines</h2>
+<p class="muted">One row per selection method stored for this run, plus any metrics recorded by
+<code>tagtree compare</code>.</p>
+{_table(base.get("rows", []), ["method"] + base.get("columns", []), "wide")}</section>
+<section><h2>Run manifest</h2><div class="grid">
+<div><h3>Run</h3>{_pairs(man.get("run", {}))}</div>
+<div><h3>Counts</h3>{_pairs(man.get("counts", {}))}</div>
+<div><h3>Fingerprints</h3>{_pairs(man.get("fingerprints", {}))}</div>
+<div><h3>Timings (s)</h3>{_pairs(man.get("timings", {}))}</div>
+<div><h3>Cost</h3>{_pairs(man.get("cost", {}))}</div>
+<div><h3>Quarantine</h3>{_table(man.get("quarantine", []))}</div></div>
+<h3>Inputs</h3>{_table(man.get("inputs", []))}
+<details><summary>Configuration</summary><pre>{_e(config)}</pre></details></section>
+"""
+
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;
+max-width:1280px;padding:16px 24px;color:#1d2330;background:#fafbfc}
+h1{margin:.2em 0}h2{font-size:18px;margin:.2em 0 .3em}h3{font-size:14px;margin:.8em 0 .3em}
+section{background:#fff;border:1px solid #e3e6eb;border-radius:8px;padding:14px 18px;
+margin:14px 0}
+section.two{display:grid;grid-template-columns:1fr 1fr;gap:18px}
+.muted{color:#667085;margin:.2em 0 .6em}.cards{display:flex;gap:12px;flex-wrap:wrap}
+.card{background:#fff;border:1px solid #e3e6eb;border-radius:8px;padding:8px 14px;min-width:150px}
+.big{font-size:22px;font-weight:600}.chart{height:380px}.chart.short{height:260px}
+.chart.tall{height:620px}.treebox{display:grid;grid-template-columns:minmax(0,3fr) minmax(0,2fr);
+gap:14px}#node-panel{border-left:1px solid #e3e6eb;padding-left:14px;max-height:620px;
+overflow:auto}.chips{display:flex;gap:6px;flex-wrap:wrap;margin-top:8px}
+.chips button{border:1px solid #c9ced6;background:#f3f5f8;border-radius:14px;padding:3px 10px;
+cursor:pointer;font:inherit}.tag{display:inline-block;background:#eef2ff;border-radius:10px;
+padding:1px 8px;margin:2px;font-size:12px}.example{border-left:3px solid #c9ced6;
+padding:4px 8px;margin:6px 0;white-space:pre-wrap;font-size:13px;background:#f8f9fb}
+.example.sel{border-color:#2563eb}table{border-collapse:collapse;margin:4px 0}
+td,th{border-bottom:1px solid #eef0f3;padding:3px 10px;text-align:left;vertical-align:top}
+table.wide td:not(:first-child),table.wide th:not(:first-child){text-align:right}
+table.kv td:first-child{color:#667085}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(280px,1fr));gap:4px 24px}
+pre{background:#f6f8fa;padding:10px;overflow:auto;max-height:400px}
+"""
+
+# Data text reaches the DOM only through textContent; labels handed to plotly are
+# entity-escaped because plotly renders a subset of HTML tags in them.
+_JS = r"""
+(function () {
+  "use strict";
+  var D = JSON.parse(document.getElementById("report-data").textContent);
+  var nodes = D.tree.nodes, byId = {};
+  nodes.forEach(function (n) { byId[n.id] = n; });
+  var esc = function (s) {
+    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  };
+  var el = function (tag, text, cls) {
+    var e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    if (cls) e.className = cls;
+    return e;
+  };
+  var pct = function (x) { return x === null || x === undefined ? "–" : (100 * x).toFixed(1) + "%"; };
+  var cfg = {displaylogo: false, responsive: true};
+  var base = {margin: {l: 50, r: 20, t: 10, b: 60}, legend: {orientation: "h"}};
+  var lay = function (extra) { return Object.assign({}, base, extra || {}); };
+  var groups = ["pool", D.meta.method].filter(function (m, i, a) { return m && a.indexOf(m) === i; });
+  var colour = {pool: "#98a2b3", target: "#f59e0b"};
+  var seriesColour = function (name) {
+    return colour[name] || (name === D.meta.method ? "#2563eb" : undefined);
+  };
+
+  function showNode(id) {
+    var n = byId[id], panel = document.getElementById("node-panel");
+    if (!n) return;
+    panel.replaceChildren();
+    panel.appendChild(el("h3", n.name));
+    if (n.description) panel.appendChild(el("p", n.description, "muted"));
+    var path = [], p = n;
+    while (p && p.parent >= 0) { p = byId[p.parent]; if (p) path.unshift(p.name); }
+    if (path.length) panel.appendChild(el("p", "in: " + path.join(" › "), "muted"));
+    var t = document.createElement("table"); t.className = "kv";
+    [["level", n.level === 0 ? "0 (leaf)" : n.level], ["pool instances", n.pool.toLocaleString()],
+     ["selected", n.selected.toLocaleString()], ["target instances", n.target.toLocaleString()],
+     ["share of pool", pct(n.pool_share)], ["share of selection", pct(n.selected_share)],
+     ["share of target", pct(n.target_share)], ["tags under node", n.size]
+    ].forEach(function (kv) {
+      var tr = document.createElement("tr");
+      tr.appendChild(el("td", kv[0])); tr.appendChild(el("td", kv[1])); t.appendChild(tr);
+    });
+    panel.appendChild(t);
+    if (n.tags.length) {
+      panel.appendChild(el("h3", "Top tags"));
+      var box = el("div");
+      n.tags.forEach(function (tag) { box.appendChild(el("span", tag, "tag")); });
+      panel.appendChild(box);
+    }
+    if (n.examples.length) {
+      panel.appendChild(el("h3", "Example instructions"));
+      n.examples.forEach(function (ex) {
+        var d = el("div", ex.text, "example" + (ex.selected ? " sel" : ""));
+        d.title = ex.selected ? "selected" : "not selected";
+        panel.appendChild(d);
+      });
+    }
+  }
+
+  // The knowledge tree. Leaves carry the pool mass; parents add their children ("remainder").
+  var ratio = function (n) {
+    if (!n.pool_share) return 0;
+    var r = Math.log2(Math.max(n.selected_share, 1e-3) / n.pool_share);
+    return Math.max(-3, Math.min(3, r));
+  };
+  var kind = D.meta.chart === "icicle" ? "icicle" : "sunburst";
+  var hasSel = !!D.meta.method;
+  var tree = {
+    type: kind, branchvalues: "remainder", maxdepth: D.meta.levels_shown,
+    ids: nodes.map(function (n) { return String(n.id); }),
+    labels: nodes.map(function (n) { return esc(n.name); }),
+    parents: nodes.map(function (n) { return n.parent >= 0 ? String(n.parent) : ""; }),
+    values: nodes.map(function (n) { return n.level === 0 ? n.pool_mass : 0; }),
+    customdata: nodes.map(function (n) {
+      return [n.pool, n.selected, n.target_share === null ? 0 : n.target_share, n.selected_share];
+    }),
+    hovertemplate: "<b>%{label}</b><br>pool: %{customdata[0]:,}<br>selected: " +
+      "%{customdata[1]:,}<br>share of target: %{customdata[2]:.1%}<extra></extra>",
+    marker: hasSel ? {colors: nodes.map(ratio), colorscale: "RdBu", reversescale: true,
+      cmin: -3, cmax: 3,
+      showscale: true, colorbar: {title: {text: "selection/pool<br>(log2)"}, thickness: 12}}
+      : {},
+    insidetextorientation: "radial"
+  };
+  var treeDiv = document.getElementById("tree-chart");
+  Plotly.newPlot(treeDiv, [tree], {margin: {l: 0, r: 0, t: 0, b: 0}}, cfg);
+  treeDiv.on("plotly_" + kind + "click", function (ev) {
+    if (ev && ev.points && ev.points.length) showNode(ev.points[0].id);
+    return true;
+  });
+  var tops = nodes.filter(function (n) { return n.parent < 0; });
+  var chips = document.getElementById("top-nodes");
+  tops.forEach(function (n) {
+    var b = el("button", n.name); b.type = "button";
+    b.addEventListener("click", function () { showNode(n.id); });
+    chips.appendChild(b);
+  });
+
+  var T = D.top_level, names = T.names.map(esc), bars = [];
+  bars.push({type: "bar", name: "pool", x: names, y: T.pool, marker: {color: colour.pool}});
+  if (hasSel) bars.push({type: "bar", name: "selection (" + esc(D.meta.method) + ")", x: names,
+                         y: T.selected, marker: {color: seriesColour(D.meta.method)}});
+  if (T.target.length) bars.push({type: "bar", name: "target", x: names, y: T.target,
+                                  marker: {color: colour.target}});
+  Plotly.newPlot("top-bars", bars, lay({barmode: "group", yaxis: {tickformat: ".0%"}}), cfg);
+
+  if (D.kl.length) {
+    Plotly.newPlot("kl-bars", [{type: "bar", orientation: "h",
+      y: D.kl.map(function (r) { return esc(r.label); }), x: D.kl.map(function (r) { return r.kl; }),
+      marker: {color: D.kl.map(function (r) { return seriesColour(r.method) || "#7c8da6"; })},
+      text: D.kl.map(function (r) { return r.kl.toFixed(3); }), textposition: "auto"}],
+      lay({margin: {l: 180, r: 20, t: 10, b: 40}, xaxis: {title: {text: "KL(target ‖ group)"}}}),
+      cfg);
+  } else {
+    document.getElementById("kl-bars").replaceChildren(
+      el("p", "No target sample in this store: ingest one with --target to see alignment.",
+         "muted"));
+  }
+
+  var L = D.levels, xs = L.levels.map(function (lv, i) {
+    return lv === 0 ? "leaves (" + L.n_nodes[i] + ")" : "level " + lv + " (" + L.n_nodes[i] + ")";
+  });
+  ["coverage", "entropy"].forEach(function (metric) {
+    var traces = Object.keys(L[metric]).map(function (name) {
+      return {type: "scatter", mode: "lines+markers", name: esc(name), x: xs, y: L[metric][name],
+              line: {color: seriesColour(name), width: name === D.meta.method ? 3 : 1.5}};
+    });
+    Plotly.newPlot(metric, traces, lay({yaxis: {range: [0, 1.05]}}), cfg);
+  });
+
+  var Q = D.quality;
+  if (Q.edges.length) {
+    var mids = Q.pool.map(function (_, i) { return (Q.edges[i] + Q.edges[i + 1]) / 2; });
+    var norm = function (c) {
+      var s = c.reduce(function (a, b) { return a + b; }, 0) || 1;
+      return c.map(function (x) { return x / s; });
+    };
+    var qt = [{type: "bar", name: "pool (mean " + Q.pool_mean + ")", x: mids, y: norm(Q.pool),
+               marker: {color: colour.pool}, opacity: 0.7}];
+    if (hasSel) qt.push({type: "bar", name: "selection (mean " + Q.selected_mean + ")", x: mids,
+                         y: norm(Q.selected), marker: {color: seriesColour(D.meta.method)},
+                         opacity: 0.6});
+    Plotly.newPlot("quality", qt, lay({barmode: "overlay", bargap: 0.02,
+      xaxis: {title: {text: "quality score"}}, yaxis: {tickformat: ".0%"}}), cfg);
+  } else {
+    document.getElementById("quality").replaceChildren(el("p", "No scores stored.", "muted"));
+  }
+  document.body.setAttribute("data-rendered", "1");
+})();
+"""

@@ -1,0 +1,152 @@
+"""Object tasks (orchestration stage): bucket prefix -> landed_objects, landing events, local
+copies of s3:// inputs, outputs uploaded under a prefix.
+
+``conn`` is the JSON-able ``objects`` config section (endpoint_url, region, credentials_block):
+tasks pass names, never clients. S3/network calls retry only on transient faults.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+
+from tagtree.errors import TagtreeError
+from tagtree.io.objectstore import cache_path, is_dataset, is_s3, objects_for
+from tagtree.io.store import Store
+from tagtree.io.store.landed import PENDING
+from tasks.policies import TRANSIENT_RETRIES
+
+LANDED_EVENT = "tagtree.object.landed"
+# Fixed namespace: the same (uri, etag) always gives the same event id (the server stores an
+# event id once, so a re-emitted landing is not a second event).
+_EVENT_NS = uuid.UUID("6f1c1d55-4c1e-4d39-9a57-2f7d1c3e8a10")
+
+
+def _objects(uri: str, conn: dict | None):
+    conn = conn or {}
+    session = None
+    if conn.get("credentials_block") and is_s3(uri):
+        try:
+            from prefect_aws import AwsCredentials
+        except ImportError:
+            raise TagtreeError("objects.credentials_block needs prefect-aws: "
+                               "pip install 'tagtree[s3]'") from None
+        session = AwsCredentials.load(conn["credentials_block"]).get_boto3_session()
+    return objects_for(uri, endpoint_url=conn.get("endpoint_url"), region=conn.get("region"),
+                       session=session)
+
+
+@contextmanager
+def state_store(path: str, wait_s: float = 60.0):
+    """Open the landing-state DuckDB, waiting while another process holds its lock (the watcher
+    and on-upload runs touch it for milliseconds each)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            store = Store(path)
+            break
+        except TagtreeError as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def landing_event_id(uri: str, etag: str) -> uuid.UUID:
+    return uuid.uuid5(_EVENT_NS, f"{uri}\0{etag}")
+
+
+def send_landed_event(uri: str, etag: str, size: int | None = None):
+    """The landing event the on-upload trigger waits for (also sent by deployments/relay.py)."""
+    return emit_event(
+        event=LANDED_EVENT,
+        resource={"prefect.resource.id": f"tagtree.object.{uri}",
+                  "prefect.resource.name": uri.rsplit("/", 1)[-1],
+                  "tagtree.uri": uri, "tagtree.etag": etag},
+        payload={"uri": uri, "etag": etag, "size": size},
+        id=landing_event_id(uri, etag),
+    )
+
+
+@task(name="list-objects", cache_policy=NO_CACHE, timeout_seconds=600, **TRANSIENT_RETRIES)
+def list_objects(prefix: str, conn: dict | None = None) -> list[dict]:
+    """Dataset objects under a prefix as ``{uri, etag, size}`` (other files are ignored)."""
+    return [o.to_dict() for o in _objects(prefix, conn).list(prefix) if is_dataset(o.uri)]
+
+
+@task(name="record-landings", cache_policy=NO_CACHE, timeout_seconds=300)
+def record_landings(state_db: str, objects: list[dict]) -> list[dict]:
+    """Record object versions by key + ETag; return those whose event is still to be sent
+    (new now, or recorded by an earlier poll that stopped before emitting)."""
+    with state_store(state_db) as store:
+        for obj in objects:
+            store.record_landed(obj["uri"], obj["etag"], obj.get("size"))
+        wanted = {(o["uri"], o["etag"]) for o in objects}
+        return [o for o in store.landed_with_status(("new",)) if (o["uri"], o["etag"]) in wanted]
+
+
+@task(name="emit-landing-events", cache_policy=NO_CACHE, timeout_seconds=300)
+def emit_landing_events(state_db: str, landed: list[dict]) -> int:
+    """One Prefect event per landed object version, then mark it 'emitted'."""
+    for obj in landed:
+        send_landed_event(obj["uri"], obj["etag"], obj.get("size"))
+        with state_store(state_db) as store:
+            store.set_landed_status(obj["uri"], obj["etag"], "emitted")
+    return len(landed)
+
+
+@task(name="claim-pending", cache_policy=NO_CACHE, timeout_seconds=300)
+def claim_pending(state_db: str, prefix: str = "", uri: str | None = None,
+                  etag: str | None = None) -> list[dict]:
+    """Landed objects still to curate (a trigger passes only its first event: the run takes all
+    pending ones). The triggering object is recorded first, so a relay event needs no watcher."""
+    with state_store(state_db) as store:
+        if uri and etag and not store.record_landed(uri, etag, None):
+            if store.landed_status(uri, etag) == "failed":  # asked for again: try again
+                store.set_landed_status(uri, etag, "new")
+        pending = store.landed_with_status(PENDING, prefix)
+        for obj in pending:
+            store.set_landed_status(obj["uri"], obj["etag"], "processing")
+    return pending
+
+
+@task(name="mark-landed", cache_policy=NO_CACHE, timeout_seconds=300)
+def mark_landed(state_db: str, uri: str, etag: str, status: str) -> str:
+    with state_store(state_db) as store:
+        store.set_landed_status(uri, etag, status)
+    return status
+
+
+@task(name="download-object", cache_policy=NO_CACHE, timeout_seconds=3600, **TRANSIENT_RETRIES)
+def download_object(uri: str, etag: str, cache_dir: str, conn: dict | None = None) -> str:
+    """A local path for ``uri``: s3:// objects are copied once per (key, ETag)."""
+    if not is_s3(uri):
+        return str(_objects(uri, conn).download(uri, Path(uri)))
+    dest = cache_path(cache_dir, uri, etag)
+    if not dest.exists():
+        _objects(uri, conn).download(uri, dest)
+    return str(dest)
+
+
+@task(name="upload-outputs", cache_policy=NO_CACHE, timeout_seconds=3600, **TRANSIENT_RETRIES)
+def upload_outputs(local_dir: str, prefix: str, conn: dict | None = None) -> list[str]:
+    """Upload every file under ``local_dir`` to ``prefix`` keeping relative paths."""
+    root = Path(local_dir)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    target = _objects(prefix, conn)
+    return [target.upload(p, prefix.rstrip("/") + "/" + p.relative_to(root).as_posix())
+            for p in files]
+
+
+def conn_of(cfg) -> dict:
+    """The JSON-able connection settings of a Config's ``objects`` section."""
+    return cfg.objects.model_dump(include={"endpoint_url", "region", "credentials_block"})

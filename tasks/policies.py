@@ -1,0 +1,128 @@
+"""Shared task policies (orchestration stage): caching, transient retries, LLM concurrency.
+
+Apply to a stage's task like::
+
+    @task(name="annotate", tags=[LLM_TAG], timeout_seconds=4 * 3600,
+          **cached("annotate-1"), **TRANSIENT_RETRIES)
+    def annotate(db: str, pool_hash: str, cfg: dict) -> dict: ...
+
+Caching keys on the task's inputs (pass content hashes and config dicts, never connections),
+the task's source and an explicit algorithm version: ``TASK_SOURCE`` cannot see changes inside
+the ``tagtree`` core, so bump the version string whenever the core algorithm changes. Results are
+persisted (JSON) so a cache hit in a later run finds them; Prefect's default storage is
+``~/.prefect/storage`` (``PREFECT_LOCAL_STORAGE_PATH``), which outlives runs and processes.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
+from prefect.context import TaskRunContext
+from prefect.tasks import exponential_backoff
+
+# Tag carried by every task that calls an LLM. A tag-based concurrency limit on it caps requests
+# across all flows sharing a server: `prefect concurrency-limit create tagtree-llm 4`.
+LLM_TAG = "tagtree-llm"
+
+
+@dataclass
+class AlgorithmVersion(CachePolicy):
+    """Cache key part naming the version of the core algorithm a task wraps."""
+
+    version: str = "0"
+
+    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any],
+                    flow_parameters: dict[str, Any], **kwargs: Any) -> str:
+        return f"algorithm={self.version}"
+
+
+def stage_cache_policy(algorithm_version: str) -> CachePolicy:
+    """INPUTS + TASK_SOURCE + the explicit algorithm version (no run id: reused across runs)."""
+    return INPUTS + TASK_SOURCE + AlgorithmVersion(version=str(algorithm_version))
+
+
+def cached(algorithm_version: str) -> dict[str, Any]:
+    """Task options for a cached, expensive stage: the policy plus persisted JSON results."""
+    return {
+        "cache_policy": stage_cache_policy(algorithm_version),
+        "persist_result": True,
+        "result_serializer": "json",  # summaries are small JSON-able dicts; readable on disk
+    }
+
+
+# -- transient faults -------------------------------------------------------------------------
+_TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+_TRANSIENT_S3_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
+                       "InternalError", "ServiceUnavailable", "RequestTimeTooSkewed"}
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """True for faults that a later attempt can succeed on: network errors, timeouts, HTTP
+    408/429/5xx from an LLM endpoint, S3 throttling/5xx. User errors and bugs are permanent."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:  # look through wrapped causes
+        seen.add(id(exc))
+        if _is_transient_one(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _is_transient_one(exc: BaseException) -> bool:
+    from tagtree.errors import TagtreeError
+
+    if isinstance(exc, TagtreeError):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout)):
+        return True
+    status = getattr(exc, "status_code", None)  # openai.APIStatusError, httpx errors
+    if isinstance(status, int):
+        return status in _TRANSIENT_STATUS
+    try:
+        import openai
+
+        if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError)):
+            return True
+    except ImportError:  # pragma: no cover - openai is a dependency
+        pass
+    try:
+        import httpx
+
+        if isinstance(exc, httpx.TransportError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError
+        from botocore.exceptions import ReadTimeoutError
+
+        if isinstance(exc, (BotoConnectionError, ReadTimeoutError)):
+            return True
+        if isinstance(exc, ClientError):
+            err = exc.response.get("Error", {})
+            code = err.get("Code", "")
+            http = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            return code in _TRANSIENT_S3_CODES or http in _TRANSIENT_STATUS
+    except ImportError:  # pragma: no cover
+        pass
+    return False
+
+
+def retry_if_transient(task, task_run, state) -> bool:
+    """Prefect ``retry_condition_fn``: retry only when the failure is transient."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except BaseException as raised:  # noqa: BLE001 - some states re-raise instead
+        exc = raised
+    return isinstance(exc, BaseException) and is_transient(exc)
+
+
+TRANSIENT_RETRIES: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2),  # 2, 4, 8 s
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": retry_if_transient,
+}

@@ -1,0 +1,53 @@
+"""Report task: tree_nodes, instance_nodes, selections, scores, runs, ... -> one HTML file."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
+
+from tagtree.io.report_data import gather_report_data
+from tagtree.io.store import Store
+from tagtree.report import render_report
+
+
+# Not cached: the inputs are a db path and a run id, which do not change when the tables do,
+# and rendering takes about a second.
+@task(name="report", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5, timeout_seconds=900)
+def report(db: str, cfg: dict, run_id: str, out: str) -> dict:
+    with Store(db, read_only=True) as store:
+        data = gather_report_data(store, run_id=run_id or None, cfg=cfg)
+    page = render_report(data)
+    path = Path(out).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)  # a reader never sees half a report
+    summary = {
+        "path": str(path), "bytes": len(page.encode()), "run_id": data["meta"]["run_id"],
+        "tree_version": data["meta"]["tree_version"], "method": data["meta"]["method"],
+        "nodes": len(data["tree"]["nodes"]), "selected": data["tree"]["n_selected"],
+        "kl": {r["method"]: r["kl"] for r in data["kl"]},
+        "sha256": hashlib.sha256(page.encode()).hexdigest(),
+    }
+    if TaskRunContext.get() is not None:  # artifacts need a run; task.fn() in tests has none
+        _publish(summary)
+    return summary
+
+
+def _publish(summary: dict) -> None:
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact
+
+    create_link_artifact(key="tagtree-report", link=Path(summary["path"]).as_uri(),
+                         link_text="tagtree report (HTML)",
+                         description=f"Report of run {summary['run_id']}")
+    kl = ", ".join(f"{m}: {v:.3f}" for m, v in summary["kl"].items()) or "no target sample"
+    create_markdown_artifact(key="tagtree-report-summary", markdown=(
+        f"### tagtree report\n\n| | |\n|---|---|\n| file | `{summary['path']}` "
+        f"({summary['bytes'] / 1e6:.1f} MB) |\n| run | `{summary['run_id']}` |\n"
+        f"| tree | `{summary['tree_version']}` ({summary['nodes']} nodes) |\n"
+        f"| selection | {summary['method']}: {summary['selected']:,} instances |\n"
+        f"| KL(target ‖ ·) | {kl} |\n"), description="Key figures of the report")

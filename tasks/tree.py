@@ -1,0 +1,172 @@
+"""Tree tasks: annotations -> tags/tag_aliases/tag_embeddings -> trees/tree_nodes/tag_leaf -> instance_nodes.
+
+Caching is by content, in the store, rather than by Prefect inputs: ``(db, cfg)`` does not change
+when new annotations arrive, so an ``INPUTS`` cache would return stale trees. Embeddings are kept
+per (tag, embedder fingerprint) and computed only for tags without one; a tree version is a hash
+of the canonical tag set, the config and the algorithm version, and an existing version is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import numpy as np
+import orjson
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tagtree import normalize
+from tagtree.config import Config
+from tagtree.errors import TagtreeError
+from tagtree.ground import NearestLeaf, far_similarity, leaf_weight_matrix, node_weight_matrix
+from tagtree.io.store import Store
+from tagtree.tree import ALGORITHM_VERSION, TreeBuilder
+
+EMBED_SHARD = 20_000  # tags embedded and written per shard: an interrupted run resumes from here
+
+
+def pick_tagger(store: Store, wanted: str | None) -> str:
+    taggers = store.taggers_with_tags()
+    if not taggers:
+        raise TagtreeError("no usable annotations with tags (run `tagtree annotate` first)")
+    if wanted is None:
+        return taggers[0][0]
+    if wanted not in {t for t, _ in taggers}:
+        raise TagtreeError(f"no annotations by tagger '{wanted}'; have: "
+                           + ", ".join(t for t, _ in taggers))
+    return wanted
+
+
+def embed_missing(store: Store, embedder, tags: list[str], shard: int = EMBED_SHARD) -> int:
+    """Embed the tags without a vector for this embedder, shard by shard; returns how many."""
+    missing = store.tags_missing_embeddings(embedder.fingerprint, tags)
+    for start in range(0, len(missing), shard):
+        part = missing[start:start + shard]
+        store.write_tag_embeddings(embedder.fingerprint, part, embedder.embed(part))
+    return len(missing)
+
+
+def tree_version(tags: list[str], freqs: np.ndarray, cfg: Config, fingerprints: list[str]) -> str:
+    h = hashlib.sha256()
+    h.update(orjson.dumps([ALGORITHM_VERSION, cfg.tree.model_dump(exclude={"drift_threshold",
+                                                                              "far_quantile"}),
+                           fingerprints]))
+    for tag, freq in zip(tags, freqs.tolist(), strict=True):
+        h.update(f"{tag}\x00{freq}\x01".encode())
+    return "t" + h.hexdigest()[:15]
+
+
+def prepare_tags(store: Store, cfg: Config, embedder, tagger: str) -> dict:
+    """Fold, filter and merge the tagger's raw tags; write tags and tag_aliases."""
+    freq, alias = normalize.fold_counts(store.raw_tag_counts(tagger))
+    n_raw, n_folded = len(alias), len(freq)
+    freq, alias = normalize.filter_rare(freq, alias, cfg.tree.min_tag_freq)
+    ordered = normalize.order_by_frequency(freq)
+    if not ordered:
+        raise TagtreeError(f"no tags left after min_tag_freq={cfg.tree.min_tag_freq}")
+    embedded = embed_missing(store, embedder, ordered)
+    vectors = store.tag_vectors(embedder.fingerprint, ordered)
+    freq, alias, _ = normalize.merge_near_duplicates(freq, alias, ordered, vectors,
+                                                     cfg.tree.merge_threshold)
+    store.write_tags(freq, alias)
+    return {"raw_tags": n_raw, "folded_tags": n_folded, "tags": len(freq),
+            "merged": len(ordered) - len(freq), "embedded_new": embedded}
+
+
+def make_refiner(cfg: Config, embedder):
+    if not cfg.tree.refine_with_llm:
+        return None, []
+    from tagtree.io.chat import make_chat_model
+    from tagtree.refine import LLMRefiner
+
+    chat = make_chat_model(cfg)
+    return LLMRefiner(chat, embedder), [chat.fingerprint]
+
+
+def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None,
+                  refiner=None, refiner_fingerprints: list[str] | None = None) -> dict:
+    """The body of ``build_tree`` on an open store (also used by the CLI and benchmarks)."""
+    t0 = time.perf_counter()
+    tagger = pick_tagger(store, tagger or cfg.tree.tagger)
+    prep = prepare_tags(store, cfg, embedder, tagger)
+    tags, freqs = store.tag_frequencies()
+    version = tree_version(tags, freqs, cfg, [embedder.fingerprint, tagger]
+                           + (refiner_fingerprints or []))
+    summary = {"tree_version": version, "tagger": tagger, "embedder": embedder.fingerprint} | prep
+    if store.tree_exists(version):
+        return summary | store.tree_stats(version) | {"reused": True}
+    t = cfg.tree
+    builder = TreeBuilder(branching=t.branching, leaf_size=t.leaf_size, root_max=t.root_max,
+                          max_depth=t.max_depth, random_state=t.seed, refiner=refiner,
+                          refine_min_level=t.refine_min_level)
+    builder.fit(tags, store.tag_vectors(embedder.fingerprint, tags), freqs)
+    stats = {"tagger": tagger, "embedder": embedder.fingerprint, "n_tags": len(tags),
+             "n_leaves": builder.tree_.n_leaves, "levels": builder.level_sizes_,
+             "far_similarity": far_similarity(builder.tag_similarity_, t.far_quantile),
+             "build_seconds": round(time.perf_counter() - t0, 2)}
+    store.write_tree(version, builder.tree_, builder.centroids_, tags, builder.tag_leaf_,
+                     builder.tag_similarity_, cfg.model_dump(include={"tree", "embed"}), stats)
+    return summary | stats | {"reused": False}
+
+
+def ground_in(store: Store, cfg: Config, embedder, version: str | None = None,
+              tagger: str | None = None) -> dict:
+    """The body of ``ground`` on an open store: map new tags onto the nearest leaves, then
+    write instance_nodes for every annotated instance (pool and target datasets)."""
+    tree = store.load_tree(version)
+    stats = store.tree_stats(tree.version)
+    tagger = pick_tagger(store, tagger or stats.get("tagger"))
+    known = store.aliases()
+    new_raw = [r for r, _ in store.raw_tag_counts(tagger) if r not in known]
+    folded = {r: normalize.normalize_tag(r) for r in new_raw}
+    store.add_aliases({r: t for r, t in folded.items() if t})
+    new_tags = store.unmapped_canonical_tags(tree.version, tagger)
+    far_n = 0
+    if new_tags:
+        embed_missing(store, embedder, new_tags)
+        placer = NearestLeaf(stats.get("far_similarity", 0.0)).fit(
+            store.leaf_centroids(tree.version))
+        placed = placer.place(store.tag_vectors(embedder.fingerprint, new_tags))
+        store.add_tag_leaves(tree.version, new_tags, placed.leaf, placed.similarity)
+        far_n = int(placed.far.sum())
+    pairs = store.instance_tag_leaves(tree.version, tagger)
+    ids_col = pairs.column("instance_id").to_numpy(zero_copy_only=False)
+    ids, index = np.unique(ids_col, return_inverse=True)
+    leaves = leaf_weight_matrix(index, pairs.column("leaf_id").to_numpy(), len(ids), tree.n_leaves)
+    written = store.write_instance_nodes(tree.version, ids.tolist(), node_weight_matrix(leaves, tree))
+    n_used = int(store.scalar("SELECT count(DISTINCT al.tag) FROM annotations a, "
+                              "unnest(a.tags) AS t(raw) JOIN tag_aliases al ON al.raw_tag = t.raw "
+                              "WHERE a.status = 'ok' AND a.tagger = ?", [tagger]) or 0)
+    drift = far_n / n_used if n_used else 0.0
+    return {"tree_version": tree.version, "instances": len(ids), "instance_nodes": written,
+            "new_tags": len(new_tags), "far_new_tags": far_n, "drift": round(drift, 4),
+            "rebuild_advised": drift > cfg.tree.drift_threshold}
+
+
+def _open(db: str, cfg: dict):
+    from tagtree.io.embedder import make_embedder
+
+    config = Config.model_validate(cfg)
+    return Store(db), config, make_embedder(config)
+
+
+@task(name="build-tree", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10,
+      timeout_seconds=4 * 3600)
+def build_tree(db: str, cfg: dict, tagger: str | None = None) -> dict:
+    """annotations -> tags, tag_aliases, tag_embeddings, trees, tree_nodes, tag_leaf.
+    Returns tree_version, tagger, n_tags, n_leaves, levels, merged, embedded_new, reused..."""
+    store, config, embedder = _open(db, cfg)
+    with store:
+        refiner, fps = make_refiner(config, embedder)
+        return build_tree_in(store, config, embedder, tagger, refiner, fps)
+
+
+@task(name="ground", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10,
+      timeout_seconds=2 * 3600)
+def ground(db: str, cfg: dict, tree_version: str | None = None, tagger: str | None = None) -> dict:
+    """annotations + tag_leaf -> instance_nodes (and tag_leaf rows for tags new to the tree).
+    Returns tree_version, instances, instance_nodes, new_tags, far_new_tags, drift, rebuild_advised."""
+    store, config, embedder = _open(db, cfg)
+    with store:
+        return ground_in(store, config, embedder, tree_version, tagger)

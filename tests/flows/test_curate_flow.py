@@ -1,0 +1,72 @@
+"""The `curate` flow under Prefect's test harness: example data, identical re-run, faults."""
+
+from __future__ import annotations
+
+import pytest
+
+from tagtree.io.store import Store
+from tests.conftest import EXAMPLES
+from tests.flows.conftest import task_states
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+POOL = str(EXAMPLES / "self_instruct_alpaca.jsonl")
+TARGET = str(EXAMPLES / "target_coding_math.jsonl")
+
+# Tasks of `curate` built with tasks.policies.cached(...): on a second identical run each must be
+# Cached and the LLM server must see no request. Extend as stages land (annotate, embed, ...).
+CACHED_STAGES: list[str] = []
+
+
+def _run(db: str, fake_llm, **kw):
+    from flows.curate import curate
+
+    overrides = {"llm.base_url": fake_llm.base_url, "llm.model": "fake-tagger"}
+    return curate(inputs=[POOL], target=TARGET, db=db, overrides=overrides,
+                  return_state=True, **kw)
+
+
+@pytest.fixture(autouse=True)
+def _api_key(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+
+
+def test_curate_on_example_data(db_path, fake_llm):
+    state = _run(db_path, fake_llm)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result["ingest"]["loaded"] == 252
+    assert result["target"]["loaded"] == 20
+    with Store(db_path) as store:
+        assert store.count("instances") == 272
+        assert store.rows("SELECT status FROM runs WHERE run_id = ?",
+                          [result["run_id"]]) == [("completed",)]
+
+
+def test_second_identical_run_is_cached_and_sends_no_requests(db_path, fake_llm):
+    first = _run(db_path, fake_llm)
+    assert first.is_completed(), first.message
+    fake_llm.reset_log()
+    second = _run(db_path, fake_llm)
+    assert second.is_completed(), second.message
+    states = task_states(second.state_details.flow_run_id)
+    for name in CACHED_STAGES:
+        assert states.get(name) and set(states[name]) == {"Cached"}, (name, states.get(name))
+    assert fake_llm.chat_requests() == []
+    # Ingest is uncached by design (cheap, idempotent, must notice changed files): it re-ran
+    # and loaded nothing new.
+    assert states["ingest"] == ["Completed", "Completed"]
+    assert second.result()["ingest"]["loaded"] == 0
+
+
+@pytest.mark.slow  # ingest's own retry waits 5 s before giving up on the missing file
+def test_permanent_fault_fails_the_run_and_keeps_finished_work(db_path, fake_llm, tmp_path):
+    from flows.curate import curate
+
+    missing = str(tmp_path / "no_such_target.jsonl")
+    state = curate(inputs=[POOL], target=missing, db=db_path, return_state=True)
+    assert state.is_failed()
+    assert "no_such_target.jsonl" in state.message
+    with Store(db_path) as store:
+        assert store.count("instances") == 252  # the pool ingested before the fault is kept
+        assert store.rows("SELECT status FROM runs") == [("failed",)]

@@ -1,0 +1,151 @@
+"""Tree stage against a real DuckDB file: annotations -> tags -> tree -> grounding, reuse by content
+hash, incremental grounding of held-out tags and the drift statistic."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from tagtree.config import Config
+from tagtree.io.store import Store
+from tasks.tree import build_tree, build_tree_in, ground, ground_in
+from tests.unit.test_tree_planted import planted_tags
+
+TAGGER = "fake-tagger@1"
+
+
+class PlantedEmbedder:
+    """Embeds planted tag names to their planted vectors; anything else to a random far vector."""
+
+    fingerprint = "planted@1"
+    dim = 384
+
+    def __init__(self, names, vectors):
+        self.table = dict(zip(names, vectors, strict=True))
+        self.calls = 0
+
+    def embed(self, texts):
+        self.calls += len(texts)
+        out = []
+        for t in texts:
+            if t in self.table:
+                out.append(self.table[t])
+            else:
+                seed = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)
+                v = np.random.default_rng(seed).normal(size=self.dim)
+                out.append(v / np.linalg.norm(v))
+        return np.array(out, dtype=np.float32)
+
+
+def add_annotations(store: Store, rows: list[tuple[str, list[str]]], tagger=TAGGER):
+    table = pa.table({"instance_id": [r[0] for r in rows], "tagger": [tagger] * len(rows),
+                      "tags": [r[1] for r in rows], "status": ["ok"] * len(rows)})
+    store.insert_arrow("annotations", table, replace=True)
+
+
+@pytest.fixture
+def planted():
+    names, x, topic, sub, concept = planted_tags(n_topics=4, n_sub=3, n_concepts=4, n_tags=8)
+    return names, x, topic, sub, concept
+
+
+def cfg(**tree):
+    return Config.model_validate({"tree": {"leaf_size": 6, "branching": 4, "root_max": 4} | tree})
+
+
+def annotate_training(store, names, concept, held_out=(6, 7)):
+    """Each instance: the training tags of one concept, with raw case/space variants."""
+    rows = []
+    for c in np.unique(concept):
+        tags = [n for n, cc in zip(names, concept, strict=True)
+                if cc == c and int(n.split("tag")[-1]) not in held_out]
+        for j in range(3):
+            raw = [t.upper() if j == 1 else f"  {t}  " if j == 2 else t for t in tags]
+            rows.append((f"i{c}-{j}", raw))
+    add_annotations(store, rows)
+
+
+def test_build_ground_reuse_and_incremental(store, planted):
+    names, x, topic, sub, concept = planted
+    emb = PlantedEmbedder(names, x)
+    annotate_training(store, names, concept)
+    first = build_tree_in(store, cfg(), emb)
+    n_train = len(np.unique(concept)) * 6
+    assert first["raw_tags"] == 3 * n_train and first["tags"] == n_train  # variants folded
+    assert first["reused"] is False and first["embedded_new"] == first["tags"]
+    again = build_tree_in(store, cfg(), emb)
+    assert again["reused"] and again["tree_version"] == first["tree_version"]
+    assert again["embedded_new"] == 0
+    assert build_tree_in(store, cfg(seed=1), emb)["tree_version"] != first["tree_version"]
+    version = first["tree_version"]
+
+    tree = store.load_tree(version)
+    assert tree.version == version and tree.n_leaves == first["n_leaves"]
+    g = ground_in(store, cfg(), emb, version)
+    assert g["instances"] == 3 * len(np.unique(concept)) and g["new_tags"] == 0
+    ids, m = store.instance_leaf_matrix(version)
+    assert m.shape == (len(ids), tree.n_leaves)
+    np.testing.assert_allclose(m.sum(axis=1), 1.0, atol=1e-5)
+    per_level = store.rows("SELECT tn.level, n.instance_id, sum(n.weight) FROM instance_nodes n "
+                           "JOIN tree_nodes tn USING (tree_version, node_id) WHERE "
+                           "n.tree_version = ? GROUP BY 1, 2", [version])
+    assert all(abs(w - 1) < 1e-5 for _, _, w in per_level)
+
+    # Held-out tags of known concepts arrive later: placed under their subtopic, no rebuild.
+    tag_leaf = dict(store.rows("SELECT tag, leaf_id FROM tag_leaf WHERE tree_version = ?",
+                               [version]))
+    held = [(n, s, c) for n, s, c in zip(names, sub, concept, strict=True)
+            if int(n.split("tag")[-1]) in (6, 7)]
+    add_annotations(store, [(f"new-{i}", [n]) for i, (n, _, _) in enumerate(held)])
+    g2 = ground_in(store, cfg(), emb, version)
+    assert g2["new_tags"] == len(held) and g2["far_new_tags"] <= 1 and not g2["rebuild_advised"]
+    tag_leaf2 = dict(store.rows("SELECT tag, leaf_id FROM tag_leaf WHERE tree_version = ?",
+                                [version]))
+    right = 0
+    for n, s, _ in held:
+        siblings = [t for t, ss in zip(names, sub, strict=True) if ss == s and t in tag_leaf]
+        sub_nodes = {tree.path(tag_leaf[t])[1] for t in siblings}
+        majority = max(sub_nodes, key=lambda v: sum(tree.path(tag_leaf[t])[1] == v
+                                                     for t in siblings))
+        right += tree.path(tag_leaf2[n])[1] == majority
+    assert right / len(held) >= 0.9
+
+    # Tags from nowhere are far: drift rises and a rebuild is advised.
+    add_annotations(store, [("alien", [f"alien topic {i}" for i in range(40)])])
+    g3 = ground_in(store, cfg(drift_threshold=0.1), emb, version)
+    assert g3["far_new_tags"] >= 38 and g3["drift"] > 0.1 and g3["rebuild_advised"]
+
+
+def test_no_annotations_is_a_clear_error(store):
+    from tagtree.errors import TagtreeError
+
+    with pytest.raises(TagtreeError, match="annotate"):
+        build_tree_in(store, cfg(), PlantedEmbedder([], np.zeros((0, 384))))
+
+
+def test_tasks_with_the_local_embedder(db_path):
+    """The Prefect task bodies end to end with the shipped model on real phrases."""
+    topics = {
+        "python": ["python list comprehension", "python generators", "python decorators",
+                   "python dictionaries", "pandas dataframe", "numpy arrays"],
+        "cooking": ["baking bread", "sourdough starter", "roasting vegetables",
+                    "pasta sauce recipe", "knife skills", "kneading dough"],
+        "fitness": ["strength training", "running endurance", "yoga poses",
+                    "stretching routine", "weight lifting form", "cardio workout"],
+    }
+    with Store(db_path) as s:
+        add_annotations(s, [(f"{k}{i}", tags[i:i + 3] + tags[:1])
+                            for k, tags in topics.items() for i in range(4)])
+    conf = Config.model_validate({"tree": {"leaf_size": 2, "branching": 3, "root_max": 3}})
+    out = build_tree.fn(db_path, conf.model_dump())
+    assert out["tags"] == 18 and out["levels"][-1] <= 3
+    g = ground.fn(db_path, conf.model_dump(), out["tree_version"])
+    assert g["instances"] == 12 and g["drift"] == 0
+    with Store(db_path) as s:
+        tree = s.load_tree()
+        leaf = dict(s.rows("SELECT tag, leaf_id FROM tag_leaf"))
+    top = {k: {tree.path(leaf[t])[-1] for t in tags} for k, tags in topics.items()}
+    assert all(len(v) == 1 for v in top.values()) and len(set.union(*top.values())) == 3

@@ -1,0 +1,208 @@
+"""Report stage: aggregates gathered from a real DuckDB store, the HTML page, task, CLI, summary."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tagtree.errors import TagtreeError
+from tagtree.io.report_data import gather_report_data, kl_divergence, normalized_entropy
+from tagtree.io.store import Store
+from tagtree.report import render_report, script_json
+
+XSS = "<script>alert(1)</script>"
+STUB_JS = "window.Plotly = {};"  # the real library is 4.8 MB; the browser test uses it
+
+
+@pytest.fixture
+def data(report_db):
+    with Store(report_db, read_only=True) as store:
+        return gather_report_data(store)
+
+
+def _top(data, name):
+    return next(n for n in data["tree"]["nodes"] if n["name"] == name and n["parent"] < 0)
+
+
+def _ids_under(db, node_id, extra_sql="", params=()):
+    """Independent count: grounding rows name the node itself (the fixture writes ancestors)."""
+    with Store(db, read_only=True) as store:
+        return store.scalar(
+            "SELECT count(DISTINCT i.instance_id) FROM instance_nodes i JOIN instance_sources s "
+            "ON s.instance_id = i.instance_id JOIN datasets d ON d.name = s.dataset "
+            f"WHERE i.node_id = ? AND d.role = 'pool' {extra_sql}", [node_id, *params])
+
+
+def test_defaults_pick_the_run_tree_and_method(data):
+    assert data["meta"]["run_id"] == "run-1"
+    assert data["meta"]["tree_version"] == "tv1"
+    assert data["meta"]["method"] == "tags"  # the run's configured sample.method
+    assert data["meta"]["methods"] == ["random", "tags"]
+    assert data["tree"]["n_selected"] == 40 and data["tree"]["n_target"] == 20
+
+
+def test_node_counts_match_an_independent_query(data, report_db):
+    for name in data["top_level"]["names"]:
+        node = _top(data, name)
+        assert node["pool"] == _ids_under(report_db, node["id"])
+        assert node["selected"] == _ids_under(
+            report_db, node["id"], "AND i.instance_id IN (SELECT instance_id FROM selections "
+            "WHERE run_id = ? AND method = ?)", ("run-1", "tags"))
+
+
+def test_shares_add_up_and_alignment_moves_toward_the_target(data):
+    top = data["top_level"]
+    for group in ("pool", "selected", "target"):
+        assert sum(top[group]) == pytest.approx(1.0, abs=1e-3)
+    coding = top["names"].index("Coding & Math")
+    assert top["target"][coding] == pytest.approx(1.0)  # the target is coding and math only
+    assert top["selected"][coding] > top["pool"][coding]
+    kl = {r["method"]: r["kl"] for r in data["kl"]}
+    assert kl["tags"] < kl["pool"] < kl["random"]
+    assert data["levels"]["coverage"]["pool"] == [1.0, 1.0, 1.0]
+
+
+def test_examples_put_selected_first_and_are_cut(report_db):
+    cfg = {"report": {"examples_per_node": 2, "example_chars": 40, "tags_per_node": 3}}
+    with Store(report_db, read_only=True) as store:
+        data = gather_report_data(store, cfg=cfg)
+    coding = _top(data, "Coding & Math")
+    assert [e["selected"] for e in coding["examples"]] == [True, True]
+    assert coding["examples"][0]["text"] == "Fix this page: " + XSS  # rank 0 of the selection
+    assert all(len(e["text"]) <= 42 for n in data["tree"]["nodes"] for e in n["examples"])
+    assert any(e["text"].endswith(" …") for n in data["tree"]["nodes"] for e in n["examples"])
+    assert all(len(n["tags"]) <= 3 for n in data["tree"]["nodes"])
+
+
+def test_baselines_merge_computed_and_stored_metrics(data):
+    rows = {r["method"]: r for r in data["baselines"]["rows"]}
+    assert list(rows) == ["pool", "random", "tags"]
+    assert rows["tags"]["win rate"] == pytest.approx(0.61)
+    assert rows["tags"]["size"] == 40 and rows["pool"]["size"] == 333
+    assert rows["tags"]["mean quality"] > rows["random"]["mean quality"]
+    assert data["quality"]["selected_mean"] == pytest.approx(rows["tags"]["mean quality"],
+                                                             abs=1e-3)
+    assert sum(data["quality"]["pool"]) == 333
+
+
+def test_manifest(data):
+    man = data["manifest"]
+    assert man["run"]["status"] == "completed"
+    assert {r["dataset"] for r in man["inputs"]} >= {"mt_bench", "target_coding_math"}
+    assert man["quarantine"] == [{"reason": "invalid_json", "field": "", "rows": 1}]
+    assert man["fingerprints"]["prompt"] == "tags-v1"
+    assert man["cost"]["estimated USD"] == pytest.approx((353 * 120 * 0.15 + 353 * 20 * 0.6) / 1e6,
+                                                         abs=1e-4)
+    assert man["counts"]["tree nodes per level (top→leaves)"] == "4 / 9 / 18"
+
+
+def test_unknown_run_and_missing_tree_are_user_errors(report_db, store):
+    with Store(report_db, read_only=True) as s, pytest.raises(TagtreeError, match="no run 'nope'"):
+        gather_report_data(s, run_id="nope")
+    with pytest.raises(TagtreeError, match="no knowledge tree"):
+        gather_report_data(store)
+
+
+def test_a_tree_without_selection_or_target_still_renders(report_db):
+    with Store(report_db) as store:
+        store.run("DELETE FROM selections")
+        store.run("DELETE FROM runs")
+        store.run("UPDATE datasets SET role = 'pool'")
+        data = gather_report_data(store)
+    assert data["meta"]["method"] is None and data["kl"] == []
+    assert data["tree"]["n_selected"] == 0
+    assert "<html" in render_report(data, plotly_js=STUB_JS)
+
+
+def test_metric_helpers():
+    p = np.array([0.5, 0.5, 0.0])
+    assert kl_divergence(p, p, 1e-6) == pytest.approx(0.0, abs=1e-9)
+    assert kl_divergence(p, np.array([0.0, 0.5, 0.5]), 1e-6) > 5  # misses half the target
+    assert kl_divergence(p, np.array([0.0, 0.5, 0.5]), 1e-2) < kl_divergence(
+        p, np.array([0.0, 0.5, 0.5]), 1e-6)
+    assert normalized_entropy(np.ones(4)) == pytest.approx(1.0)
+    assert normalized_entropy(np.array([3.0, 0, 0])) == 0.0
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",))) | st.sampled_from(
+    ["</script>", "</SCRIPT ", "<!--<script>", "&amp;", "\u2028", XSS])  # DuckDB text is UTF-8
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.recursive(_TEXT | st.integers(-(2**63), 2**63 - 1) | st.none(),
+                    lambda kids: st.lists(kids, max_size=3)
+                    | st.dictionaries(st.text(st.characters(blacklist_categories=("Cs",)), max_size=5), kids, max_size=3), max_leaves=8))
+def test_script_json_never_contains_markup_and_round_trips(value):
+    text = script_json(value)
+    assert not set(text) & {"<", ">", "&"}
+    assert json.loads(text) == value
+
+
+def test_page_escapes_data_and_runs_only_its_own_scripts(data):
+    data["manifest"]["fingerprints"]["<img src=x onerror=alert(2)>"] = "</td><script>x()</script>"
+    page = render_report(data, plotly_js=STUB_JS + " // </script> in a comment")
+    assert XSS not in page and "<img src=x" not in page and "<script>x()" not in page
+    assert "&lt;img src=x onerror=alert(2)&gt;" in page  # static tables show it as text
+    scripts = re.findall(r"<script\b[^>]*>", page, flags=re.IGNORECASE)
+    assert len(scripts) == 3 and len(re.findall(r"</script", page, flags=re.IGNORECASE)) == 3
+    nonce = re.search(r"script-src 'nonce-([0-9a-f]+)'", page).group(1)
+    assert scripts[1:] == [f'<script nonce="{nonce}">'] * 2
+    payload = re.search(r'id="report-data">(.*?)</script>', page, flags=re.DOTALL).group(1)
+    assert json.loads(payload)["tree"]["nodes"][0]["name"] == data["tree"]["nodes"][0]["name"]
+    assert "connect-src 'none'" in page and "default-src 'none'" in page
+
+
+def test_page_inlines_plotly_from_the_wheel(data):
+    page = render_report(data)
+    assert "plotly.js v" in page and "cdn" not in page.lower().split("plotly.js v")[0]
+    library = re.search(r"<script nonce=[^>]*>(.*?)</script>", page, flags=re.DOTALL).group(1)
+    assert len(library) > 1_000_000 and "Plotly" in library
+    outside = page.replace(library, "")  # the library's own strings mention plotly.com links
+    assert not re.search(r"(src|href)=", outside) and "<link" not in outside
+
+
+def test_task_writes_the_file_and_returns_a_summary(report_db, tmp_path):
+    from tasks.report import report
+
+    out = tmp_path / "sub" / "report.html"
+    summary = report.fn(report_db, {"report": {"examples_per_node": 1}}, "run-1", str(out))
+    assert summary["path"] == str(out.resolve()) and out.stat().st_size == summary["bytes"]
+    assert summary["run_id"] == "run-1" and summary["selected"] == 40
+    assert summary["kl"]["tags"] < summary["kl"]["pool"]
+    json.dumps(summary)  # JSON-able, for Prefect results
+
+
+def test_cli_report(report_db, tmp_path):
+    from typer.testing import CliRunner
+
+    from tagtree.cli import app
+
+    out = tmp_path / "r.html"
+    res = CliRunner().invoke(app, ["report", "--db", report_db, "--run", "run-1", "--method",
+                                   "random", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "selected by random" in res.output and out.exists()
+    res = CliRunner().invoke(app, ["report", "--db", str(tmp_path / "none.duckdb")])
+    assert isinstance(res.exception, TagtreeError)
+
+
+def test_summary_table_prints_stage_figures_as_text():
+    from rich.console import Console
+
+    from tagtree.cli.summary import print_summary
+
+    console = Console(record=True, width=200)
+    print_summary({"run_id": "r1", "db": "x.duckdb",
+                   "ingest": {"line": "ingested 2 file(s): loaded 332", "seconds": 1.25},
+                   "sample": {"method": "[bold]tags[/]", "selected": 17000, "kl": 0.25,
+                              "files": [1, 2]},
+                   "report": {"path": "out/report.html", "bytes": 5_000_000}}, console)
+    text = console.export_text()
+    assert "ingested 2 file(s): loaded 332" in text and "1.2" in text
+    assert "method [bold]tags[/], selected 17,000, kl 0.25" in text
+    assert "report: out/report.html" in text and "curate run r1" in text

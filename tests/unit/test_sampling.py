@@ -1,0 +1,112 @@
+"""TAGS sampling on constructed trees with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tagtree.align import leaf_mass, selection_kl
+from tagtree.baselines import RandomSampler
+from tagtree.sampling import SelectionProblem, TagsSampler
+from tagtree.scoring import TreeScorer
+from tests.support.sample_trees import balanced_tree, one_leaf_pool, random_pool
+
+
+def problem_for(tree, grounding, quality=None, target=None):
+    scorer = TreeScorer().fit(tree, grounding)
+    q = scorer.quality_ if quality is None else np.asarray(quality, dtype=float)
+    return SelectionProblem(tree, scorer.weights_, q, scorer.ic_, target_mass=target)
+
+
+def test_covers_every_leaf_before_repeating_one_even_with_a_duplicate_heavy_branch():
+    tree = balanced_tree(3, 4)
+    balanced = [3] * 12
+    heavy = [3] * 4 + [30] * 4 + [3] * 4  # branch 1: ten times the copies
+    for counts in (balanced, heavy):
+        g, leaf_of = one_leaf_pool(counts, 12)
+        p = problem_for(tree, g, quality=np.ones(g.shape[0]))
+        s = TagsSampler().fit(p, 24)
+        first, second = leaf_of[s.selected_[:12]], leaf_of[s.selected_[12:]]
+        assert sorted(first) == list(range(12)), counts
+        if counts == balanced:
+            assert sorted(second) == list(range(12))  # then each leaf once more
+        else:  # copies lower a leaf's IC: the heavy branch gets no more than its share
+            assert np.isin(second, [4, 5, 6, 7]).sum() <= 4
+
+
+def test_quality_weighting_prefers_the_better_of_two_instances_on_one_leaf():
+    tree = balanced_tree(2, 2)
+    g, _ = one_leaf_pool([2, 1, 1, 1], 4)
+    for good, bad in ((0, 1), (1, 0)):
+        q = np.full(5, 0.6)
+        q[good], q[bad] = 0.9, 0.4
+        s = TagsSampler().fit(problem_for(tree, g, quality=q), 4)
+        assert good in s.selected_ and bad not in s.selected_
+
+
+def test_aligned_selection_is_closer_to_a_target_concentrated_on_one_branch():
+    tree = balanced_tree(3, 4)
+    g = random_pool(150, 12, seed=1, max_leaves=2)
+    target = np.zeros(12)
+    target[:4] = [5, 3, 1, 1]  # the target lives in branch 0
+    p = problem_for(tree, g, target=target)
+    k, eps = 15, 0.01
+    pi = p.target_pi(eps)
+    kl = {}
+    for name, params in {"plain": {"align": "none"}, "penalty": {"align": "penalty"},
+                         "quota": {"align": "quota"}}.items():
+        kl[name] = selection_kl(pi, p.leaf_dist, TagsSampler(**params).fit(p, k).selected_, eps)
+    rand = np.mean([selection_kl(pi, p.leaf_dist, RandomSampler(seed).fit(p, k).selected_, eps)
+                    for seed in range(20)])
+    assert kl["penalty"] < kl["plain"] and kl["penalty"] < rand
+    assert kl["quota"] < kl["plain"] and kl["quota"] < rand
+    # and most of the aligned selection's mass sits in the target's branch
+    sel = leaf_mass(p.leaf_dist, TagsSampler().fit(p, k).selected_)
+    assert sel[:4].sum() / sel.sum() > 0.7
+
+
+@pytest.mark.parametrize("align", ["none", "penalty"])
+def test_lazy_greedy_equals_plain_greedy(align):
+    tree = balanced_tree(3, 5)
+    for seed in range(3):
+        g = random_pool(80, 15, seed=seed)
+        q = np.random.default_rng(seed).uniform(0.2, 1.0, 80)
+        target = np.random.default_rng(seed).uniform(0, 1, 15) ** 4
+        p = problem_for(tree, g, quality=q, target=target)
+        lazy = TagsSampler(align=align, batch=4).fit(p, 30)
+        plain = TagsSampler(align=align, strategy="plain").fit(p, 30)
+        assert lazy.selected_.tolist() == plain.selected_.tolist()
+        np.testing.assert_allclose(lazy.gains_, plain.gains_)
+        assert np.all(np.diff(plain.gains_) <= 1e-9)  # submodular: gains never grow
+
+
+def test_stochastic_greedy_is_close_to_lazy_greedy():
+    tree = balanced_tree(3, 5)
+    p = problem_for(tree, random_pool(300, 15, seed=3))
+    lazy = TagsSampler(align="none").fit(p, 30)
+    stoch = TagsSampler(align="none", strategy="stochastic", random_state=1).fit(p, 30)
+    assert len(set(stoch.selected_.tolist())) == 30
+    assert stoch.objective_ >= 0.9 * lazy.objective_
+
+
+@pytest.mark.parametrize("k", [0, 1, 40, 41, 1000])
+def test_budgets_zero_one_all_and_more_than_the_pool(k):
+    tree = balanced_tree(2, 3)
+    p = problem_for(tree, random_pool(41, 6, seed=2), target=np.ones(6))
+    for params in ({}, {"align": "quota"}, {"strategy": "stochastic"}):
+        s = TagsSampler(**params).fit(p, k)
+        assert len(s.selected_) == min(k, 41)
+        assert len(set(s.selected_.tolist())) == len(s.selected_)
+        if k >= 41:
+            assert sorted(s.selected_.tolist()) == list(range(41))
+
+
+def test_ungrounded_instances_come_last():
+    tree = balanced_tree(2, 2)
+    g, _ = one_leaf_pool([1, 1, 1, 1], 4)
+    g = g.tolil()
+    g.resize(6, 4)  # two instances grounded nowhere
+    p = problem_for(tree, g.tocsr())
+    s = TagsSampler().fit(p, 6)
+    assert set(s.selected_[:4].tolist()) == {0, 1, 2, 3}
+    assert s.gains_[-1] == 0
