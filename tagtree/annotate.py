@@ -1,4 +1,4 @@
-"""Annotate stage (pure part): instances -> annotations; prompts, tag parsing, truncation, fingerprint.
+"""Annotate stage (pure part): instances -> annotations; prompts, parsing, truncation, fingerprint.
 
 Everything here is deterministic and free of I/O except reading the versioned prompt files that
 ship inside the package. The concurrent OpenAI-compatible client lives in ``tagtree.io.llm``, the
@@ -136,19 +136,24 @@ def approx_tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
-def _head(text: str, tokens: int, count: Callable[[str], int]) -> str:
+def _keep_chars(text: str, tokens: int, count: Callable[[str], int], cut) -> str:
+    """Cut proportionally by characters, then shrink until ``count`` agrees (token density
+    varies along a text, e.g. code vs prose)."""
     n = count(text)
     if n <= tokens:
         return text
-    return text[: max(0, int(len(text) * tokens / n))]
+    keep = int(len(text) * tokens / n)
+    while keep > 0 and count(cut(text, keep)) > tokens:
+        keep = int(keep * 0.9)
+    return cut(text, keep) if keep > 0 else ""
+
+
+def _head(text: str, tokens: int, count: Callable[[str], int]) -> str:
+    return _keep_chars(text, tokens, count, lambda t, k: t[:k])
 
 
 def _tail(text: str, tokens: int, count: Callable[[str], int]) -> str:
-    n = count(text)
-    if n <= tokens:
-        return text
-    keep = max(0, int(len(text) * tokens / n))
-    return text[len(text) - keep:] if keep else ""
+    return _keep_chars(text, tokens, count, lambda t, k: t[len(t) - k:])
 
 
 def truncate(item: TagInput, max_tokens: int,

@@ -56,6 +56,9 @@ class LLMConfig(_Section):
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout in seconds.")
     max_retries: int = Field(6, ge=0, description="Retries per request on 429/5xx/timeouts.")
     temperature: float = Field(0.0, ge=0, description="Sampling temperature for tagging.")
+    max_tokens: int = Field(
+        256, ge=16, description="Most completion tokens per tagging request (caps cost and time)."
+    )
     price_in_per_mtok: float = Field(0.0, ge=0, description="USD per 1M prompt tokens (cost).")
     price_out_per_mtok: float = Field(0.0, ge=0, description="USD per 1M completion tokens.")
 
@@ -77,7 +80,15 @@ class AnnotateConfig(_Section):
     )
     mode: Literal["online", "batch"] = Field("online", description="'batch' uses the OpenAI Batch API.")
     prompt_version: str = Field("v1", description="Prompt template version (tagtree/prompts/).")
-    batch_size: int = Field(2000, ge=1, description="Instances per annotation task/shard.")
+    batch_size: int = Field(
+        2000, ge=1, description="Instances read from the store per page while annotating."
+    )
+    batch_poll_s: float = Field(
+        30.0, gt=0, description="Batch mode: seconds between status polls of a submitted batch."
+    )
+    batch_max_requests: int = Field(
+        50_000, ge=1, description="Batch mode: most requests per batch (OpenAI's limit: 50,000)."
+    )
 
 
 class EmbedConfig(_Section):
@@ -219,7 +230,8 @@ class ReportConfig(_Section):
         "sunburst", description="Shape of the interactive knowledge-tree chart in the report."
     )
     levels_shown: int = Field(
-        3, ge=1, description="Tree levels drawn at once; click a node to drill further down."
+        2, ge=1, description="Tree levels drawn at once; click a node to drill further down. "
+        "More levels: more to see at once, but slower to open (every sector is drawn).",
     )
     tags_per_node: int = Field(12, ge=0, description="Most frequent tags listed per tree node.")
     examples_per_node: int = Field(

@@ -30,7 +30,7 @@ our out over own per please rather really said same say says see she should show
 take tell than that the their them then there these they thing things this those through thus
 to too under until up upon us use used uses using very via want was way we well were what when
 where whether which while who whom whose why will with within without would yes yet you your
-write explain describe provide create generate list find answer question following given based
+write explain describe provide create generate find answer question following given based
 help answer response example examples something someone new good best different make sure below
 """.split())
 
@@ -68,8 +68,9 @@ class KeyphraseTagger:
     """
 
     def __init__(self, embedder: Embedder, *, min_tags: int = 2, max_tags: int = 12,
-                 max_candidates: int = 40, diversity: float = 0.4,
-                 instruction_bonus: float = 0.05, max_chars: int = 4000, chunk: int = 64):
+                 max_candidates: int = 30, diversity: float = 0.4,
+                 instruction_bonus: float = 0.05, max_chars: int = 4000, doc_chars: int = 1000,
+                 chunk: int = 64, cache_size: int = 200_000):
         self.embedder = embedder
         self.min_tags = min_tags
         self.max_tags = max_tags
@@ -77,13 +78,17 @@ class KeyphraseTagger:
         self.diversity = diversity
         self.instruction_bonus = instruction_bonus
         self.max_chars = max_chars
+        self.doc_chars = doc_chars
         self.chunk = chunk
+        self.cache_size = cache_size
+        self._phrase_vecs: dict[str, np.ndarray] = {}  # phrases recur across instances
         self.fingerprint = tagger_fingerprint("keyphrase", embedder.fingerprint, self.params())
 
     def params(self) -> dict[str, Any]:
         return {"version": 1, "min_tags": self.min_tags, "max_tags": self.max_tags,
                 "max_candidates": self.max_candidates, "diversity": self.diversity,
-                "instruction_bonus": self.instruction_bonus, "max_chars": self.max_chars}
+                "instruction_bonus": self.instruction_bonus, "max_chars": self.max_chars,
+                "doc_chars": self.doc_chars}
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "keyphrase", "embedder": self.embedder.fingerprint, **self.params()}
@@ -102,18 +107,24 @@ class KeyphraseTagger:
 
     def tag_many(self, items: Sequence[TagInput]) -> list[TagResult]:
         shortlists = [self._shortlist(it) for it in items]
-        phrases = sorted({p for cands, _ in shortlists for p in cands})
-        docs = [(it.instruction + "\n" + it.response)[: self.max_chars] for it in items]
-        vectors = self.embedder.embed(docs + phrases) if docs else np.zeros((0, 1))
-        doc_vecs, phrase_vecs = vectors[: len(docs)], vectors[len(docs):]
-        index = {p: i for i, p in enumerate(phrases)}
+        if not items:
+            return []
+        cache = self._phrase_vecs
+        if len(cache) > self.cache_size:
+            cache.clear()
+        new = sorted({p for cands, _ in shortlists for p in cands if p not in cache})
+        # The instance is represented by its beginning: the instruction and the response's head.
+        docs = [(it.instruction + "\n" + it.response)[: self.doc_chars] for it in items]
+        vectors = self.embedder.embed(docs + new)
+        doc_vecs = vectors[: len(docs)]
+        cache.update(zip(new, vectors[len(docs):], strict=True))
         results = []
         for item, (cands, in_instruction), doc in zip(items, shortlists, doc_vecs, strict=True):
             if len(cands) < self.min_tags:
                 results.append(TagResult(item.instance_id, FAILED, error=(
                     f"too few candidate phrases: {len(cands)} < {self.min_tags}"), attempts=1))
                 continue
-            vecs = phrase_vecs[[index[c] for c in cands]]
+            vecs = np.stack([cache[c] for c in cands])
             relevance = vecs @ doc + self.instruction_bonus * np.array(
                 [c in in_instruction for c in cands], dtype=np.float32)
             picked = self._mmr(relevance, vecs, self.n_tags(len(cands)))

@@ -71,8 +71,9 @@ def count_near_duplicates(emb: np.ndarray, rows: np.ndarray, threshold: float,
 
 
 def evaluate(problem: SelectionProblem, rows, *, smoothing: float = 0.01,
-             dup_threshold: float = 0.95) -> dict[str, float]:
-    """Every metric of one selection (pool rows) as a flat {metric: value} dict."""
+             dup_threshold: float = 0.95, near_duplicates: bool = True) -> dict[str, float]:
+    """Every metric of one selection (pool rows) as a flat {metric: value} dict.
+    ``near_duplicates=False`` skips the O(k^2) embedding check (e.g. for the whole pool)."""
     rows = np.asarray(rows, dtype=np.int64)
     n_leaves = problem.tree.n_leaves
     sel_leaves = leaf_mass(problem.leaf_dist, rows) > 0 if len(rows) else np.zeros(n_leaves, bool)
@@ -87,7 +88,7 @@ def evaluate(problem: SelectionProblem, rows, *, smoothing: float = 0.01,
         out["kl_target"] = selection_kl(pi, problem.leaf_dist, rows, smoothing)
     out["mean_quality"] = float(problem.quality[rows].mean()) if len(rows) else 0.0
     out["same_leaves"] = float(count_same_leaves(problem, rows))
-    if problem.embeddings is not None and len(rows):
+    if near_duplicates and problem.embeddings is not None and len(rows):
         out["near_duplicates"] = float(
             count_near_duplicates(problem.embeddings, rows, dup_threshold))
     return out

@@ -180,6 +180,7 @@ pre{background:#f6f8fa;padding:10px;overflow:auto;max-height:400px}
 _JS = r"""
 (function () {
   "use strict";
+  performance.mark("tagtree-start");  // after plotly.js is parsed; benchmarks read these marks
   var D = JSON.parse(document.getElementById("report-data").textContent);
   var nodes = D.tree.nodes, byId = {};
   nodes.forEach(function (n) { byId[n.id] = n; });
@@ -268,6 +269,7 @@ _JS = r"""
     if (ev && ev.points && ev.points.length) showNode(ev.points[0].id);
     return true;
   });
+  performance.mark("tagtree-tree");
   var tops = nodes.filter(function (n) { return n.parent < 0; });
   var chips = document.getElementById("top-nodes");
   tops.forEach(function (n) {
@@ -325,6 +327,7 @@ _JS = r"""
   } else {
     document.getElementById("quality").replaceChildren(el("p", "No scores stored.", "muted"));
   }
+  performance.mark("tagtree-end");
   document.body.setAttribute("data-rendered", "1");
 })();
 """

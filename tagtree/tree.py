@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from tagtree.hierarchy import KnowledgeTree
 
@@ -38,7 +39,7 @@ def compact(labels: np.ndarray) -> np.ndarray:
 
 
 def kmeans(x: np.ndarray, k: int, *, weights: np.ndarray | None = None, seed: int = 0,
-           niter: int = 20) -> np.ndarray:
+           niter: int = 20, small_work: float = 2e7) -> np.ndarray:
     """Spherical k-means labels (0..k'-1, k' <= k after dropping empty clusters)."""
     import faiss
 
@@ -49,11 +50,37 @@ def kmeans(x: np.ndarray, k: int, *, weights: np.ndarray | None = None, seed: in
         return np.zeros(n, dtype=np.int64)
     x = np.ascontiguousarray(x, dtype=np.float32)
     w = None if weights is None else np.ascontiguousarray(weights, dtype=np.float32)
-    km = faiss.Kmeans(d, k, niter=niter, seed=seed, spherical=True, verbose=False,
-                      min_points_per_centroid=1, max_points_per_centroid=256)
-    km.train(x, weights=w, init_centroids=kmeans_pp_init(x, k, w, seed))
-    _, labels = km.index.search(x, 1)
-    return compact(labels[:, 0])
+    # Small problems (upper levels) get several restarts: one bad seed there misplaces a whole
+    # branch; large ones (leaves) one, where the cost is n*k*d per iteration.
+    work = n * k * d
+    n_init = 5 if work <= small_work else 1
+    # OpenMP threads on a small problem cost more in wake-ups than they save (30x slower on a
+    # busy 2-core machine): run small ones single-threaded.
+    threads = faiss.omp_get_max_threads()
+    single = work <= 5 * small_work
+    if single:
+        faiss.omp_set_num_threads(1)
+    try:
+        with threadpool_limits(1 if single else None):  # the same holds for BLAS (k-means++)
+            best = _restarts(faiss, x, w, k, d, n, niter, seed, n_init)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    return compact(best)
+
+
+def _restarts(faiss, x, w, k, d, n, niter, seed, n_init) -> np.ndarray:
+    """Best of ``n_init`` k-means++-seeded runs by the spherical objective (weighted cosine)."""
+    best, best_obj = None, -np.inf
+    for attempt in range(n_init):
+        s = seed + 7919 * attempt
+        km = faiss.Kmeans(d, k, niter=niter, seed=s, spherical=True, verbose=False,
+                          min_points_per_centroid=1, max_points_per_centroid=256)
+        km.train(x, weights=w, init_centroids=kmeans_pp_init(x, k, w, s))
+        sims, labels = km.index.search(x, 1)
+        obj = float(sims[:, 0] @ (np.ones(n, np.float32) if w is None else w))
+        if obj > best_obj:
+            best, best_obj = labels[:, 0], obj
+    return best
 
 
 def kmeans_pp_init(x: np.ndarray, k: int, weights: np.ndarray | None, seed: int,
@@ -182,9 +209,18 @@ class TreeBuilder:
                 break
             sizes = np.bincount(tag_node, minlength=n_nodes)
             items_vec, items_w, items_names = centroids, sizes.astype(np.float32), level.names
-            k = max(1, math.ceil(n_nodes / self.branching))
+            k = self.next_k(n_nodes)
         self._assemble(levels, x, freqs)
         return self
+
+    def next_k(self, n_nodes: int) -> int:
+        """Nodes of the next level: n / branching, except that a top level (<= root_max nodes)
+        keeps at least root_max / 2 of them when there are enough, so the root fan-out stays
+        informative instead of collapsing to 2-4 catch-all nodes (a reconstruction choice)."""
+        k = max(1, math.ceil(n_nodes / self.branching))
+        if k <= self.root_max:
+            k = max(k, min(self.root_max // 2, n_nodes // 2))
+        return k
 
     def _name_level(self, depth, labels, tag_node, x, freqs, tags, item_names, item_vectors):
         n_nodes = int(labels.max()) + 1

@@ -96,8 +96,8 @@ def _is_transient_one(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover
         pass
     try:
-        from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError
-        from botocore.exceptions import ReadTimeoutError
+        from botocore.exceptions import ClientError, ReadTimeoutError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
 
         if isinstance(exc, (BotoConnectionError, ReadTimeoutError)):
             return True

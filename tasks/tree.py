@@ -135,10 +135,7 @@ def ground_in(store: Store, cfg: Config, embedder, version: str | None = None,
     ids, index = np.unique(ids_col, return_inverse=True)
     leaves = leaf_weight_matrix(index, pairs.column("leaf_id").to_numpy(), len(ids), tree.n_leaves)
     written = store.write_instance_nodes(tree.version, ids.tolist(), node_weight_matrix(leaves, tree))
-    n_used = int(store.scalar("SELECT count(DISTINCT al.tag) FROM annotations a, "
-                              "unnest(a.tags) AS t(raw) JOIN tag_aliases al ON al.raw_tag = t.raw "
-                              "WHERE a.status = 'ok' AND a.tagger = ?", [tagger]) or 0)
-    drift = far_n / n_used if n_used else 0.0
+    drift = store.far_tag_share(tree.version, tagger, stats.get("far_similarity", 0.0))
     return {"tree_version": tree.version, "instances": len(ids), "instance_nodes": written,
             "new_tags": len(new_tags), "far_new_tags": far_n, "drift": round(drift, 4),
             "rebuild_advised": drift > cfg.tree.drift_threshold}

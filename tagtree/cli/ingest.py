@@ -56,6 +56,7 @@ def stats(db: str = DbOption, config: str = ConfigOption) -> None:
     with Store(cfg.store.db, read_only=True) as store:
         s = store.stats()
         extra = getattr(store, "stage_stats", lambda: [])()
+        annotated = store.annotation_stats(cfg.llm.price_in_per_mtok, cfg.llm.price_out_per_mtok)
     console.print(f"[bold]{cfg.store.db}[/]: {s['instances']:,} distinct instances")
     t = Table("dataset", "role", "format", "distinct", "rows", title="datasets")
     for name, role, fmt, distinct, rows in s["datasets"]:
@@ -68,5 +69,9 @@ def stats(db: str = DbOption, config: str = ConfigOption) -> None:
         console.print(q)
     else:
         console.print("quarantine: empty")
+    if annotated:
+        from tagtree.cli.annotate import annotation_table
+
+        console.print(annotation_table(annotated))
     for table in extra:
         console.print(table)

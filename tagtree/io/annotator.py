@@ -21,9 +21,9 @@ from tagtree.annotate import (
     FAILED,
     OK,
     TagError,
+    Tagger,
     TagInput,
     TagResult,
-    Tagger,
     TagStats,
     approx_tokens,
     clean_tags,
@@ -178,7 +178,8 @@ class AnnotateSummary:
 def _inputs(store, tagger: str, page: int, limit: int | None) -> Iterator[TagInput]:
     after, given = "", 0
     while limit is None or given < limit:
-        rows = store.pending_page(tagger, after, page if limit is None else min(page, limit - given))
+        size = page if limit is None else min(page, limit - given)
+        rows = store.pending_page(tagger, after, size)
         if not rows:
             return
         for row in rows:
@@ -230,3 +231,59 @@ def annotate_store(store, tagger: Tagger, *, page: int = 2000, limit: int | None
         requested=stats.requested, ok=stats.ok, failed=stats.failed,
         prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens,
         failures=stats.failures, seconds=round(time.perf_counter() - started, 3))
+
+
+def _llm_tagger(cfg, base_url: str | None, model: str) -> LLMTagger:
+    a, llm = cfg.annotate, cfg.llm
+    client = AsyncLLM(base_url, model, api_key_env=llm.api_key_env, timeout_s=llm.timeout_s,
+                      max_retries=llm.max_retries, concurrency=a.concurrency,
+                      requests_per_minute=a.requests_per_minute,
+                      tokens_per_minute=a.tokens_per_minute, temperature=llm.temperature,
+                      max_tokens=llm.max_tokens)
+    return LLMTagger(client, prompt_version=a.prompt_version, min_tags=a.min_tags,
+                     max_tags=a.max_tags, critic_rounds=a.critic_rounds,
+                     max_input_tokens=a.max_input_tokens)
+
+
+def uses_llm(cfg) -> bool:
+    """An endpoint set means the LLM tagger on it; otherwise ``annotate.tagger`` decides."""
+    return bool(cfg.llm.base_url) or cfg.annotate.tagger == "llm"
+
+
+def tagger_fingerprint_for(cfg) -> str:
+    """The fingerprint ``open_tagger(cfg)`` will tag under, without starting any server."""
+    if uses_llm(cfg):
+        from tagtree.io.local_llm import MODEL_NAME
+
+        model = cfg.llm.model if cfg.llm.base_url else MODEL_NAME
+        return _llm_tagger(cfg, cfg.llm.base_url, model or "").fingerprint
+    return _keyphrase_tagger(cfg).fingerprint
+
+
+def _keyphrase_tagger(cfg, embedder=None):
+    from tagtree.keyphrase import KeyphraseTagger
+
+    if embedder is None:
+        from tagtree.io.embedder import make_embedder
+
+        embedder = make_embedder(cfg)
+    return KeyphraseTagger(embedder, min_tags=cfg.annotate.min_tags, max_tags=cfg.annotate.max_tags)
+
+
+@contextlib.contextmanager
+def open_tagger(cfg, *, embedder=None) -> Iterator[Tagger]:
+    """The tagger the configuration asks for (``cfg``: a ``tagtree.config.Config``); with no
+    endpoint and ``annotate.tagger = "llm"``, a local model server runs for the duration."""
+    if not uses_llm(cfg):
+        yield _keyphrase_tagger(cfg, embedder)
+        return
+    if cfg.llm.base_url:
+        if not cfg.llm.model:
+            raise TagtreeError("llm.base_url is set but no model: pass --llm-model or set "
+                               "TAGTREE_LLM_MODEL")
+        yield _llm_tagger(cfg, cfg.llm.base_url, cfg.llm.model)
+        return
+    from tagtree.io.local_llm import LocalLLMServer
+
+    with LocalLLMServer() as server:
+        yield _llm_tagger(cfg, server.base_url, server.model)

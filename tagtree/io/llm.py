@@ -61,7 +61,7 @@ class RateLimiter:
 
 
 def retry_after_seconds(response: httpx.Response | None) -> float | None:
-    """Seconds the server asked us to wait: ``retry-after-ms``, ``Retry-After`` (seconds or date)."""
+    """Seconds the server asked to wait: ``retry-after-ms``, ``Retry-After`` (seconds or date)."""
     if response is None:
         return None
     headers = response.headers

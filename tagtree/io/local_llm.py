@@ -74,7 +74,7 @@ class LocalLLMServer:
         params.n_ctx = self.n_ctx
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
-        params.model_alias = {MODEL_NAME} if isinstance(params.model_alias, set) else MODEL_NAME
+        params.model_alias = {MODEL_NAME}
         params.verbosity = -1  # llama.cpp logs every slot event otherwise
         self._server = xllamacpp.Server(params)
         self.base_url = f"http://127.0.0.1:{port}/v1"

@@ -144,7 +144,8 @@ def cache_path(cache_dir: str | Path, uri: str, etag: str) -> Path:
     (readers detect formats from suffixes) and never overwritten by a newer version."""
     bucket, key = split_s3(uri)
     name = key.rsplit("/", 1)[-1]
-    return Path(cache_dir) / bucket / hashlib.sha256(f"{key}\0{etag}".encode()).hexdigest()[:16] / name
+    digest = hashlib.sha256(f"{key}\0{etag}".encode()).hexdigest()[:16]
+    return Path(cache_dir) / bucket / digest / name
 
 
 def _md5(path: Path) -> str:

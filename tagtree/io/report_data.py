@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from tagtree.config import ReportConfig
 from tagtree.errors import TagtreeError
 
 # Node -> itself and every ancestor, for one tree version (parent_id NULL or < 0 marks a root).
@@ -92,8 +93,7 @@ def gather_report_data(store, *, run_id: str | None = None, tree_version: str | 
     ``Config`` dumped to a dict; its ``report`` and ``llm`` sections are used.
     """
     cfg = cfg or {}
-    rcfg = {"levels_shown": 3, "tags_per_node": 12, "examples_per_node": 3, "example_chars": 280,
-            "quality_bins": 30, "kl_smoothing": 1e-6, "chart": "sunburst"} | cfg.get("report", {})
+    rcfg = ReportConfig(**cfg.get("report", {})).model_dump()
     run = _pick_run(store, run_id)
     run_id = run["run_id"] if run else (run_id or "")
     tv = tree_version or _pick_tree_version(store, run)

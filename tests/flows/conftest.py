@@ -33,8 +33,11 @@ def fake_llm():
 def task_states(flow_run_id) -> dict[str, list[str]]:
     """Task name -> state names of every task run of a flow run, subflows' tasks included."""
     from prefect import get_client
-    from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterId,
-                                                FlowRunFilterParentTaskRunId)
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterParentTaskRunId,
+    )
 
     out: dict[str, list[str]] = {}
     with get_client(sync_client=True) as client:

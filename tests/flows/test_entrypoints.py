@@ -42,7 +42,7 @@ def test_serve_matches_prefect_yaml():
     yaml_trigger = DEPLOYMENTS["on-upload"]["triggers"][0]
     trigger = served["on-upload"].triggers[0]
     assert trigger.expect == set(yaml_trigger["expect"])
-    assert dict(trigger.match) == yaml_trigger["match"]
+    assert trigger.match.root == yaml_trigger["match"]
     assert trigger.for_each == set(yaml_trigger["for_each"])
     assert trigger.parameters == yaml_trigger["parameters"]
     assert served["on-upload"].concurrency_limit == \

@@ -8,8 +8,15 @@ import boto3
 import pytest
 
 from tagtree.errors import TagtreeError
-from tagtree.io.objectstore import (LocalObjects, S3Objects, cache_path, is_dataset, join_uri,
-                                    objects_for, split_s3)
+from tagtree.io.objectstore import (
+    LocalObjects,
+    S3Objects,
+    cache_path,
+    is_dataset,
+    join_uri,
+    objects_for,
+    split_s3,
+)
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,9 @@ def planted():
 
 
 def cfg(**tree):
-    return Config.model_validate({"tree": {"leaf_size": 6, "branching": 4, "root_max": 4} | tree})
+    # Planted tags of one concept are ~0.95 cosine-similar: keep them apart (no near-dup merge).
+    base = {"leaf_size": 6, "branching": 4, "root_max": 4, "merge_threshold": 0.999}
+    return Config.model_validate({"tree": base | tree})
 
 
 def annotate_training(store, names, concept, held_out=(6, 7)):
@@ -101,7 +103,10 @@ def test_build_ground_reuse_and_incremental(store, planted):
             if int(n.split("tag")[-1]) in (6, 7)]
     add_annotations(store, [(f"new-{i}", [n]) for i, (n, _, _) in enumerate(held)])
     g2 = ground_in(store, cfg(), emb, version)
-    assert g2["new_tags"] == len(held) and g2["far_new_tags"] <= 1 and not g2["rebuild_advised"]
+    # "far" is calibrated at the 5% quantile of the tree's own tags: in-distribution newcomers
+    # are far about 5% of the time.
+    assert g2["new_tags"] == len(held) and g2["far_new_tags"] <= 0.15 * len(held)
+    assert not g2["rebuild_advised"]
     tag_leaf2 = dict(store.rows("SELECT tag, leaf_id FROM tag_leaf WHERE tree_version = ?",
                                 [version]))
     right = 0
@@ -114,9 +119,11 @@ def test_build_ground_reuse_and_incremental(store, planted):
     assert right / len(held) >= 0.9
 
     # Tags from nowhere are far: drift rises and a rebuild is advised.
-    add_annotations(store, [("alien", [f"alien topic {i}" for i in range(40)])])
-    g3 = ground_in(store, cfg(drift_threshold=0.1), emb, version)
-    assert g3["far_new_tags"] >= 38 and g3["drift"] > 0.1 and g3["rebuild_advised"]
+    # The tree's own tags sit below the 5% quantile 5% of the time: that is the baseline.
+    assert g2["drift"] < 0.1
+    add_annotations(store, [("alien", [f"alien topic {i}" for i in range(100)])])
+    g3 = ground_in(store, cfg(drift_threshold=0.15), emb, version)
+    assert g3["far_new_tags"] >= 95 and g3["drift"] > 0.15 and g3["rebuild_advised"]
 
 
 def test_no_annotations_is_a_clear_error(store):
@@ -143,9 +150,11 @@ def test_tasks_with_the_local_embedder(db_path):
     out = build_tree.fn(db_path, conf.model_dump())
     assert out["tags"] == 18 and out["levels"][-1] <= 3
     g = ground.fn(db_path, conf.model_dump(), out["tree_version"])
-    assert g["instances"] == 12 and g["drift"] == 0
+    assert g["instances"] == 12 and g["new_tags"] == 0 and g["drift"] < 0.1
     with Store(db_path) as s:
         tree = s.load_tree()
         leaf = dict(s.rows("SELECT tag, leaf_id FROM tag_leaf"))
-    top = {k: {tree.path(leaf[t])[-1] for t in tags} for k, tags in topics.items()}
-    assert all(len(v) == 1 for v in top.values()) and len(set.union(*top.values())) == 3
+    top = {k: [tree.path(leaf[t])[-1] for t in tags] for k, tags in topics.items()}
+    majority = {k: max(set(v), key=v.count) for k, v in top.items()}
+    assert len(set(majority.values())) == 3  # each topic has its own top-level node
+    assert sum(v.count(majority[k]) for k, v in top.items()) >= 16  # of 18 tags

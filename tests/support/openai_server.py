@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-FAULT_KINDS = ("429", "500", "slow", "reset", "malformed", "empty", "fence")
+FAULT_KINDS = ("429", "500", "slow", "reset", "malformed", "empty", "fence", "status")
 _WORD = re.compile(r"[a-z][a-z0-9+#-]{2,}")
 _STOP = frozenset(
     "the and for with that this from what how are you your can will into about which when where "
@@ -76,6 +76,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # default 5 drops SYNs when 128 clients connect at once
     allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)  # clients going away is normal here
 
 
 class FakeOpenAIServer:
@@ -125,7 +131,8 @@ class FakeOpenAIServer:
     def inject(self, kind: str, count: int = 1, **kw: Any) -> None:
         """The next ``count`` chat requests get fault ``kind`` (see FAULT_KINDS).
 
-        kw: ``retry_after`` (seconds, for "429"), ``seconds`` (for "slow", default 5).
+        kw: ``retry_after`` (seconds, for "429"), ``seconds`` (for "slow", default 5),
+        ``code`` and ``message`` (for "status": any HTTP error, e.g. 401 or 400).
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; one of {FAULT_KINDS}")
@@ -364,6 +371,9 @@ def _make_handler(server: FakeOpenAIServer):
                             headers={"Retry-After": str(kw.get("retry_after", 0.05))})
             elif kind == "500":
                 self._error(500, "injected server error")
+            elif kind == "status":
+                self._error(int(kw.get("code", 400)), str(kw.get("message", "injected error")),
+                            kind="invalid_request_error")
             elif kind == "reset":
                 self._reset()
             elif kind == "malformed":

@@ -6,11 +6,13 @@ from tagtree.io.store.base import StoreBase
 from tagtree.io.store.ingest import IngestQueries
 from tagtree.io.store.landed import LandedQueries
 from tagtree.io.store.runs import RunQueries
+from tagtree.io.store.sample import SampleQueries
 from tagtree.io.store.schema import SCHEMA_VERSION, TABLES
 from tagtree.io.store.tree import TreeQueries
 
 
-class Store(AnnotateQueries, IngestQueries, LandedQueries, RunQueries, TreeQueries, StoreBase):
+class Store(AnnotateQueries, IngestQueries, LandedQueries, RunQueries, SampleQueries, TreeQueries,
+            StoreBase):
     """Open with ``Store(path)``; use as a context manager so the file is closed."""
 
 

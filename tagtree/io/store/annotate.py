@@ -65,8 +65,9 @@ class AnnotateQueries:
                     "status = excluded.status, error = excluded.error, "
                     "attempts = annotations.attempts + excluded.attempts, "
                     "prompt_tokens = annotations.prompt_tokens + excluded.prompt_tokens, "
-                    "completion_tokens = annotations.completion_tokens + excluded.completion_tokens, "
-                    "updated_at = current_timestamp")
+                    "completion_tokens = annotations.completion_tokens "
+                    "+ excluded.completion_tokens, "
+                    "updated_at = now()")
             finally:
                 self.con.unregister("_annotations_in")
 
@@ -75,6 +76,13 @@ class AnnotateQueries:
         return self.rows(
             "SELECT instance_id, tags, status, error FROM annotations WHERE tagger = ? "
             "AND (? IS NULL OR status = ?) ORDER BY instance_id", [tagger, status, status])
+
+    def tagged_examples(self, tagger: str, n: int) -> list[tuple]:
+        """(instruction, tags) of ``n`` ok annotations, by instance id."""
+        return self.rows(
+            "SELECT i.instruction, a.tags FROM annotations a JOIN instances i "
+            "ON i.id = a.instance_id WHERE a.tagger = ? AND a.status = 'ok' ORDER BY i.id LIMIT ?",
+            [tagger, n])
 
     def annotation_stats(self, price_in_per_mtok: float = 0.0,
                          price_out_per_mtok: float = 0.0) -> list[dict]:
@@ -103,7 +111,7 @@ class AnnotateQueries:
             "INSERT INTO batch_jobs (batch_id, tagger, status, input_file_id, output_file_id, "
             "n_requests, updated_at) VALUES (?, ?, ?, ?, ?, ?, current_timestamp) "
             "ON CONFLICT (batch_id) DO UPDATE SET status = excluded.status, "
-            "output_file_id = excluded.output_file_id, updated_at = current_timestamp",
+            "output_file_id = excluded.output_file_id, updated_at = now()",
             [batch_id, tagger, status, input_file_id, output_file_id, n_requests])
 
     def open_batch_jobs(self, tagger: str) -> list[tuple]:

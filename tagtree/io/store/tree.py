@@ -170,6 +170,17 @@ class TreeQueries:
             "WHERE a.status = 'ok' AND a.tagger = ? AND tl.tag IS NULL ORDER BY 1",
             [version, tagger])]
 
+    def far_tag_share(self, version: str, tagger: str, far_below: float) -> float:
+        """Share of the distinct canonical tags used by the tagger's annotations whose similarity
+        to their leaf centroid is below ``far_below`` (the drift statistic)."""
+        row = self.rows(
+            "SELECT count(*), count(*) FILTER (WHERE 1 - tl.distance < ?) FROM "
+            "(SELECT DISTINCT al.tag FROM annotations a, unnest(a.tags) AS t(raw) "
+            " JOIN tag_aliases al ON al.raw_tag = t.raw WHERE a.status = 'ok' AND a.tagger = ?) u "
+            "JOIN tag_leaf tl ON tl.tree_version = ? AND tl.tag = u.tag",
+            [far_below, tagger, version])[0]
+        return row[1] / row[0] if row[0] else 0.0
+
     def instance_tag_leaves(self, version: str, tagger: str):
         """(instance_id, leaf_id) per tag occurrence of the tagger's usable annotations."""
         return self.arrow(

@@ -1,0 +1,75 @@
+"""`tagtree annotate`: tag every instance lacking tags for the current tagger."""
+
+from __future__ import annotations
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from tagtree.cli.common import ConfigOption, DbOption, console, settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command(epilog="Examples: tagtree annotate --db pool.duckdb  (offline keyphrase tagger); "
+                       "tagtree annotate --llm-base-url http://localhost:8000/v1 --llm-model "
+                       "Qwen/Qwen2.5-7B-Instruct --concurrency 64 --db pool.duckdb")(annotate)
+
+
+def annotate(
+    llm_base_url: str = typer.Option(None, "--llm-base-url",
+                                     help="OpenAI-compatible endpoint [env OPENAI_BASE_URL]."),
+    llm_model: str = typer.Option(None, "--llm-model", help="Model name [env TAGTREE_LLM_MODEL]."),
+    concurrency: int = typer.Option(None, "--concurrency", help="Requests in flight [16]."),
+    mode: str = typer.Option(None, "--mode", help="online|batch (OpenAI Batch API) [online]."),
+    tagger: str = typer.Option(
+        None, "--tagger", help="Offline tagger without an endpoint: keyphrase|llm [keyphrase]."),
+    limit: int = typer.Option(None, "--limit", help="Annotate at most this many now."),
+    show: int = typer.Option(3, "--show", help="Print this many tagged examples."),
+    db: str = DbOption,
+    config: str = ConfigOption,
+) -> None:
+    """Extract atomic knowledge tags per instance; re-runs only request what is missing/failed."""
+    from tagtree.io.annotator import annotate_store, open_tagger
+    from tagtree.io.store import Store
+
+    cfg = settings(config, {"store.db": db, "llm.base_url": llm_base_url, "llm.model": llm_model,
+                            "annotate.concurrency": concurrency, "annotate.mode": mode,
+                            "annotate.tagger": tagger})
+    bar = Progress(TextColumn("annotating"), BarColumn(), MofNCompleteColumn(),
+                   TimeRemainingColumn(), console=console, transient=True)
+    task = bar.add_task("annotate", total=None)
+    with Store(cfg.store.db) as store:
+        console.print("starting the tagger...", style="dim")
+        with open_tagger(cfg) as t, bar:
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            if cfg.annotate.mode == "batch":
+                from tagtree.io.batch import annotate_batch
+
+                summary = annotate_batch(store, t, cfg, progress=progress)
+            else:
+                summary = annotate_store(store, t, page=cfg.annotate.batch_size, limit=limit,
+                                         progress=progress)
+        examples = store.tagged_examples(summary.tagger, show)
+    console.print(summary.line(), markup=False, highlight=False, soft_wrap=True)
+    for reason, n in summary.failures.items():
+        console.print(f"  failed: {n:,} x {reason}", markup=False, highlight=False)
+    for instruction, tags in examples:
+        text = " ".join(instruction.split())
+        console.print(f"  {text[:70]!r} -> {', '.join(tags)}", markup=False, highlight=False,
+                      soft_wrap=True)
+    console.print(f"tagger {summary.tagger}; see `tagtree stats --db {cfg.store.db}`")
+
+
+def annotation_table(per_tagger: list[dict]):
+    """`tagtree stats` section: tokens, failures and estimated cost per tagger fingerprint."""
+    from rich.table import Table
+
+    t = Table("tagger", "ok", "failed", "attempts", "avg tags", "tokens in", "tokens out",
+              "est. cost", "top failure reasons", title="annotations")
+    for s in per_tagger:
+        reasons = ", ".join(f"{r} ({n:,})" for r, n in s["failures"].items()) or "-"
+        t.add_row(s["tagger"], f"{s['ok']:,}", f"{s['failed']:,}", f"{s['attempts']:,}",
+                  f"{s['avg_tags']:.1f}", f"{s['prompt_tokens']:,}",
+                  f"{s['completion_tokens']:,}", f"${s['cost_usd']:,.4f}", reasons)
+    return t

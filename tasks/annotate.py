@@ -1,0 +1,65 @@
+"""Annotate task: instances -> annotations (tags per instance, cached by tagger fingerprint)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import CachePolicy
+from prefect.context import TaskRunContext
+
+from tagtree.config import Config
+from tagtree.io.annotator import annotate_store, open_tagger, tagger_fingerprint_for
+from tagtree.io.store import Store
+from tasks.policies import LLM_TAG, TRANSIENT_RETRIES, stage_cache_policy
+
+ALGORITHM_VERSION = "annotate-1"
+
+
+@dataclass
+class PendingAnnotations(CachePolicy):
+    """Key part = tagger fingerprint + digest of the instances still lacking an ok annotation
+    (ids and attempts so far): the task's real input is the store's content, not its path, so a
+    new instance or a failed row to retry changes the key; an unchanged store hits the cache."""
+
+    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any],
+                    flow_parameters: dict[str, Any], **kwargs: Any) -> str:
+        cfg = Config.model_validate(inputs["cfg"])
+        fingerprint = tagger_fingerprint_for(cfg)
+        with Store(inputs["db"]) as store:
+            return f"{fingerprint}:{store.pending_digest(fingerprint)}"
+
+
+@task(name="annotate", tags=[LLM_TAG], timeout_seconds=24 * 3600, persist_result=True,
+      result_serializer="json",
+      cache_policy=stage_cache_policy(ALGORITHM_VERSION) + PendingAnnotations(),
+      **TRANSIENT_RETRIES)
+def annotate(db: str, cfg: dict) -> dict:
+    """Tag every pool and target instance lacking an ok annotation for the configured tagger.
+    Returns counts (requested/ok/failed/cached), tokens, failure reasons and the fingerprint."""
+    config = Config.model_validate(cfg)
+    # Outside a flow run (task.fn in tests) there is no Prefect API to report progress to.
+    artifact = (create_progress_artifact(progress=0.0, key="annotate-progress",
+                                         description="instances annotated in this run")
+                if TaskRunContext.get() else None)
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        if artifact and (time.monotonic() - last[0] >= 2.0 or done == total):
+            last[0] = time.monotonic()  # a few API calls per run, not one per flush
+            update_progress_artifact(artifact, 100.0 * done / max(total, 1))
+
+    with Store(db) as store, open_tagger(config) as tagger:
+        if config.annotate.mode == "batch":
+            from tagtree.io.batch import annotate_batch
+
+            summary = annotate_batch(store, tagger, config, progress=progress)
+        else:
+            summary = annotate_store(store, tagger, page=config.annotate.batch_size,
+                                     progress=progress)
+    if artifact:
+        update_progress_artifact(artifact, 100.0)
+    return summary.to_dict() | {"table": "annotations", "line": summary.line()}

@@ -1,0 +1,49 @@
+"""Export task: selections + instances -> selection file(s) + manifest on disk, rows in exports."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tagtree.config import Config
+from tagtree.errors import TagtreeError
+from tagtree.io.export import export_selection
+from tagtree.io.store import Store
+
+
+def run_export(db: str, cfg: dict, run_id: str, out: str | None = None, *,
+               method: str | None = None, name: str | None = None) -> dict:
+    """Write the run's selection (``sample.method`` unless ``method``) into ``out`` (default
+    ``export.out``) in ``export.format``, with a manifest of config, tree, budget and metrics."""
+    config = Config.model_validate(cfg)
+    method = method or config.sample.method
+    with Store(db) as store:
+        metrics = store.selection_metrics(run_id)
+        if method not in metrics:
+            raise TagtreeError(f"run {run_id} has no '{method}' selection (run `tagtree sample`)")
+        tree_version = store.scalar(
+            "SELECT max(s.tree_version) FROM scores s JOIN selections sel "
+            "ON sel.instance_id = s.instance_id WHERE sel.run_id = ? AND sel.method = ?",
+            [run_id, method]) or store.latest_tree_version()
+        manifest = {"tree_version": tree_version, "budget": config.sample.budget,
+                    "pool": store.scalar("SELECT count(*) FROM (SELECT DISTINCT s.instance_id "
+                                         "FROM instance_sources s JOIN datasets d ON d.name = "
+                                         "s.dataset WHERE d.role = 'pool')"),
+                    "metrics": metrics[method], "compared": {m: v for m, v in metrics.items()
+                                                             if m != method},
+                    "config": {"sample": config.sample.model_dump(),
+                               "score": config.score.model_dump(),
+                               "export": config.export.model_dump()}}
+        result = export_selection(store, run_id, method, out or config.export.out,
+                                  fmt=config.export.format, name=name or config.export.name,
+                                  manifest=manifest)
+    return result | {"line": f"exported {result['rows']:,} instances to "
+                             f"{', '.join(result['files'][:-1])} (manifest {result['manifest']})"}
+
+
+# Not cached: writing files is cheap and the files may have been moved or deleted since.
+@task(name="export", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5,
+      timeout_seconds=3600)
+def export(db: str, cfg: dict, run_id: str, out: str) -> dict:
+    """Returns {run_id, method, rows, files (paths written), manifest (path)}."""
+    return run_export(db, cfg, run_id, out)

@@ -1,0 +1,166 @@
+"""Sample task: scores + instance_nodes (+ target grounding, instance_embeddings) -> selections
+and selection_metrics (plus a Prefect table artifact of the metrics)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from prefect import task
+
+from tagtree.align import leaf_mass, normalise_rows
+from tagtree.baselines import make_selector
+from tagtree.config import Config, parse_budget
+from tagtree.errors import TagtreeError
+from tagtree.io.store import Store
+from tagtree.metrics import evaluate, pool_kl
+from tagtree.sampling import SelectionProblem
+from tagtree.scoring import TreeScorer
+from tasks.policies import stage_cache_policy
+from tasks.score import StoreContent
+
+ALGORITHM_VERSION = "sample-1"
+EMBED_SHARD = 5_000  # instances embedded and written per shard: an interrupted run resumes
+NEEDS_EMBEDDINGS = ("deita", "kcenter")
+
+
+def ensure_embeddings(store: Store, config: Config, ids: list[str]) -> np.ndarray:
+    """Instance vectors (instruction + response) for ``ids``, computing only missing ones."""
+    from tagtree.io.embedder import make_embedder
+
+    embedder = make_embedder(config)
+    missing = store.missing_instance_embeddings(embedder.fingerprint, ids)
+    for start in range(0, len(missing), EMBED_SHARD):
+        part = missing[start:start + EMBED_SHARD]
+        instructions, responses = store.instance_texts(part)
+        texts = [f"{a}\n{b}".strip() for a, b in zip(instructions, responses, strict=True)]
+        store.write_instance_embeddings(embedder.fingerprint, part, embedder.embed(texts))
+    return store.instance_vectors(embedder.fingerprint, ids)
+
+
+def load_problem(store: Store, config: Config, tree_version: str | None, *,
+                 embeddings: bool = False, target: list[str] | None = None):
+    """The pool as a SelectionProblem, its ids, and facts about the target sample."""
+    tree = store.load_tree(tree_version)
+    ids = store.pool_ids()
+    if not ids:
+        raise TagtreeError("the pool is empty (run `tagtree ingest` first)")
+    _, leaves = store.instance_leaf_matrix(tree.version, ids)
+    sc = config.score
+    scorer = TreeScorer(judge_weight=sc.judge_weight, richness_quantile=sc.richness_quantile,
+                        quality_floor=sc.quality_floor).fit(tree, leaves)
+    stored = store.quality_scores(tree.version, ids)
+    quality = np.where(np.isnan(stored), scorer.quality_, stored)  # unscored: tree-only quality
+    info = {"target_instances": 0, "target_grounded": 0, "scored": int((~np.isnan(stored)).sum())}
+    target_mass = None
+    if target is not None:  # loaded even with align "none": KL is still measured
+        tids = store.target_ids(target or None)
+        if target and not tids:
+            raise TagtreeError(f"no target sample named {', '.join(target)} in the store (ingest "
+                               "it with `tagtree ingest --target FILE` and ground it on the tree)")
+        if tids:
+            _, tleaves = store.instance_leaf_matrix(tree.version, tids)
+            info["target_instances"] = len(tids)
+            info["target_grounded"] = int((np.diff(tleaves.indptr) > 0).sum())
+            if info["target_grounded"]:
+                target_mass = leaf_mass(normalise_rows(tleaves))
+    vectors = ensure_embeddings(store, config, ids) if embeddings else None
+    problem = SelectionProblem(tree, scorer.weights_, quality, scorer.ic_, embeddings=vectors,
+                               target_mass=target_mass)
+    return problem, ids, info
+
+
+def selector_params(config: Config, method: str, seed: int | None = None) -> dict:
+    s = config.sample
+    seed = s.seed if seed is None else seed
+    if method == "tags":
+        return {"level_decay": s.level_decay, "concave": s.concave, "mass_weight": s.mass_weight,
+                "align": s.align, "align_lambda": s.align_lambda,
+                "align_smoothing": s.align_smoothing, "quota_level": s.quota_level,
+                "strategy": s.strategy, "epsilon": s.epsilon, "random_state": seed}
+    return {"random_state": seed, "threshold": s.deita_threshold, "max_pool": s.kcenter_max_pool}
+
+
+def run_sample(db: str, cfg: dict, tree_version: str | None, run_id: str, *,
+               methods: list[str] | None = None, target: list[str] | None = None,
+               random_seeds: int = 1) -> dict:
+    """Select with each method (default: ``sample.method``), store selections and metrics.
+
+    ``target``: None aligns to every stored target sample; a list names the target datasets to
+    use. ``random_seeds`` > 1 reports the random baseline's metrics as a mean over that many seeds.
+    """
+    config = Config.model_validate(cfg)
+    methods = methods or [config.sample.method]
+    smoothing, dup = config.sample.align_smoothing, config.sample.dup_threshold
+    skipped: dict[str, str] = {}
+    with Store(db) as store:
+        want_vectors = any(m in NEEDS_EMBEDDINGS for m in methods)
+        try:
+            problem, ids, info = load_problem(
+                store, config, tree_version, target=[] if target is None else target,
+                embeddings=want_vectors)
+        except TagtreeError as exc:
+            # A comparison still runs without embeddings; a single requested method does not.
+            if not want_vectors or len(methods) == 1 or "embedd" not in str(exc).lower():
+                raise
+            skipped = {m: str(exc) for m in methods if m in NEEDS_EMBEDDINGS}
+            methods = [m for m in methods if m not in NEEDS_EMBEDDINGS]
+            problem, ids, info = load_problem(
+                store, config, tree_version, target=[] if target is None else target)
+        k = parse_budget(config.sample.budget, problem.n)
+        results: dict[str, dict] = {}
+        pool = evaluate(problem, np.arange(problem.n), smoothing=smoothing,
+                        near_duplicates=False)
+        for method in methods:
+            start = time.perf_counter()
+            sel = make_selector(method, **selector_params(config, method)).fit(problem, k)
+            seconds = time.perf_counter() - start
+            store.write_selection(run_id, method, [ids[i] for i in sel.selected_], sel.gains_)
+            metrics = evaluate(problem, sel.selected_, smoothing=smoothing, dup_threshold=dup)
+            if method == "random" and random_seeds > 1:
+                runs = [evaluate(problem, make_selector("random", random_state=config.sample.seed
+                                                        + s).fit(problem, k).selected_,
+                                 smoothing=smoothing, dup_threshold=dup)
+                        for s in range(random_seeds)]
+                metrics = {m: float(np.mean([r[m] for r in runs])) for m in runs[0]}
+                metrics["seeds"] = float(random_seeds)
+            metrics["seconds"] = round(seconds, 3)
+            store.write_selection_metrics(run_id, method, metrics)
+            results[method] = metrics
+    kl_before = pool_kl(problem, smoothing)
+    main = results[methods[0]]
+    line = (f"selected {int(main['selected']):,} of {problem.n:,} with {methods[0]}: leaf "
+            f"coverage {main['leaf_coverage']:.3f} (pool {pool['leaf_coverage']:.3f})")
+    if kl_before is not None:
+        line += f", KL to target {kl_before:.3f} -> {main['kl_target']:.3f}"
+    return {"table": "selections", "run_id": run_id, "tree_version": problem.tree.version,
+            "pool": problem.n, "budget": config.sample.budget, "selected": int(main["selected"]),
+            "methods": results, "skipped": skipped,
+            "aligned": kl_before is not None and config.sample.align != "none",
+            "align": config.sample.align if kl_before is not None else "none",
+            "kl_before": kl_before, "kl_after": main.get("kl_target"), "pool_metrics": pool,
+            "line": line} | info
+
+
+def metrics_rows(summary: dict) -> list[dict]:
+    """One row for the whole pool (before selection), then one per method."""
+    rows = [("pool (before)", summary["pool_metrics"])] + list(summary["methods"].items())
+    return [{"method": m} | {k: round(v, 4) for k, v in metrics.items()} for m, metrics in rows]
+
+
+@task(name="sample", retries=1, retry_delay_seconds=10, timeout_seconds=6 * 3600,
+      cache_policy=stage_cache_policy(ALGORITHM_VERSION)
+      + StoreContent(parts=("datasets", "sources", "grounding", "scores", "embeddings")),
+      persist_result=True, result_serializer="json")
+def sample(db: str, cfg: dict, tree_version: str, run_id: str) -> dict:
+    """Write ``selections`` + ``selection_metrics`` for ``run_id``; returns the metrics, the KL to
+    the target before (whole pool) and after (selection) when a target sample is stored."""
+    from prefect.artifacts import create_table_artifact
+    from prefect.context import TaskRunContext
+
+    summary = run_sample(db, cfg, tree_version, run_id)
+    if TaskRunContext.get() is not None:  # not when the body is called directly (tests, CLI)
+        create_table_artifact(key="selection-metrics", table=metrics_rows(summary),
+                              description=f"Selection metrics of run {run_id} (pool "
+                                          f"{summary['pool']:,}, budget {summary['budget']})")
+    return summary

@@ -1,0 +1,177 @@
+"""Score -> sample -> export against a real DuckDB file holding the bundled example data, on a
+knowledge tree written by the test (apps of self-instruct as leaves), so every figure is known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import orjson
+import pyarrow.parquet as pq
+import pytest
+import scipy.sparse as sp
+
+from tagtree.config import Config
+from tagtree.errors import TagtreeError
+from tagtree.hierarchy import KnowledgeTree
+from tagtree.io.ingest import ingest_files
+from tagtree.io.store import Store
+from tagtree.scoring import node_weights
+from tasks.export import export, run_export
+from tasks.sample import run_sample, sample
+from tasks.score import score, store_fingerprint
+from tests.conftest import EXAMPLES
+from tests.support.openai_server import FakeOpenAIServer
+
+POOL = EXAMPLES / "self_instruct_alpaca.jsonl"
+TARGET = EXAMPLES / "target_coding_math.jsonl"
+CODING = {"Leetcode", "StackOverflow", "GeeksforGeeks", "Github", "w3schools"}
+MATH = {"Wolfram alpha", "(Wolfram alpha)?"}
+VERSION = "tv-test"
+
+
+def write_app_tree(store: Store) -> KnowledgeTree:
+    """Leaves = apps; branch 0 = coding apps, branch 1 = math apps, 6 more branches; a root."""
+    rows = store.rows("SELECT id, raw, dataset FROM instances ORDER BY id")
+    pool = [(i, orjson.loads(r)["motivation_app"]) for i, r, d in rows if d != "target_coding_math"]
+    target = [(i, orjson.loads(r)["category"]) for i, r, d in rows if d == "target_coding_math"]
+    apps = sorted({a for _, a in pool})
+    branch = [0 if a in CODING else 1 if a in MATH else 2 + k % 6 for k, a in enumerate(apps)]
+    n = len(apps)
+    parent = np.array([n + b for b in branch] + [n + 8] * 8 + [-1])
+    level = np.array([0] * n + [1] * 8 + [2])
+    tree = KnowledgeTree(parent, level, apps + [f"b{b}" for b in range(8)] + ["root"],
+                         size=np.ones(n + 9, dtype=np.int64), version=VERSION)
+    store.write_tree(VERSION, tree, np.zeros((n + 9, 4), np.float32), [], np.zeros(0, int),
+                     np.zeros(0), {}, {})
+    leaf = {a: i for i, a in enumerate(apps)}
+    coding_leaves = [leaf[a] for a in sorted(CODING)]
+    ids, cols = [], []
+    for iid, app in pool:
+        ids.append(iid)
+        cols.append(leaf[app])
+    for k, (iid, cat) in enumerate(target):
+        ids.append(iid)
+        cols.append(coding_leaves[k % len(coding_leaves)] if cat == "coding" else leaf["Wolfram alpha"])
+    g = sp.csr_matrix((np.ones(len(ids)), (np.arange(len(ids)), cols)), shape=(len(ids), n))
+    store.write_instance_nodes(VERSION, ids, node_weights(tree, g))
+    return tree
+
+
+@pytest.fixture
+def grounded(db_path):
+    with Store(db_path) as store:
+        ingest_files(store, [str(POOL)])
+        ingest_files(store, [str(TARGET)], role="target")
+        write_app_tree(store)
+    return db_path
+
+
+def cfg(**sample) -> dict:
+    c = Config().model_dump()
+    c["sample"] |= sample
+    return c
+
+
+def test_score_writes_one_row_per_pool_instance_with_a_visible_distribution(grounded):
+    out = score.fn(grounded, cfg(), VERSION)
+    assert out["instances"] == 252 and out["grounded"] == 252 and out["table"] == "scores"
+    assert not out["quality"]["collapsed"] and 0.2 <= out["quality"]["mean"] <= 1
+    with Store(grounded) as store:
+        assert store.count("scores") == 252
+        assert store.scalar("SELECT min(quality) >= 0.2 AND max(quality) <= 1 FROM scores")
+    assert score.fn(grounded, cfg(), VERSION)["quality_hash"] == out["quality_hash"]
+
+
+def test_sample_aligns_to_the_target_and_records_metrics(grounded):
+    score.fn(grounded, cfg(), VERSION)
+    out = sample.fn(grounded, cfg(budget="0.1"), VERSION, "run1")
+    assert out["selected"] == 25 and out["aligned"] and out["target_grounded"] == 20
+    assert out["kl_after"] < out["kl_before"]
+    free = run_sample(grounded, cfg(budget="0.1", align="none"), VERSION, "run2")
+    assert out["kl_after"] < free["kl_after"]
+    assert free["methods"]["tags"]["leaf_coverage"] > out["methods"]["tags"]["leaf_coverage"]
+    with Store(grounded) as store:
+        assert store.scalar("SELECT count(*) FROM selections WHERE run_id = 'run1'") == 25
+        ranks = [r[0] for r in store.rows("SELECT rank FROM selections WHERE run_id = 'run1' "
+                                          "ORDER BY rank")]
+        assert ranks == list(range(1, 26))
+        assert store.selection_metrics("run1")["tags"]["kl_target"] == pytest.approx(
+            out["kl_after"])
+    json.dumps(out)  # the summary must be JSON-able for Prefect's result store
+
+
+def test_without_scores_sampling_falls_back_to_tree_quality(grounded):
+    out = run_sample(grounded, cfg(budget="10"), VERSION, "r")
+    assert out["scored"] == 0 and out["selected"] == 10
+
+
+def test_every_method_compares_on_the_same_pool(grounded):
+    with FakeOpenAIServer() as srv:
+        c = cfg(budget="0.1")
+        c["embed"] |= {"backend": "openai", "base_url": srv.base_url, "model": "fake-embed"}
+        out = run_sample(grounded, c, VERSION, "cmp", methods=["tags", "random", "instag",
+                                                                "deita", "kcenter", "quality"],
+                         random_seeds=5)
+    assert set(out["methods"]) == {"tags", "random", "instag", "deita", "kcenter", "quality"}
+    assert all(m["selected"] == 25 for m in out["methods"].values())
+    assert out["methods"]["random"]["seeds"] == 5
+    assert "near_duplicates" in out["methods"]["deita"]
+    with Store(grounded) as store:
+        assert store.count("instance_embeddings") == 252
+        assert len(store.selection_methods("cmp")) == 6
+
+
+def test_a_missing_embedder_skips_embedding_methods_in_a_comparison_only(grounded):
+    c = cfg(budget="10")
+    c["embed"] |= {"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "x"}
+    c["llm"] |= {"max_retries": 0, "timeout_s": 2}
+    out = run_sample(grounded, c, VERSION, "r", methods=["tags", "deita"])
+    assert list(out["methods"]) == ["tags"] and "deita" in out["skipped"]
+    c["sample"]["method"] = "deita"
+    with pytest.raises(TagtreeError):
+        run_sample(grounded, c, VERSION, "r2")
+
+
+def test_export_in_the_input_format_keeps_the_original_lines(grounded, tmp_path):
+    run_sample(grounded, cfg(budget="0.05"), VERSION, "run1")
+    out = export.fn(grounded, cfg(), "run1", str(tmp_path / "out"))
+    sel = tmp_path / "out" / "selection.jsonl"
+    assert out["rows"] == 13 and str(sel) in out["files"]
+    original = set(POOL.read_text().splitlines())
+    lines = sel.read_text().splitlines()
+    assert len(lines) == 13 and all(line in original for line in lines)
+    manifest = json.loads((tmp_path / "out" / "selection.manifest.json").read_text())
+    assert manifest["tree_version"] == VERSION and manifest["method"] == "tags"
+    assert manifest["metrics"]["selected"] == 13 and manifest["budget"] == "0.05"
+    assert manifest["files"][0]["rows"] == 13 and len(manifest["files"][0]["sha256"]) == 64
+    with Store(grounded) as store:
+        kinds = sorted(r[1] for r in store.exports("run1"))
+    assert kinds == ["manifest", "selection"]
+
+
+def test_export_as_chat_jsonl_and_parquet(grounded, tmp_path):
+    run_sample(grounded, cfg(budget="5"), VERSION, "run1")
+    c = cfg()
+    c["export"]["format"] = "jsonl"
+    run_export(grounded, c, "run1", str(tmp_path), name="chat")
+    rows = [json.loads(line) for line in (tmp_path / "chat.jsonl").read_text().splitlines()]
+    assert len(rows) == 5 and rows[0]["messages"][0]["role"] == "user"
+    assert rows[0]["messages"][-1]["role"] == "assistant"
+    c["export"]["format"] = "parquet"
+    run_export(grounded, c, "run1", str(tmp_path), name="table")
+    t = pq.read_table(tmp_path / "table.parquet")
+    assert t.num_rows == 5 and t.column("rank").to_pylist() == [1, 2, 3, 4, 5]
+
+
+def test_export_of_a_missing_selection_is_a_clear_error(grounded, tmp_path):
+    with pytest.raises(TagtreeError, match="no 'tags' selection"):
+        run_export(grounded, cfg(), "nope", str(tmp_path))
+
+
+def test_cache_fingerprint_changes_when_the_grounding_does(grounded):
+    before = store_fingerprint(grounded, VERSION, ("grounding", "sources"))
+    assert before == store_fingerprint(grounded, VERSION, ("grounding", "sources"))
+    with Store(grounded) as store:
+        store.run("UPDATE instance_nodes SET weight = weight * 2 WHERE node_id = 0")
+    assert store_fingerprint(grounded, VERSION, ("grounding", "sources")) != before
