@@ -239,10 +239,6 @@ class ReportConfig(_Section):
     )
     example_chars: int = Field(280, ge=20, description="Example instructions cut to this length.")
     quality_bins: int = Field(30, ge=2, description="Bins of the quality score histogram.")
-    kl_smoothing: float = Field(
-        1e-6, gt=0, description="Added to every leaf's probability before KL(target || selection), "
-        "so leaves a selection misses give a large but finite KL. Smaller: harsher on misses.",
-    )
     filename: str = Field("report.html", description="Report file name inside export.out.")
 
 

@@ -1,4 +1,4 @@
-"""Grounding (tree stage): instance tags + tag_leaf -> instance_nodes (weights on leaves and all ancestors).
+"""Grounding (tree stage): annotations + tag_leaf -> instance_nodes (weights on leaves + ancestors).
 
 An instance's weight on a leaf is the share of its canonical tags that fall in that leaf (rows
 sum to 1); an ancestor's weight is the sum over its leaves, so every level also sums to 1. Tags
@@ -37,7 +37,10 @@ def node_weight_matrix(leaf_weights: sp.csr_matrix, tree: KnowledgeTree) -> sp.c
 
 def far_similarity(member_similarity: np.ndarray, quantile: float = 0.05) -> float:
     """Cosine similarity to the nearest leaf below which a tag counts as "far": the ``quantile``
-    of the tree's own tags' similarity to their leaf centroid (calibrated per tree)."""
+    of the tree's own tags' similarity to their leaf centroid (calibrated per tree; pass the
+    hold-out similarities, NaNs are ignored)."""
+    member_similarity = np.asarray(member_similarity, dtype=np.float64)
+    member_similarity = member_similarity[~np.isnan(member_similarity)]
     if len(member_similarity) == 0:
         return 0.0
     return float(np.quantile(member_similarity, quantile))

@@ -1,4 +1,4 @@
-"""Tag normalization (tree stage): raw tags of annotations -> canonical tags with frequencies + aliases.
+"""Tag normalization (tree stage): annotations' raw tags -> tags (frequencies) + tag_aliases.
 
 Three steps, each keeping the raw -> canonical map: (1) text folding (Unicode NFKC, case,
 whitespace, separators, surrounding punctuation), which also de-duplicates exactly; (2) optional
@@ -31,8 +31,9 @@ def normalize_tag(raw: str) -> str:
     return text[:MAX_TAG_CHARS].rstrip()
 
 
-def fold_counts(raw_counts: Iterable[tuple[str, int]]) -> tuple[dict[str, int], dict[str, str]]:
-    """(raw tag, count) pairs -> ({canonical: frequency}, {raw: canonical}); unusable raws dropped."""
+def fold_counts(raw_counts: Iterable[tuple[str, int]]
+                ) -> tuple[dict[str, int], dict[str, str]]:
+    """(raw tag, count) pairs -> ({canonical: frequency}, {raw: canonical}); unusable dropped."""
     freq: Counter[str] = Counter()
     alias: dict[str, str] = {}
     for raw, count in raw_counts:
@@ -108,7 +109,7 @@ def merge_near_duplicates(freq: dict[str, int], alias: dict[str, str], ordered: 
     counts = np.array([freq[t] for t in ordered], dtype=np.int64)
     target = near_duplicate_map(ordered, counts, vectors, threshold)
     merged_freq: Counter[str] = Counter()
-    for i, t in enumerate(ordered):
+    for i in range(len(ordered)):
         merged_freq[ordered[target[i]]] += counts[i]
     canon = {t: ordered[target[i]] for i, t in enumerate(ordered)}
     new_alias = {r: canon[t] for r, t in alias.items()}

@@ -1,4 +1,4 @@
-"""LLM refinement of one tree level (tree stage): clusters -> names, descriptions, merges, reassignments.
+"""LLM refinement of a tree level (tree stage): clusters -> names, descriptions, merges, moves.
 
 The Clio recipe as reconstructed here: (1) the LLM names each cluster and writes a one-line
 description from a sample of its members; (2) clusters whose names fold to the same text are

@@ -22,7 +22,6 @@ no pool instance can fill are then filled by the unconstrained greedy.
 
 from __future__ import annotations
 
-import heapq
 import math
 from dataclasses import dataclass
 
@@ -152,54 +151,83 @@ def plain_greedy(obj: _Objective, n: int, k: int) -> tuple[np.ndarray, np.ndarra
     return np.asarray(order, dtype=np.int64), np.asarray(gains)
 
 
-def lazy_greedy(obj: _Objective, n: int, k: int, *, batch: int = 32,
+def lazy_greedy(obj: _Objective, n: int, k: int, *, batch: int = 32, window: int = 4096,
                 groups: np.ndarray | None = None, quotas: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Lazy greedy (Minoux): a max-heap of possibly stale gains, which submodularity makes upper
-    bounds. The top is accepted only when its gain was computed at the current step, so the result
-    equals plain greedy's (ties to the lowest row). Stale tops are refreshed ``batch`` at a time
-    in one vectorised call, which costs a few wasted evaluations and saves Python overhead.
+    """Lazy greedy (Minoux): stale gains are upper bounds (submodularity), and a pick is accepted
+    only when its gain was computed at the current step, so the result equals plain greedy's
+    (ties to the lowest row).
 
-    With ``groups``/``quotas`` an instance is accepted only while its group (-1: none) has quota
-    left; instances skipped for a full group are reconsidered without quotas if slots remain.
+    Instead of a Python heap of a million tuples, the bounds live in numpy arrays: a *frontier*
+    of rows that have been looked at, and the untouched rest sorted once by initial gain, whose
+    first entry bounds everything outside the frontier. Each step takes the frontier's best; if
+    the outside's best beats it, ``window`` more rows join the frontier; if it is stale, the
+    ``batch`` best frontier rows are re-evaluated in one vectorised call. A frontier grown past
+    16 windows is merged back into the sorted rest, keeping each step's argmax cheap.
+
+    With ``groups``/``quotas`` a row is accepted only while its group (-1: none) has quota
+    left; rows skipped for a full group are reconsidered without quotas if slots remain.
     """
     k = min(k, n)
     if k <= 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    g0 = obj.gains(np.arange(n))
-    heap = list(zip((-g0).tolist(), range(n), strict=True))
-    heapq.heapify(heap)
-    stamp = np.zeros(n, dtype=np.int64)  # the step at which each heap gain was computed
+    ub = obj.gains(np.arange(n))
+    stamp = np.zeros(n, dtype=np.int64)  # the step at which each bound was computed
+
+    def sorted_rest(rows, bounds):
+        o = np.lexsort((rows, -bounds))
+        return rows[o], bounds[o]
+
+    out_rows, out_ub = sorted_rest(np.arange(n), ub)
+    pos = 0
+    front = np.zeros(0, dtype=np.int64)
+    bound = np.zeros(0)
     left = None if quotas is None else np.asarray(quotas, dtype=np.int64).copy()
-    deferred: list[tuple[float, int]] = []
+    deferred: list[tuple[int, float]] = []
     order, gains = [], []
     step = 0
     while len(order) < k:
-        if not heap:
+        if len(front):
+            top = bound.max()
+            ties = np.flatnonzero(bound == top)
+            j = int(ties[np.argmin(front[ties])]) if len(ties) > 1 else int(ties[0])
+            row = int(front[j])
+        if pos < len(out_rows) and (not len(front) or out_ub[pos] > top
+                                    or (out_ub[pos] == top and out_rows[pos] < row)):
+            if len(front) > 16 * window:  # merge back: the frontier's argmax stays cheap
+                out_rows, out_ub = sorted_rest(np.concatenate([front, out_rows[pos:]]),
+                                               np.concatenate([bound, out_ub[pos:]]))
+                front, bound, pos = front[:0], bound[:0], 0
+            front = np.concatenate([front, out_rows[pos:pos + window]])
+            bound = np.concatenate([bound, out_ub[pos:pos + window]])
+            pos += window
+            continue
+        if not len(front):
             if not deferred:
                 break
-            heap, deferred, left = deferred, [], None  # quota pass done: fill what remains
-            heapq.heapify(heap)
+            rows = np.array([r for r, _ in deferred], dtype=np.int64)
+            out_rows, out_ub = sorted_rest(rows, np.array([b for _, b in deferred]))
+            pos, deferred, left = 0, [], None  # quota pass done: fill what remains freely
             continue
-        neg, row = heap[0]
-        if left is not None and groups[row] >= 0 and left[groups[row]] <= 0:
-            deferred.append(heapq.heappop(heap))
+        full = left is not None and groups[row] >= 0 and left[groups[row]] <= 0
+        if full or stamp[row] == step:
+            if full:
+                deferred.append((row, float(bound[j])))
+            else:
+                obj.add(row)
+                order.append(row)
+                gains.append(float(bound[j]))
+                if left is not None and groups[row] >= 0:
+                    left[groups[row]] -= 1
+                step += 1
+            front[j], bound[j] = front[-1], bound[-1]  # swap-remove
+            front, bound = front[:-1], bound[:-1]
             continue
-        if stamp[row] == step:
-            heapq.heappop(heap)
-            obj.add(row)
-            order.append(row)
-            gains.append(-neg)
-            if left is not None and groups[row] >= 0:
-                left[groups[row]] -= 1
-            step += 1
-            continue
-        popped = [heapq.heappop(heap) for _ in range(min(batch, len(heap)))]
-        rows = np.fromiter((r for _, r in popped), dtype=np.int64, count=len(popped))
-        fresh = obj.gains(rows)
+        idx = (np.arange(len(front)) if len(front) <= batch
+               else np.argpartition(-bound, batch - 1)[:batch])
+        rows = front[idx]
+        bound[idx] = obj.gains(rows)
         stamp[rows] = step
-        for gain, r in zip((-fresh).tolist(), rows.tolist(), strict=True):
-            heapq.heappush(heap, (gain, r))
     return np.asarray(order, dtype=np.int64), np.asarray(gains)
 
 

@@ -1,4 +1,4 @@
-"""Tree building (tree stage): canonical tag embeddings -> a named ``KnowledgeTree`` (tree_nodes, tag_leaf).
+"""Tree building (tree stage): tags + tag_embeddings -> named KnowledgeTree (tree_nodes, tag_leaf).
 
 Clio-style, level by level from the leaves up: spherical k-means of the current level's vectors
 (FAISS; two-stage IVF-style when k is large, so 1M tags never meet an n x k distance matrix of
@@ -9,6 +9,9 @@ frequent member tags otherwise, and the clusters' centroids become the next leve
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,8 +42,10 @@ def compact(labels: np.ndarray) -> np.ndarray:
 
 
 def kmeans(x: np.ndarray, k: int, *, weights: np.ndarray | None = None, seed: int = 0,
-           niter: int = 20, small_work: float = 2e7) -> np.ndarray:
-    """Spherical k-means labels (0..k'-1, k' <= k after dropping empty clusters)."""
+           niter: int = 20, restarts: int = 1, small_work: float = 2e7,
+           manage_threads: bool = True) -> np.ndarray:
+    """Spherical k-means labels (0..k'-1, k' <= k after dropping empty clusters); ``restarts``
+    k-means++-seeded runs (only when the problem is small) keep the best objective."""
     import faiss
 
     n, d = x.shape
@@ -50,22 +55,29 @@ def kmeans(x: np.ndarray, k: int, *, weights: np.ndarray | None = None, seed: in
         return np.zeros(n, dtype=np.int64)
     x = np.ascontiguousarray(x, dtype=np.float32)
     w = None if weights is None else np.ascontiguousarray(weights, dtype=np.float32)
-    # Small problems (upper levels) get several restarts: one bad seed there misplaces a whole
-    # branch; large ones (leaves) one, where the cost is n*k*d per iteration.
     work = n * k * d
-    n_init = 5 if work <= small_work else 1
+    n_init = restarts if work <= small_work else 1
+    if not manage_threads:
+        return compact(_restarts(faiss, x, w, k, d, n, niter, seed, n_init))
     # OpenMP threads on a small problem cost more in wake-ups than they save (30x slower on a
     # busy 2-core machine): run small ones single-threaded.
+    with single_threaded(work <= 5 * small_work):
+        return compact(_restarts(faiss, x, w, k, d, n, niter, seed, n_init))
+
+
+@contextmanager
+def single_threaded(on: bool = True):
+    """FAISS (OpenMP) and BLAS (k-means++ products) on one thread inside the block."""
+    import faiss
+
     threads = faiss.omp_get_max_threads()
-    single = work <= 5 * small_work
-    if single:
+    if on:
         faiss.omp_set_num_threads(1)
     try:
-        with threadpool_limits(1 if single else None):  # the same holds for BLAS (k-means++)
-            best = _restarts(faiss, x, w, k, d, n, niter, seed, n_init)
+        with threadpool_limits(1 if on else None):
+            yield
     finally:
         faiss.omp_set_num_threads(threads)
-    return compact(best)
 
 
 def _restarts(faiss, x, w, k, d, n, niter, seed, n_init) -> np.ndarray:
@@ -84,37 +96,62 @@ def _restarts(faiss, x, w, k, d, n, niter, seed, n_init) -> np.ndarray:
 
 
 def kmeans_pp_init(x: np.ndarray, k: int, weights: np.ndarray | None, seed: int,
-                   sample_per_centroid: int = 16) -> np.ndarray:
-    """k-means++ seeds on a subsample: FAISS's random init merges and splits planted clusters
-    (leaf purity ~0.8 vs ~0.95 on the planted test); the subsample bounds the cost."""
-    from sklearn.cluster import kmeans_plusplus
-
+                   sample_per_centroid: int = 16, max_trials: int = 3) -> np.ndarray:
+    """Greedy k-means++ seeds for unit vectors (float32 dot products, ||a-b||^2 = 2 - 2 a.b) on a
+    subsample. FAISS's random init merges and splits planted clusters (leaf purity ~0.8 vs ~0.95
+    on the planted test); sklearn's version upcasts to float64 and was 10x slower here."""
     rng = np.random.default_rng(seed)
-    m = min(len(x), sample_per_centroid * k)
-    pick = np.sort(rng.choice(len(x), m, replace=False)) if m < len(x) else np.arange(len(x))
-    w = None if weights is None else weights[pick]
-    centers, _ = kmeans_plusplus(x[pick], k, sample_weight=w, random_state=seed)
-    return np.ascontiguousarray(centers, dtype=np.float32)
+    n = len(x)
+    m = min(n, sample_per_centroid * k)
+    pick = np.sort(rng.choice(n, m, replace=False)) if m < n else np.arange(n)
+    xs = x[pick]
+    w = np.ones(m, np.float32) if weights is None else weights[pick].astype(np.float32)
+    trials = min(max_trials, 2 + int(np.log(k)))
+    centers = np.empty((k, x.shape[1]), np.float32)
+    first = rng.choice(m, p=w / w.sum())
+    centers[0] = xs[first]
+    dist = np.maximum(2 - 2 * (xs @ xs[first]), 0)
+    for c in range(1, k):
+        pot = dist * w
+        total = float(pot.sum())
+        if total <= 0:  # fewer distinct points than k: repeat one (its cluster ends up empty)
+            centers[c:] = xs[rng.integers(0, m, k - c)]
+            break
+        cand = np.searchsorted(np.cumsum(pot), rng.random(trials) * total).clip(0, m - 1)
+        d_cand = np.minimum(dist[None, :], np.maximum(2 - 2 * (xs[cand] @ xs.T), 0))
+        best = int(np.argmin(d_cand @ w))
+        centers[c] = xs[cand[best]]
+        dist = d_cand[best]
+    return centers
 
 
 def two_stage_kmeans(x: np.ndarray, k: int, *, weights: np.ndarray | None = None, seed: int = 0,
-                     direct_max: int = 512) -> np.ndarray:
+                     direct_max: int = 512, restarts: int = 1) -> np.ndarray:
     """k clusters; above ``direct_max`` first a coarse partition into ~sqrt(k) groups, then k-means
     inside each group with k shared in proportion to group size: cost ~ n*sqrt(k)*d, not n*k*d."""
     n = len(x)
     if k <= direct_max or k >= n:
-        return kmeans(x, k, weights=weights, seed=seed)
+        return kmeans(x, k, weights=weights, seed=seed, restarts=restarts)
     n_groups = max(2, int(round(math.sqrt(k))))
     coarse = kmeans(x, n_groups, weights=weights, seed=seed)
-    labels = np.empty(n, dtype=np.int64)
-    offset = 0
     order = np.argsort(coarse, kind="stable")
     bounds = np.searchsorted(coarse[order], np.arange(coarse.max() + 2))
-    for g in range(len(bounds) - 1):
-        members = order[bounds[g]:bounds[g + 1]]
+    groups = [order[bounds[g]:bounds[g + 1]] for g in range(len(bounds) - 1)]
+
+    def fine(g: int) -> np.ndarray:
+        members = groups[g]
         k_g = max(1, int(round(k * len(members) / n)))
-        sub = kmeans(x[members], k_g, weights=None if weights is None else weights[members],
-                     seed=seed + g + 1)
+        return kmeans(x[members], k_g, weights=None if weights is None else weights[members],
+                      seed=seed + g + 1, manage_threads=False)
+
+    # Groups are independent and small: one thread each, all cores busy. FAISS and numpy
+    # release the GIL; each group has its own seed and offsets are assigned in group order,
+    # so the result does not depend on scheduling.
+    with single_threaded(), ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
+        subs = list(pool.map(fine, range(len(groups))))
+    labels = np.empty(n, dtype=np.int64)
+    offset = 0
+    for members, sub in zip(groups, subs, strict=True):
         labels[members] = sub + offset
         offset += int(sub.max()) + 1
     return labels
@@ -134,6 +171,33 @@ def representative_tags(tag_node: np.ndarray, n_nodes: int, tag_vectors: np.ndar
     return [order[starts[i]:min(starts[i + 1], starts[i] + top)].tolist() for i in range(n_nodes)]
 
 
+def distinctive_first(reps: list[list[int]], tag_node: np.ndarray, tag_vectors: np.ndarray,
+                      node_vectors: np.ndarray, freqs: np.ndarray, *, weight: float = 0.5,
+                      freq_weight: float = 0.3, top: int = 5,
+                      max_nodes: int = 2000) -> list[list[int]]:
+    """Re-rank each node's candidates by how much closer they are to their own node than to any
+    sibling node: generic tags ("text", "description") sit between clusters and lose. Skipped
+    on levels with more than ``max_nodes`` nodes (candidates x nodes similarity matrix)."""
+    if len(node_vectors) > max_nodes or len(node_vectors) < 2:
+        return [r[:top] for r in reps]
+    flat = np.array([t for r in reps for t in r], dtype=np.int64)
+    if not len(flat):
+        return reps
+    sims = tag_vectors[flat] @ node_vectors.T
+    own = sims[np.arange(len(flat)), tag_node[flat]]
+    sims[np.arange(len(flat)), tag_node[flat]] = -np.inf
+    lf = np.log1p(freqs[flat].astype(np.float64))
+    lf = lf / max(float(np.log1p(freqs.max())), 1e-9)
+    total = own + weight * (own - sims.max(axis=1)) + freq_weight * lf
+    score = dict(zip(flat.tolist(), total.tolist(), strict=True))
+    return [sorted(r, key=lambda t: -score[t])[:top] for r in reps]
+
+
+def _stems(tag: str) -> set[str]:
+    """Crude word stems: "projects / head project" and "words / words mischance" repeat a stem."""
+    return {w[:5] for w in tag.split() if len(w) >= 3}
+
+
 def extractive_names(reps: list[list[int]], tags: list[str], tag_vectors: np.ndarray,
                      parts: int, *, distinct_below: float = 0.75):
     """Name = the best representative tag, or for upper levels the best ``parts`` mutually
@@ -144,11 +208,25 @@ def extractive_names(reps: list[list[int]], tags: list[str], tag_vectors: np.nda
         for t in rep:
             if len(chosen) == parts:
                 break
-            if all(float(tag_vectors[t] @ tag_vectors[c]) < distinct_below for c in chosen):
+            if all(float(tag_vectors[t] @ tag_vectors[c]) < distinct_below
+                   and not _stems(tags[t]) & _stems(tags[c]) for c in chosen):
                 chosen.append(t)
         names.append(" / ".join(tags[t] for t in chosen) if chosen else "(empty)")
         descriptions.append("e.g. " + ", ".join(tags[t] for t in rep))
     return names, descriptions
+
+
+def holdout_similarity(x: np.ndarray, leaf: np.ndarray, n_leaves: int) -> np.ndarray:
+    """Each tag's cosine similarity to its leaf's centroid computed *without* the tag (NaN for
+    single-tag leaves): what a new tag of the same kind would see, so drift thresholds
+    calibrated on it do not flag in-distribution newcomers (in-sample similarity is inflated,
+    most in small leaves)."""
+    one_hot = sp.csr_matrix((np.ones(len(leaf), np.float32), (leaf, np.arange(len(leaf)))),
+                            shape=(n_leaves, len(leaf)))
+    sums = np.asarray(one_hot @ x)[leaf] - x
+    norms = np.linalg.norm(sums, axis=1)
+    sims = np.einsum("ij,ij->i", x, sums) / np.maximum(norms, 1e-12)
+    return np.where(norms > 1e-6, sims, np.nan).astype(np.float32)
 
 
 # -- the builder --------------------------------------------------------------------------------
@@ -196,9 +274,11 @@ class TreeBuilder:
             depth = len(levels)
             if depth == self.max_depth:  # max_depth levels above the leaves: this is the last
                 k = min(k, self.root_max)
+            # Upper levels are small and one bad seed there misplaces a whole branch: restart.
             labels = two_stage_kmeans(items_vec, k, weights=items_w,
                                       seed=self.random_state + 1000 * depth,
-                                      direct_max=self.direct_max)
+                                      direct_max=self.direct_max,
+                                      restarts=1 if depth == 0 else 5)
             level, tag_node_new, centroids = self._name_level(
                 depth, labels, tag_node, x, freqs, tags, items_names, items_vec)
             levels.append(level)
@@ -226,7 +306,11 @@ class TreeBuilder:
         n_nodes = int(labels.max()) + 1
         tag_node_new = labels[tag_node]
         centroids = group_means(x, tag_node_new, n_nodes)
-        reps = representative_tags(tag_node_new, n_nodes, x, centroids, freqs)
+        reps = representative_tags(tag_node_new, n_nodes, x, centroids, freqs, top=12)
+        if depth > 0:
+            reps = distinctive_first(reps, tag_node_new, x, centroids, freqs)
+        else:
+            reps = [r[:5] for r in reps]
         names, descriptions = extractive_names(reps, tags, x, 1 if depth == 0 else self.name_parts)
         if self.refiner is not None and depth >= self.refine_min_level:
             labels, names, descriptions = self.refiner.refine_level(
@@ -242,7 +326,7 @@ class TreeBuilder:
         n_nodes = int(offsets[-1])
         parent = np.full(n_nodes, -1, np.int64)
         level = np.zeros(n_nodes, np.int64)
-        for depth, lv in enumerate(levels):
+        for depth in range(len(levels)):
             level[offsets[depth]:offsets[depth + 1]] = depth
             if depth + 1 < len(levels):
                 parent[offsets[depth]:offsets[depth + 1]] = (
@@ -263,5 +347,6 @@ class TreeBuilder:
         self.centroids_ = centroids
         self.tag_leaf_ = leaf
         self.tag_similarity_ = np.einsum("ij,ij->i", x, centroids[leaf])
+        self.holdout_similarity_ = holdout_similarity(x, leaf, counts[0])
         self.level_sizes_ = counts
         return None

@@ -1,4 +1,4 @@
-"""Tree tasks: annotations -> tags/tag_aliases/tag_embeddings -> trees/tree_nodes/tag_leaf -> instance_nodes.
+"""Tree tasks: annotations -> tags, tag_embeddings -> trees, tree_nodes, tag_leaf -> instance_nodes.
 
 Caching is by content, in the store, rather than by Prefect inputs: ``(db, cfg)`` does not change
 when new annotations arrive, so an ``INPUTS`` cache would return stale trees. Embeddings are kept
@@ -103,7 +103,7 @@ def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None
     builder.fit(tags, store.tag_vectors(embedder.fingerprint, tags), freqs)
     stats = {"tagger": tagger, "embedder": embedder.fingerprint, "n_tags": len(tags),
              "n_leaves": builder.tree_.n_leaves, "levels": builder.level_sizes_,
-             "far_similarity": far_similarity(builder.tag_similarity_, t.far_quantile),
+             "far_similarity": far_similarity(builder.holdout_similarity_, t.far_quantile),
              "build_seconds": round(time.perf_counter() - t0, 2)}
     store.write_tree(version, builder.tree_, builder.centroids_, tags, builder.tag_leaf_,
                      builder.tag_similarity_, cfg.model_dump(include={"tree", "embed"}), stats)
@@ -131,10 +131,12 @@ def ground_in(store: Store, cfg: Config, embedder, version: str | None = None,
         store.add_tag_leaves(tree.version, new_tags, placed.leaf, placed.similarity)
         far_n = int(placed.far.sum())
     pairs = store.instance_tag_leaves(tree.version, tagger)
-    ids_col = pairs.column("instance_id").to_numpy(zero_copy_only=False)
-    ids, index = np.unique(ids_col, return_inverse=True)
-    leaves = leaf_weight_matrix(index, pairs.column("leaf_id").to_numpy(), len(ids), tree.n_leaves)
-    written = store.write_instance_nodes(tree.version, ids.tolist(), node_weight_matrix(leaves, tree))
+    rows = pairs.column("row").to_numpy()
+    first = np.flatnonzero(np.diff(rows, prepend=-1))  # rows come sorted: first of each
+    ids = pairs.column("instance_id").take(first).to_pylist()
+    leaves = leaf_weight_matrix(rows, pairs.column("leaf_id").to_numpy(), len(ids), tree.n_leaves)
+    nodes = node_weight_matrix(leaves, tree)
+    written = store.write_instance_nodes(tree.version, ids, nodes)
     drift = store.far_tag_share(tree.version, tagger, stats.get("far_similarity", 0.0))
     return {"tree_version": tree.version, "instances": len(ids), "instance_nodes": written,
             "new_tags": len(new_tags), "far_new_tags": far_n, "drift": round(drift, 4),
@@ -163,7 +165,8 @@ def build_tree(db: str, cfg: dict, tagger: str | None = None) -> dict:
       timeout_seconds=2 * 3600)
 def ground(db: str, cfg: dict, tree_version: str | None = None, tagger: str | None = None) -> dict:
     """annotations + tag_leaf -> instance_nodes (and tag_leaf rows for tags new to the tree).
-    Returns tree_version, instances, instance_nodes, new_tags, far_new_tags, drift, rebuild_advised."""
+    Returns tree_version, instances, instance_nodes, new_tags, far_new_tags, drift and
+    rebuild_advised."""
     store, config, embedder = _open(db, cfg)
     with store:
         return ground_in(store, config, embedder, tree_version, tagger)

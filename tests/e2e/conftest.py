@@ -46,9 +46,10 @@ def wait_for(predicate, timeout: float, what: str, every: float = 1.0):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory):
-    """A real Prefect server (API + UI) on a free loopback port, with its own home and DB."""
+    """A real Prefect server (API + UI) on a free loopback port, with its own home and DB; one
+    per test module, so deployments and automations of one test never act in another."""
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"

@@ -37,7 +37,15 @@ def _runs(api: str, flow_name: str) -> list:
     return asyncio.run(read())
 
 
-def test_upload_triggers_on_upload_once(prefect_server, s3_server, tmp_path):
+@pytest.fixture
+def fake_llm():
+    from tests.support.openai_server import FakeOpenAIServer
+
+    with FakeOpenAIServer(latency=0.0) as srv:
+        yield srv
+
+
+def test_upload_triggers_on_upload_once(prefect_server, s3_server, fake_llm, tmp_path):
     aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": "us-east-1"}
     s3 = boto3.client("s3", endpoint_url=s3_server, **{
@@ -50,6 +58,8 @@ def test_upload_triggers_on_upload_once(prefect_server, s3_server, tmp_path):
         "TAGTREE_OBJECTS_CACHE_DIR": str(tmp_path / "cache"),
         "TAGTREE_DB": str(tmp_path / "store.duckdb"),
         "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+        "TAGTREE_LLM_BASE_URL": fake_llm.base_url, "TAGTREE_LLM_MODEL": "fake-tagger",
+        "OPENAI_API_KEY": "test-key",
     }
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
     served = subprocess.Popen(

@@ -25,7 +25,10 @@ def landing(tmp_path):
 
 
 @pytest.fixture
-def settings(tmp_path, monkeypatch):
+def settings(tmp_path, monkeypatch, fake_llm):
+    monkeypatch.setenv("TAGTREE_LLM_BASE_URL", fake_llm.base_url)
+    monkeypatch.setenv("TAGTREE_LLM_MODEL", "fake-tagger")
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     monkeypatch.setenv("TAGTREE_OBJECTS_STATE_DB", str(tmp_path / "landing.duckdb"))
     monkeypatch.setenv("TAGTREE_OBJECTS_OUTPUT_PREFIX", str(tmp_path / "curated"))
     monkeypatch.setenv("TAGTREE_DB", str(tmp_path / "store.duckdb"))

@@ -39,7 +39,11 @@ def _outcome(db: str, runner: str) -> dict:
 
 @pytest.mark.slow  # a Dask LocalCluster of 2 worker processes starts in ~5-10 s
 @pytest.mark.usefixtures("prefect_harness")
-def test_dask_local_cluster_matches_thread_runner(tmp_path):
+def test_dask_local_cluster_matches_thread_runner(tmp_path, fake_llm, monkeypatch):
+    # Environment, not overrides: Dask workers are other processes and read it too.
+    monkeypatch.setenv("TAGTREE_LLM_BASE_URL", fake_llm.base_url)
+    monkeypatch.setenv("TAGTREE_LLM_MODEL", "fake-tagger")
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     thread = _outcome(str(tmp_path / "thread.duckdb"), "thread")
     dask = _outcome(str(tmp_path / "dask.duckdb"), "dask")
     assert thread["instances"]  # not vacuously equal

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pytest
 
 from tagtree.config import Config
 from tagtree.io.annotator import annotate_store, open_tagger
@@ -23,8 +22,6 @@ from tasks.score import run_score
 from tasks.tree import build_tree_in, ground_in
 from tests.conftest import EXAMPLES
 from tests.support.openai_server import FakeOpenAIServer
-
-pytestmark = pytest.mark.slow
 
 
 def test_tags_beats_random_on_coverage_and_entropy_of_the_example_pool(db_path):

@@ -82,12 +82,35 @@ def test_examples_put_selected_first_and_are_cut(report_db):
 def test_baselines_merge_computed_and_stored_metrics(data):
     rows = {r["method"]: r for r in data["baselines"]["rows"]}
     assert list(rows) == ["pool", "random", "tags"]
-    assert rows["tags"]["win rate"] == pytest.approx(0.61)
-    assert rows["tags"]["size"] == 40 and rows["pool"]["size"] == 333
-    assert rows["tags"]["mean quality"] > rows["random"]["mean quality"]
-    assert data["quality"]["selected_mean"] == pytest.approx(rows["tags"]["mean quality"],
+    assert rows["tags"]["win rate"] == pytest.approx(0.61)  # from selection_metrics
+    assert rows["tags"]["selected"] == 40 and rows["pool"]["selected"] == 333
+    assert rows["pool"]["leaf_coverage"] == 1.0 and 0 < rows["tags"]["leaf_coverage"] < 1
+    assert rows["tags"]["mean_quality"] > rows["random"]["mean_quality"]
+    assert rows["tags"]["kl_target"] == {r["method"]: r["kl"] for r in data["kl"]}["tags"]
+    assert data["quality"]["selected_mean"] == pytest.approx(rows["tags"]["mean_quality"],
                                                              abs=1e-3)
     assert sum(data["quality"]["pool"]) == 333
+
+
+def test_stored_metrics_win_over_computed_ones(report_db):
+    with Store(report_db) as store:
+        store.run("INSERT INTO selection_metrics VALUES ('run-1', 'tags', 'kl_target', 9.5)")
+        data = gather_report_data(store)
+    rows = {r["method"]: r for r in data["baselines"]["rows"]}
+    assert rows["tags"]["kl_target"] == 9.5
+
+
+def test_kl_matches_the_sampling_stage(data):
+    """Same smoothing and formula as tagtree.align, which the sampler optimises."""
+    from tagtree import align
+
+    nodes = data["tree"]["nodes"]
+    leaves = [n for n in nodes if n["level"] == 0]
+    target = np.array([n["target_share"] for n in leaves])
+    pool = np.array([n["pool_share"] for n in leaves])
+    eps = data["meta"]["kl_smoothing"]
+    expected = align.kl_divergence(align.smoothed(target, eps), align.smoothed(pool, eps))
+    assert {r["method"]: r["kl"] for r in data["kl"]}["pool"] == pytest.approx(expected, abs=1e-3)
 
 
 def test_manifest(data):
@@ -127,6 +150,7 @@ def test_metric_helpers():
         p, np.array([0.0, 0.5, 0.5]), 1e-6)
     assert normalized_entropy(np.ones(4)) == pytest.approx(1.0)
     assert normalized_entropy(np.array([3.0, 0, 0])) == 0.0
+    assert normalized_entropy(np.array([1.0, 1.0, 0, 0]), n_reachable=2) == pytest.approx(1.0)
 
 
 _TEXT = st.text(st.characters(blacklist_categories=("Cs",))) | st.sampled_from(

@@ -138,7 +138,8 @@ class TreeQueries:
         t = self.arrow("SELECT node_id, coalesce(parent_id, -1) AS parent, level, name, "
                        "coalesce(description, '') AS description, size FROM tree_nodes "
                        "WHERE tree_version = ? ORDER BY node_id", [version])
-        return KnowledgeTree(parent=t.column("parent").to_numpy(), level=t.column("level").to_numpy(),
+        return KnowledgeTree(parent=t.column("parent").to_numpy(),
+                             level=t.column("level").to_numpy(),
                              name=t.column("name").to_pylist(),
                              description=t.column("description").to_pylist(),
                              size=t.column("size").to_numpy(), version=version)
@@ -182,12 +183,14 @@ class TreeQueries:
         return row[1] / row[0] if row[0] else 0.0
 
     def instance_tag_leaves(self, version: str, tagger: str):
-        """(instance_id, leaf_id) per tag occurrence of the tagger's usable annotations."""
+        """(row, instance_id, leaf_id) per tag occurrence of the tagger's usable annotations;
+        ``row`` numbers the instances 0..n-1 in id order (computed by DuckDB, not Python)."""
         return self.arrow(
-            "SELECT a.instance_id, tl.leaf_id FROM annotations a, unnest(a.tags) AS t(raw) "
+            "SELECT dense_rank() OVER (ORDER BY a.instance_id) - 1 AS row, a.instance_id, "
+            "tl.leaf_id FROM annotations a, unnest(a.tags) AS t(raw) "
             "JOIN tag_aliases al ON al.raw_tag = t.raw "
             "JOIN tag_leaf tl ON tl.tree_version = ? AND tl.tag = al.tag "
-            "WHERE a.status = 'ok' AND a.tagger = ? ORDER BY a.instance_id", [version, tagger])
+            "WHERE a.status = 'ok' AND a.tagger = ? ORDER BY row", [version, tagger])
 
     def write_instance_nodes(self, version: str, instance_ids: list[str],
                              weights: sp.csr_matrix) -> int:
