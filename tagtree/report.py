@@ -74,18 +74,22 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _table(rows: list[dict], columns: list[str] | None = None, cls: str = "") -> str:
+def _table(rows: list[dict], columns: list[str] | None = None, cls: str = "", *,
+           header: bool = True, mark: tuple[str, Any] | None = None) -> str:
+    """An HTML table; every cell escaped. ``mark``: (column, value) of rows to highlight."""
     if not rows:
         return '<p class="muted">none</p>'
     columns = columns or list(rows[0])
-    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_e(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>"
-                   for r in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    head = ("<thead><tr>" + "".join(f"<th>{_e(c)}</th>" for c in columns) + "</tr></thead>"
+            if header else "")
+    body = "".join(
+        ('<tr class="mark">' if mark and r.get(mark[0]) == mark[1] else "<tr>")
+        + "".join(f"<td>{_e(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f'<table class="{cls}">{head}<tbody>{body}</tbody></table>'
 
 
 def _pairs(mapping: dict) -> str:
-    return _table([{"": k, "value": v} for k, v in mapping.items()], ["", "value"], "kv")
+    return _table([{"k": k, "v": v} for k, v in mapping.items()], ["k", "v"], "kv", header=False)
 
 
 def _header(data: dict) -> str:
@@ -126,18 +130,20 @@ centre to go back up.</p>
 <p class="muted">KL(target ‖ group) over the leaves: 0 means the group spreads over the leaves
 exactly like the target sample; lower is closer. The pool is the distribution before selection.
 </p><div id="kl-bars" class="chart short"></div></section>
-<section class="two"><div><h2>Coverage per level</h2><p class="muted">Share of the nodes of a
-level holding at least one instance (higher: fewer blind spots).</p>
+<section class="two"><div><h2>Coverage per level</h2><p class="muted">Share of a level's nodes
+(those the pool reaches) holding at least one instance (higher: fewer blind spots).</p>
 <div id="coverage" class="chart"></div></div>
 <div><h2>Normalized entropy per level</h2><p class="muted">Entropy of the mass over a level's
-nodes divided by its maximum (1: spread evenly, 0: all in one node).</p>
+nodes divided by its maximum, log(nodes the pool reaches) (1: spread evenly, 0: all in one node).
+</p>
 <div id="entropy" class="chart"></div></div></section>
 <section><h2>Quality scores</h2><p class="muted">Share of the pool and of the selection
 ({_e(meta.get('method'))}) in each quality bin.</p><div id="quality" class="chart"></div></section>
 <section><h2>Selection vs baselines</h2>
 <p class="muted">One row per selection method stored for this run, plus any metrics recorded by
 <code>tagtree compare</code>.</p>
-{_table(base.get("rows", []), ["method"] + base.get("columns", []), "wide")}</section>
+{_table(base.get("rows", []), ["method"] + base.get("columns", []), "wide",
+        mark=("method", meta.get("method")))}</section>
 <section><h2>Run manifest</h2><div class="grid">
 <div><h3>Run</h3>{_pairs(man.get("run", {}))}</div>
 <div><h3>Counts</h3>{_pairs(man.get("counts", {}))}</div>
@@ -170,7 +176,7 @@ padding:4px 8px;margin:6px 0;white-space:pre-wrap;font-size:13px;background:#f8f
 .example.sel{border-color:#2563eb}table{border-collapse:collapse;margin:4px 0}
 td,th{border-bottom:1px solid #eef0f3;padding:3px 10px;text-align:left;vertical-align:top}
 table.wide td:not(:first-child),table.wide th:not(:first-child){text-align:right}
-table.kv td:first-child{color:#667085}
+table.kv td:first-child{color:#667085}tr.mark td{font-weight:600;background:#eef2ff}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(280px,1fr));gap:4px 24px}
 pre{background:#f6f8fa;padding:10px;overflow:auto;max-height:400px}
 """
@@ -193,11 +199,13 @@ _JS = r"""
     if (cls) e.className = cls;
     return e;
   };
-  var pct = function (x) { return x === null || x === undefined ? "–" : (100 * x).toFixed(1) + "%"; };
+  var pct = function (x) {
+    return x === null || x === undefined ? "–" : (100 * x).toFixed(1) + "%";
+  };
   var cfg = {displaylogo: false, responsive: true};
-  var base = {margin: {l: 50, r: 20, t: 10, b: 60}, legend: {orientation: "h"}};
+  var base = {margin: {l: 50, r: 20, t: 40, b: 50},
+              legend: {orientation: "h", x: 0, y: 1.02, yanchor: "bottom"}};
   var lay = function (extra) { return Object.assign({}, base, extra || {}); };
-  var groups = ["pool", D.meta.method].filter(function (m, i, a) { return m && a.indexOf(m) === i; });
   var colour = {pool: "#98a2b3", target: "#f59e0b"};
   var seriesColour = function (name) {
     return colour[name] || (name === D.meta.method ? "#2563eb" : undefined);
@@ -277,57 +285,64 @@ _JS = r"""
     b.addEventListener("click", function () { showNode(n.id); });
     chips.appendChild(b);
   });
+  // The first screen (header + tree) paints before the charts below it are drawn.
+  requestAnimationFrame(function () { setTimeout(drawCharts, 0); });
 
-  var T = D.top_level, names = T.names.map(esc), bars = [];
-  bars.push({type: "bar", name: "pool", x: names, y: T.pool, marker: {color: colour.pool}});
-  if (hasSel) bars.push({type: "bar", name: "selection (" + esc(D.meta.method) + ")", x: names,
-                         y: T.selected, marker: {color: seriesColour(D.meta.method)}});
-  if (T.target.length) bars.push({type: "bar", name: "target", x: names, y: T.target,
-                                  marker: {color: colour.target}});
-  Plotly.newPlot("top-bars", bars, lay({barmode: "group", yaxis: {tickformat: ".0%"}}), cfg);
+  function drawCharts() {
+    var T = D.top_level, names = T.names.map(esc), bars = [];
+    bars.push({type: "bar", name: "pool", x: names, y: T.pool, marker: {color: colour.pool}});
+    if (hasSel) bars.push({type: "bar", name: "selection (" + esc(D.meta.method) + ")", x: names,
+                           y: T.selected, marker: {color: seriesColour(D.meta.method)}});
+    if (T.target.length) bars.push({type: "bar", name: "target", x: names, y: T.target,
+                                    marker: {color: colour.target}});
+    Plotly.newPlot("top-bars", bars, lay({barmode: "group", yaxis: {tickformat: ".0%"},
+      xaxis: {automargin: true, tickangle: names.length > 6 ? -30 : 0}}), cfg);
 
-  if (D.kl.length) {
-    Plotly.newPlot("kl-bars", [{type: "bar", orientation: "h",
-      y: D.kl.map(function (r) { return esc(r.label); }), x: D.kl.map(function (r) { return r.kl; }),
-      marker: {color: D.kl.map(function (r) { return seriesColour(r.method) || "#7c8da6"; })},
-      text: D.kl.map(function (r) { return r.kl.toFixed(3); }), textposition: "auto"}],
-      lay({margin: {l: 180, r: 20, t: 10, b: 40}, xaxis: {title: {text: "KL(target ‖ group)"}}}),
-      cfg);
-  } else {
-    document.getElementById("kl-bars").replaceChildren(
-      el("p", "No target sample in this store: ingest one with --target to see alignment.",
-         "muted"));
-  }
+    if (D.kl.length) {
+      Plotly.newPlot("kl-bars", [{type: "bar", orientation: "h",
+        y: D.kl.map(function (r) { return esc(r.label); }),
+        x: D.kl.map(function (r) { return r.kl; }),
+        marker: {color: D.kl.map(function (r) { return seriesColour(r.method) || "#7c8da6"; })},
+        text: D.kl.map(function (r) { return r.kl.toFixed(3); }), textposition: "auto"}],
+        lay({margin: {l: 20, r: 20, t: 10, b: 40}, xaxis: {title: {text: "KL(target ‖ group)"}},
+             yaxis: {autorange: "reversed", automargin: true}}),
+        cfg);
+    } else {
+      document.getElementById("kl-bars").replaceChildren(
+        el("p", "No target sample in this store: ingest one with --target to see alignment.",
+           "muted"));
+    }
 
-  var L = D.levels, xs = L.levels.map(function (lv, i) {
-    return lv === 0 ? "leaves (" + L.n_nodes[i] + ")" : "level " + lv + " (" + L.n_nodes[i] + ")";
-  });
-  ["coverage", "entropy"].forEach(function (metric) {
-    var traces = Object.keys(L[metric]).map(function (name) {
-      return {type: "scatter", mode: "lines+markers", name: esc(name), x: xs, y: L[metric][name],
-              line: {color: seriesColour(name), width: name === D.meta.method ? 3 : 1.5}};
+    var L = D.levels, xs = L.levels.map(function (lv, i) {
+      return lv === 0 ? "leaves (" + L.n_nodes[i] + ")" : "level " + lv + " (" + L.n_nodes[i] + ")";
     });
-    Plotly.newPlot(metric, traces, lay({yaxis: {range: [0, 1.05]}}), cfg);
-  });
+    ["coverage", "entropy"].forEach(function (metric) {
+      var traces = Object.keys(L[metric]).map(function (name) {
+        return {type: "scatter", mode: "lines+markers", name: esc(name), x: xs, y: L[metric][name],
+                line: {color: seriesColour(name), width: name === D.meta.method ? 3 : 1.5}};
+      });
+      Plotly.newPlot(metric, traces, lay({yaxis: {range: [0, 1.05]}}), cfg);
+    });
 
-  var Q = D.quality;
-  if (Q.edges.length) {
-    var mids = Q.pool.map(function (_, i) { return (Q.edges[i] + Q.edges[i + 1]) / 2; });
-    var norm = function (c) {
-      var s = c.reduce(function (a, b) { return a + b; }, 0) || 1;
-      return c.map(function (x) { return x / s; });
-    };
-    var qt = [{type: "bar", name: "pool (mean " + Q.pool_mean + ")", x: mids, y: norm(Q.pool),
-               marker: {color: colour.pool}, opacity: 0.7}];
-    if (hasSel) qt.push({type: "bar", name: "selection (mean " + Q.selected_mean + ")", x: mids,
-                         y: norm(Q.selected), marker: {color: seriesColour(D.meta.method)},
-                         opacity: 0.6});
-    Plotly.newPlot("quality", qt, lay({barmode: "overlay", bargap: 0.02,
-      xaxis: {title: {text: "quality score"}}, yaxis: {tickformat: ".0%"}}), cfg);
-  } else {
-    document.getElementById("quality").replaceChildren(el("p", "No scores stored.", "muted"));
+    var Q = D.quality;
+    if (Q.edges.length) {
+      var mids = Q.pool.map(function (_, i) { return (Q.edges[i] + Q.edges[i + 1]) / 2; });
+      var norm = function (c) {
+        var s = c.reduce(function (a, b) { return a + b; }, 0) || 1;
+        return c.map(function (x) { return x / s; });
+      };
+      var qt = [{type: "bar", name: "pool (mean " + Q.pool_mean + ")", x: mids, y: norm(Q.pool),
+                 marker: {color: colour.pool}, opacity: 0.7}];
+      if (hasSel) qt.push({type: "bar", name: "selection (mean " + Q.selected_mean + ")", x: mids,
+                           y: norm(Q.selected), marker: {color: seriesColour(D.meta.method)},
+                           opacity: 0.6});
+      Plotly.newPlot("quality", qt, lay({barmode: "overlay", bargap: 0.02,
+        xaxis: {title: {text: "quality score"}}, yaxis: {tickformat: ".0%"}}), cfg);
+    } else {
+      document.getElementById("quality").replaceChildren(el("p", "No scores stored.", "muted"));
+    }
+    performance.mark("tagtree-end");
+    document.body.setAttribute("data-rendered", "1");
   }
-  performance.mark("tagtree-end");
-  document.body.setAttribute("data-rendered", "1");
 })();
 """

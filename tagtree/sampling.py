@@ -265,7 +265,8 @@ class TagsSampler:
     def __init__(self, level_decay: float = 0.7, concave: str = "log1p",
                  mass_weight: float = 0.25, align: str = "penalty", align_lambda: float = 1.0,
                  align_smoothing: float = 0.01, quota_level: int = 0, strategy: str = "lazy",
-                 epsilon: float = 0.01, batch: int = 32, random_state: int = 0):
+                 epsilon: float = 0.01, batch: int = 256, window: int = 4096,
+                 random_state: int = 0):
         self.level_decay = level_decay
         self.concave = concave
         self.mass_weight = mass_weight
@@ -276,6 +277,7 @@ class TagsSampler:
         self.strategy = strategy
         self.epsilon = epsilon
         self.batch = batch
+        self.window = window
         self.random_state = random_state
 
     def level_weights(self, tree: KnowledgeTree) -> np.ndarray:
@@ -308,10 +310,10 @@ class TagsSampler:
                                              rng=np.random.default_rng(self.random_state))
         elif pi is not None and self.align == "quota":
             groups, quotas = self._quotas(problem, pi, k)
-            order, gains = lazy_greedy(obj, problem.n, k, batch=self.batch, groups=groups,
-                                       quotas=quotas)
+            order, gains = lazy_greedy(obj, problem.n, k, batch=self.batch, window=self.window,
+                                       groups=groups, quotas=quotas)
         else:
-            order, gains = lazy_greedy(obj, problem.n, k, batch=self.batch)
+            order, gains = lazy_greedy(obj, problem.n, k, batch=self.batch, window=self.window)
         self.selected_, self.gains_, self.objective_ = order, gains, obj.value()
         return self
 

@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from tagtree.hierarchy import KnowledgeTree
 
-ALGORITHM_VERSION = "tree@1"
+ALGORITHM_VERSION = "tree@2"  # bump when clustering or naming changes: trees are rebuilt
 
 
 # -- clustering ---------------------------------------------------------------------------------
@@ -157,6 +157,28 @@ def two_stage_kmeans(x: np.ndarray, k: int, *, weights: np.ndarray | None = None
     return labels
 
 
+def split_oversized(x: np.ndarray, labels: np.ndarray, target: int, max_size: int,
+                    seed: int = 0) -> np.ndarray:
+    """Split every cluster larger than ``max_size`` into clusters of about ``target`` members.
+    Generic short tags ("tasks", "topic", "group") crowd into one giant cluster under k-means;
+    a 200-tag leaf grounds everything that touches it to the same place."""
+    sizes = np.bincount(labels)
+    big = np.flatnonzero(sizes > max_size)
+    if not len(big):
+        return labels
+    labels = labels.copy()
+    next_id = int(labels.max()) + 1
+    with single_threaded():
+        for c in big.tolist():
+            members = np.flatnonzero(labels == c)
+            sub = kmeans(x[members], math.ceil(len(members) / target), seed=seed + c,
+                         manage_threads=False)
+            moved = sub > 0  # part 0 keeps the old id
+            labels[members[moved]] = sub[moved] - 1 + next_id
+            next_id += int(sub.max())
+    return compact(labels)
+
+
 # -- naming without an LLM ----------------------------------------------------------------------
 def representative_tags(tag_node: np.ndarray, n_nodes: int, tag_vectors: np.ndarray,
                         node_vectors: np.ndarray, freqs: np.ndarray, *, top: int = 5,
@@ -172,23 +194,26 @@ def representative_tags(tag_node: np.ndarray, n_nodes: int, tag_vectors: np.ndar
 
 
 def distinctive_first(reps: list[list[int]], tag_node: np.ndarray, tag_vectors: np.ndarray,
-                      node_vectors: np.ndarray, freqs: np.ndarray, *, weight: float = 0.5,
-                      freq_weight: float = 0.3, top: int = 5,
-                      max_nodes: int = 2000) -> list[list[int]]:
+                      node_vectors: np.ndarray, freqs: np.ndarray, tags: list[str], *,
+                      weight: float = 0.5, freq_weight: float = 0.3, word_penalty: float = 0.08,
+                      top: int = 5, max_nodes: int = 2000) -> list[list[int]]:
     """Re-rank each node's candidates by how much closer they are to their own node than to any
-    sibling node: generic tags ("text", "description") sit between clusters and lose. Skipped
-    on levels with more than ``max_nodes`` nodes (candidates x nodes similarity matrix)."""
-    if len(node_vectors) > max_nodes or len(node_vectors) < 2:
-        return [r[:top] for r in reps]
+    sibling node (generic tags like "text" sit between clusters and lose), by frequency, and
+    by brevity (category names are short; "honey lime fruit" is a member, not a category).
+    The distinctiveness term is skipped on levels with more than ``max_nodes`` nodes."""
     flat = np.array([t for r in reps for t in r], dtype=np.int64)
     if not len(flat):
         return reps
-    sims = tag_vectors[flat] @ node_vectors.T
-    own = sims[np.arange(len(flat)), tag_node[flat]]
-    sims[np.arange(len(flat)), tag_node[flat]] = -np.inf
+    sims = tag_vectors[flat] @ node_vectors.T if len(node_vectors) <= max_nodes else None
+    own = np.einsum("ij,ij->i", tag_vectors[flat], node_vectors[tag_node[flat]])
+    margin = np.zeros(len(flat))
+    if sims is not None and len(node_vectors) > 1:
+        sims[np.arange(len(flat)), tag_node[flat]] = -np.inf
+        margin = own - sims.max(axis=1)
     lf = np.log1p(freqs[flat].astype(np.float64))
     lf = lf / max(float(np.log1p(freqs.max())), 1e-9)
-    total = own + weight * (own - sims.max(axis=1)) + freq_weight * lf
+    extra_words = np.array([max(0, len(tags[t].split()) - 2) for t in flat])
+    total = own + weight * margin + freq_weight * lf - word_penalty * extra_words
     score = dict(zip(flat.tolist(), total.tolist(), strict=True))
     return [sorted(r, key=lambda t: -score[t])[:top] for r in reps]
 
@@ -243,13 +268,15 @@ class TreeBuilder:
     Parameters mirror ``tagtree.config.TreeConfig``: ``leaf_size`` (average tags per leaf, sets k of
     level 0), ``branching`` (average children per internal node), stop when a level has at most
     ``root_max`` nodes or ``max_depth`` levels sit above the leaves (the last allowed level is
-    capped at ``root_max`` nodes). ``refiner``: an object with ``refine_level`` (see
-    ``tagtree.refine.LLMRefiner``) applied to levels >= ``refine_min_level``.
+    capped at ``root_max`` nodes). A cluster with more than ``max_fanout_factor`` times the
+    average members is split (catch-all clusters of generic tags). ``refiner``: an object with
+    ``refine_level`` (see ``tagtree.refine.LLMRefiner``) applied to levels >= ``refine_min_level``.
     """
 
     def __init__(self, *, branching: int = 8, leaf_size: int = 6, root_max: int = 20,
                  max_depth: int = 6, random_state: int = 0, refiner=None,
-                 refine_min_level: int = 1, name_parts: int = 2, direct_max: int = 512):
+                 refine_min_level: int = 1, name_parts: int = 2, direct_max: int = 512,
+                 max_fanout_factor: int = 3):
         self.branching = branching
         self.leaf_size = leaf_size
         self.root_max = root_max
@@ -259,6 +286,7 @@ class TreeBuilder:
         self.refine_min_level = refine_min_level
         self.name_parts = name_parts
         self.direct_max = direct_max
+        self.max_fanout_factor = max_fanout_factor
 
     def fit(self, tags: list[str], vectors: np.ndarray, freqs: np.ndarray | None = None):
         n = len(tags)
@@ -279,6 +307,12 @@ class TreeBuilder:
                                       seed=self.random_state + 1000 * depth,
                                       direct_max=self.direct_max,
                                       restarts=1 if depth == 0 else 5)
+            # Catch-all clusters (generic tags crowd together) are split: at most
+            # max_fanout_factor x the average members (leaf_size, or branching above).
+            target = self.leaf_size if depth == 0 else self.branching
+            if depth < self.max_depth:
+                labels = split_oversized(items_vec, labels, target,
+                                         self.max_fanout_factor * target, self.random_state)
             level, tag_node_new, centroids = self._name_level(
                 depth, labels, tag_node, x, freqs, tags, items_names, items_vec)
             levels.append(level)
@@ -308,7 +342,7 @@ class TreeBuilder:
         centroids = group_means(x, tag_node_new, n_nodes)
         reps = representative_tags(tag_node_new, n_nodes, x, centroids, freqs, top=12)
         if depth > 0:
-            reps = distinctive_first(reps, tag_node_new, x, centroids, freqs)
+            reps = distinctive_first(reps, tag_node_new, x, centroids, freqs, tags)
         else:
             reps = [r[:5] for r in reps]
         names, descriptions = extractive_names(reps, tags, x, 1 if depth == 0 else self.name_parts)

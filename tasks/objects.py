@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
@@ -143,8 +144,13 @@ def upload_outputs(local_dir: str, prefix: str, conn: dict | None = None) -> lis
     root = Path(local_dir)
     files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
     target = _objects(prefix, conn)
-    return [target.upload(p, prefix.rstrip("/") + "/" + p.relative_to(root).as_posix())
-            for p in files]
+    uploaded = [target.upload(p, prefix.rstrip("/") + "/" + p.relative_to(root).as_posix())
+                for p in files]
+    create_markdown_artifact(  # what was written where, on the run's Artifacts tab
+        key="curated-outputs", description=f"outputs under {prefix}",
+        markdown="\n".join([f"### Outputs under `{prefix}`", ""]
+                           + [f"- `{uri}`" for uri in uploaded]))
+    return uploaded
 
 
 def conn_of(cfg) -> dict:

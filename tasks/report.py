@@ -18,7 +18,9 @@ from tagtree.report import render_report
 # and rendering takes about a second.
 @task(name="report", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5, timeout_seconds=900)
 def report(db: str, cfg: dict, run_id: str, out: str) -> dict:
-    with Store(db, read_only=True) as store:
+    # Not read_only: DuckDB refuses a read-only connection next to a read-write one in the same
+    # process (a flow or worker may hold one), and this task writes nothing anyway.
+    with Store(db) as store:
         data = gather_report_data(store, run_id=run_id or None, cfg=cfg)
     page = render_report(data)
     path = Path(out).resolve()

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import orjson
+import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -117,9 +118,7 @@ def ground_in(store: Store, cfg: Config, embedder, version: str | None = None,
     tree = store.load_tree(version)
     stats = store.tree_stats(tree.version)
     tagger = pick_tagger(store, tagger or stats.get("tagger"))
-    known = store.aliases()
-    new_raw = [r for r, _ in store.raw_tag_counts(tagger) if r not in known]
-    folded = {r: normalize.normalize_tag(r) for r in new_raw}
+    folded = {r: normalize.normalize_tag(r) for r in store.unknown_raw_tags(tagger)}
     store.add_aliases({r: t for r, t in folded.items() if t})
     new_tags = store.unmapped_canonical_tags(tree.version, tagger)
     far_n = 0
@@ -131,13 +130,16 @@ def ground_in(store: Store, cfg: Config, embedder, version: str | None = None,
         store.add_tag_leaves(tree.version, new_tags, placed.leaf, placed.similarity)
         far_n = int(placed.far.sum())
     pairs = store.instance_tag_leaves(tree.version, tagger)
-    rows = pairs.column("row").to_numpy()
-    first = np.flatnonzero(np.diff(rows, prepend=-1))  # rows come sorted: first of each
-    ids = pairs.column("instance_id").take(first).to_pylist()
+    ids = pc.unique(pairs.column("instance_id"))
+    rows = pc.index_in(pairs.column("instance_id"), value_set=ids).to_numpy()
     leaves = leaf_weight_matrix(rows, pairs.column("leaf_id").to_numpy(), len(ids), tree.n_leaves)
     nodes = node_weight_matrix(leaves, tree)
-    written = store.write_instance_nodes(tree.version, ids, nodes)
-    drift = store.far_tag_share(tree.version, tagger, stats.get("far_similarity", 0.0))
+    written = store.write_instance_nodes(tree.version, ids.to_pylist(), nodes)
+    # Drift: share of tag occurrences in the data farther from their leaf than the tree's own
+    # tags usually are (calibrated at tree.far_quantile when the tree was built).
+    similarity = 1.0 - pairs.column("distance").to_numpy(zero_copy_only=False)
+    far_below = stats.get("far_similarity", 0.0)
+    drift = float((similarity < far_below).mean()) if len(similarity) else 0.0
     return {"tree_version": tree.version, "instances": len(ids), "instance_nodes": written,
             "new_tags": len(new_tags), "far_new_tags": far_n, "drift": round(drift, 4),
             "rebuild_advised": drift > cfg.tree.drift_threshold}

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 _MAX_FIGURES = 6
-_SKIP = {"line", "seconds", "files", "sha256", "path"}
+_SKIP = {"line", "seconds", "files", "sha256", "path", "run_id", "table"}
 
 
 def _figure(value: Any) -> str | None:
@@ -32,6 +32,8 @@ def stage_figures(summary: dict) -> str:
     parts = []
     for key, value in summary.items():
         shown = None if key in _SKIP else _figure(value)
+        if key == "bytes" and isinstance(value, int):
+            shown = f"{value / 1e6:.1f} MB"
         if shown is not None:
             parts.append(f"{key.replace('_', ' ')} {shown}")
     return ", ".join(parts[:_MAX_FIGURES])

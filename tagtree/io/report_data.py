@@ -100,6 +100,9 @@ def gather_report_data(store, *, run_id: str | None = None, tree_version: str | 
     tv = tree_version or _pick_tree_version(store, run)
     methods = [r[0] for r in store.rows(
         "SELECT DISTINCT method FROM selections WHERE run_id = ? ORDER BY 1", [run_id])]
+    if method and method not in methods:
+        raise TagtreeError(f"run '{run_id}' has no selection by '{method}' (it has: "
+                           f"{', '.join(methods) or 'none'})")
     method = method or _pick_method(methods, run)
     # KL uses the sampling stage's smoothing (the run's own when recorded), so figures agree.
     sample_cfg = ((run or {}).get("config") or {}).get("sample") or cfg.get("sample") or {}
@@ -268,7 +271,7 @@ def _share(stats, i: int) -> float:
     return round(float(stats["mass"][i]) / total, 5) if total else 0.0
 
 
-# -- distributions and metrics ----------------------------------------------------------------------
+# -- distributions and metrics ---------------------------------------------------------------
 def _level_dist(stats, levels: np.ndarray, level: int) -> np.ndarray:
     mass = stats["mass"][levels == level]
     total = mass.sum()
@@ -423,14 +426,42 @@ def _manifest(store, run: dict | None, tv: str, cfg: dict) -> dict:
             "scored": store.scalar("SELECT count(*) FROM scores WHERE tree_version = ?", [tv]),
         },
         "quarantine": [{"reason": r, "field": f, "rows": n} for r, f, n in stats["quarantine"]],
-        "fingerprints": {"tree_version": tv}
-        | {f"tagger: {r[0]}": f"{r[1]:,} annotations" for r in tokens}
-        | {f"judge: {r[0]}": f"{r[1]:,} ratings" for r in judges}
-        | {str(k): v for k, v in (run.get("fingerprints") or {}).items()},
-        "timings": run.get("timings") or {},
+        "fingerprints": _fingerprints(store, run, tv, tokens, judges),
+        "timings": _timings(store, run, tv),
         "cost": {"prompt tokens": prompt, "completion tokens": completion,
                  "estimated USD": round(usd, 4),
                  "prices (USD per 1M in/out)": f"{llm.get('price_in_per_mtok', 0)} / "
                                                f"{llm.get('price_out_per_mtok', 0)}"},
         "config": config if isinstance(config, dict) else {},
     }
+
+
+def _fingerprints(store, run: dict, tv: str, tokens, judges) -> dict:
+    """Which tree, tagger (model + prompt + parameters), embedder and judge made these numbers."""
+    described = dict(store.rows("SELECT tagger, description::VARCHAR FROM taggers"))
+    tree_stats = _json(store.scalar("SELECT stats::VARCHAR FROM trees WHERE tree_version = ?",
+                                    [tv]))
+    out: dict[str, Any] = {"tree_version": tv}
+    if tree_stats.get("embedder"):
+        out["embedder"] = tree_stats["embedder"]
+    for tagger, n, *_ in tokens:
+        out[f"tagger {tagger}"] = f"{n:,} annotations; {described.get(tagger) or ''}"[:400]
+    for judge, n, *_ in judges:
+        out[f"judge {judge}"] = f"{n:,} ratings"
+    return out | {str(k): v for k, v in (run.get("fingerprints") or {}).items()}
+
+
+def _timings(store, run: dict, tv: str) -> dict:
+    """Seconds per step: the run's own timings, else each stage summary's ``seconds``."""
+    out: dict[str, Any] = dict(run.get("timings") or {})
+    for stage, summary in (run.get("metrics") or {}).items():
+        if isinstance(summary, dict) and isinstance(summary.get("seconds"), (int, float)):
+            out.setdefault(stage, round(summary["seconds"], 3))
+    build = _json(store.scalar("SELECT stats::VARCHAR FROM trees WHERE tree_version = ?",
+                               [tv])).get("build_seconds")
+    if build is not None:
+        out.setdefault("tree build", build)
+    if run.get("started_at") and run.get("finished_at"):
+        start, end = (dt.datetime.fromisoformat(run[k]) for k in ("started_at", "finished_at"))
+        out["run wall clock"] = round((end - start).total_seconds(), 1)
+    return out

@@ -121,7 +121,9 @@ def test_build_ground_reuse_and_incremental(store, planted):
     # Tags from nowhere are far: drift rises and a rebuild is advised.
     # The tree's own tags sit below the 5% quantile 5% of the time: that is the baseline.
     assert g2["drift"] < 0.1
-    add_annotations(store, [("alien", [f"alien topic {i}" for i in range(100)])])
+    # Drift counts tag occurrences: 60 instances x 5 far tags against ~960 known occurrences.
+    add_annotations(store, [(f"alien{j}", [f"alien topic {(j * 5 + i) % 100}" for i in range(5)])
+                            for j in range(60)])
     g3 = ground_in(store, cfg(drift_threshold=0.15), emb, version)
     assert g3["far_new_tags"] >= 95 and g3["drift"] > 0.15 and g3["rebuild_advised"]
 

@@ -118,7 +118,9 @@ def test_manifest(data):
     assert man["run"]["status"] == "completed"
     assert {r["dataset"] for r in man["inputs"]} >= {"mt_bench", "target_coding_math"}
     assert man["quarantine"] == [{"reason": "invalid_json", "field": "", "rows": 1}]
-    assert man["fingerprints"]["prompt"] == "tags-v1"
+    assert man["fingerprints"]["prompt"] == "tags-v1"  # the run's own fingerprints
+    assert man["fingerprints"]["tagger keyphrase:v1:3f2a"].startswith("353 annotations")
+    assert man["timings"]["annotate"] == 12.5 and "run wall clock" in man["timings"]
     assert man["cost"]["estimated USD"] == pytest.approx((353 * 120 * 0.15 + 353 * 20 * 0.6) / 1e6,
                                                          abs=1e-4)
     assert man["counts"]["tree nodes per level (top→leaves)"] == "4 / 9 / 18"
@@ -127,6 +129,8 @@ def test_manifest(data):
 def test_unknown_run_and_missing_tree_are_user_errors(report_db, store):
     with Store(report_db, read_only=True) as s, pytest.raises(TagtreeError, match="no run 'nope'"):
         gather_report_data(s, run_id="nope")
+    with Store(report_db, read_only=True) as s, pytest.raises(TagtreeError, match="no selection"):
+        gather_report_data(s, method="deita")
     with pytest.raises(TagtreeError, match="no knowledge tree"):
         gather_report_data(store)
 
@@ -153,14 +157,15 @@ def test_metric_helpers():
     assert normalized_entropy(np.array([1.0, 1.0, 0, 0]), n_reachable=2) == pytest.approx(1.0)
 
 
-_TEXT = st.text(st.characters(blacklist_categories=("Cs",))) | st.sampled_from(
-    ["</script>", "</SCRIPT ", "<!--<script>", "&amp;", "\u2028", XSS])  # DuckDB text is UTF-8
+_CHARS = st.characters(blacklist_categories=("Cs",))  # DuckDB text is valid UTF-8
+_TEXT = st.text(_CHARS) | st.sampled_from(
+    ["</script>", "</SCRIPT ", "<!--<script>", "&amp;", "\u2028", XSS])
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.recursive(_TEXT | st.integers(-(2**63), 2**63 - 1) | st.none(),
                     lambda kids: st.lists(kids, max_size=3)
-                    | st.dictionaries(st.text(st.characters(blacklist_categories=("Cs",)), max_size=5), kids, max_size=3), max_leaves=8))
+                    | st.dictionaries(st.text(_CHARS, max_size=5), kids, max_size=3), max_leaves=8))
 def test_script_json_never_contains_markup_and_round_trips(value):
     text = script_json(value)
     assert not set(text) & {"<", ">", "&"}
@@ -230,3 +235,4 @@ def test_summary_table_prints_stage_figures_as_text():
     assert "ingested 2 file(s): loaded 332" in text and "1.2" in text
     assert "method [bold]tags[/], selected 17,000, kl 0.25" in text
     assert "report: out/report.html" in text and "curate run r1" in text
+    assert "bytes 5.0 MB" in text

@@ -73,10 +73,12 @@ def test_lazy_greedy_equals_plain_greedy(align):
         q = np.random.default_rng(seed).uniform(0.2, 1.0, 80)
         target = np.random.default_rng(seed).uniform(0, 1, 15) ** 4
         p = problem_for(tree, g, quality=q, target=target)
-        lazy = TagsSampler(align=align, batch=4).fit(p, 30)
         plain = TagsSampler(align=align, strategy="plain").fit(p, 30)
-        assert lazy.selected_.tolist() == plain.selected_.tolist()
-        np.testing.assert_allclose(lazy.gains_, plain.gains_)
+        # small windows and batches exercise the frontier pulls and merges
+        for batch, window in ((4, 2), (1, 1), (256, 4096)):
+            lazy = TagsSampler(align=align, batch=batch, window=window).fit(p, 30)
+            assert lazy.selected_.tolist() == plain.selected_.tolist()
+            np.testing.assert_allclose(lazy.gains_, plain.gains_)
         assert np.all(np.diff(plain.gains_) <= 1e-9)  # submodular: gains never grow
 
 
@@ -93,7 +95,8 @@ def test_stochastic_greedy_is_close_to_lazy_greedy():
 def test_budgets_zero_one_all_and_more_than_the_pool(k):
     tree = balanced_tree(2, 3)
     p = problem_for(tree, random_pool(41, 6, seed=2), target=np.ones(6))
-    for params in ({}, {"align": "quota"}, {"strategy": "stochastic"}):
+    for params in ({}, {"align": "quota"}, {"align": "quota", "window": 1},
+                   {"strategy": "stochastic"}):
         s = TagsSampler(**params).fit(p, k)
         assert len(s.selected_) == min(k, 41)
         assert len(set(s.selected_.tolist())) == len(s.selected_)
@@ -110,3 +113,12 @@ def test_ungrounded_instances_come_last():
     s = TagsSampler().fit(p, 6)
     assert set(s.selected_[:4].tolist()) == {0, 1, 2, 3}
     assert s.gains_[-1] == 0
+
+
+def test_lazy_greedy_breaks_ties_like_plain_greedy():
+    tree = balanced_tree(3, 4)
+    g, _ = one_leaf_pool([3, 1, 2, 3] * 3, 12)  # many exactly equal gains
+    p = problem_for(tree, g, quality=np.ones(g.shape[0]))
+    plain = TagsSampler(strategy="plain").fit(p, 20).selected_.tolist()
+    for batch, window in ((1, 1), (3, 2), (256, 4096)):
+        assert TagsSampler(batch=batch, window=window).fit(p, 20).selected_.tolist() == plain

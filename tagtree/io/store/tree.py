@@ -52,6 +52,13 @@ class TreeQueries:
             self.insert_arrow("tags", tags)
             self.insert_arrow("tag_aliases", aliases)
 
+    def unknown_raw_tags(self, tagger: str) -> list[str]:
+        """Raw tags of the tagger's usable annotations that have no alias yet (new data)."""
+        return [r[0] for r in self.rows(
+            "SELECT DISTINCT t.raw FROM annotations a, unnest(a.tags) AS t(raw) "
+            "ANTI JOIN tag_aliases al ON al.raw_tag = t.raw "
+            "WHERE a.status = 'ok' AND a.tagger = ? AND t.raw IS NOT NULL", [tagger])]
+
     def add_aliases(self, alias: dict[str, str]) -> None:
         if alias:
             self.insert_arrow("tag_aliases", pa.table({"raw_tag": list(alias),
@@ -171,26 +178,14 @@ class TreeQueries:
             "WHERE a.status = 'ok' AND a.tagger = ? AND tl.tag IS NULL ORDER BY 1",
             [version, tagger])]
 
-    def far_tag_share(self, version: str, tagger: str, far_below: float) -> float:
-        """Share of the distinct canonical tags used by the tagger's annotations whose similarity
-        to their leaf centroid is below ``far_below`` (the drift statistic)."""
-        row = self.rows(
-            "SELECT count(*), count(*) FILTER (WHERE 1 - tl.distance < ?) FROM "
-            "(SELECT DISTINCT al.tag FROM annotations a, unnest(a.tags) AS t(raw) "
-            " JOIN tag_aliases al ON al.raw_tag = t.raw WHERE a.status = 'ok' AND a.tagger = ?) u "
-            "JOIN tag_leaf tl ON tl.tree_version = ? AND tl.tag = u.tag",
-            [far_below, tagger, version])[0]
-        return row[1] / row[0] if row[0] else 0.0
-
     def instance_tag_leaves(self, version: str, tagger: str):
-        """(row, instance_id, leaf_id) per tag occurrence of the tagger's usable annotations;
-        ``row`` numbers the instances 0..n-1 in id order (computed by DuckDB, not Python)."""
+        """(instance_id, leaf_id, distance) per tag occurrence of the tagger's usable
+        annotations (no ORDER BY: callers index instances with Arrow's hash kernels)."""
         return self.arrow(
-            "SELECT dense_rank() OVER (ORDER BY a.instance_id) - 1 AS row, a.instance_id, "
-            "tl.leaf_id FROM annotations a, unnest(a.tags) AS t(raw) "
-            "JOIN tag_aliases al ON al.raw_tag = t.raw "
+            "SELECT a.instance_id, tl.leaf_id, tl.distance FROM annotations a, "
+            "unnest(a.tags) AS t(raw) JOIN tag_aliases al ON al.raw_tag = t.raw "
             "JOIN tag_leaf tl ON tl.tree_version = ? AND tl.tag = al.tag "
-            "WHERE a.status = 'ok' AND a.tagger = ? ORDER BY row", [version, tagger])
+            "WHERE a.status = 'ok' AND a.tagger = ?", [version, tagger])
 
     def write_instance_nodes(self, version: str, instance_ids: list[str],
                              weights: sp.csr_matrix) -> int:
@@ -203,7 +198,12 @@ class TreeQueries:
                           "weight": pa.array(coo.data, pa.float32())})
         with self.transaction():
             self.run("DELETE FROM instance_nodes WHERE tree_version = ?", [version])
-            self.insert_arrow("instance_nodes", table)
+            # Plain INSERT: the version's rows were just deleted, so no conflict checks needed.
+            self.con.register("_instance_nodes", table)
+            try:
+                self.run("INSERT INTO instance_nodes SELECT * FROM _instance_nodes")
+            finally:
+                self.con.unregister("_instance_nodes")
         return coo.nnz
 
     def instance_leaf_matrix(self, version: str | None = None,
