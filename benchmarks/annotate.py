@@ -29,11 +29,15 @@ sys.path.insert(0, str(REPO))
 
 
 def serve(latency: float, queue, stop) -> None:
+    import os
+
     from tests.support.openai_server import FakeOpenAIServer
 
+    parent = os.getppid()
     with FakeOpenAIServer(latency=latency) as srv:
         queue.put(srv.base_url)
-        stop.wait()
+        while not stop.wait(1.0) and os.getppid() == parent:  # exit if the benchmark is killed
+            pass
 
 
 def seed(db: str, n: int) -> None:

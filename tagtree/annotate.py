@@ -166,6 +166,8 @@ def truncate(item: TagInput, max_tokens: int,
     joined by a ``[...]`` mark. The system prompt counts against the instruction's share.
     Returns the (possibly) shortened input and whether anything was cut.
     """
+    if len(item.system) + len(item.instruction) + len(item.response) <= max_tokens:
+        return item, False  # a token covers at least one character: no need to count
     sys_n, ins_n, res_n = count(item.system), count(item.instruction), count(item.response)
     if sys_n + ins_n + res_n <= max_tokens:
         return item, False

@@ -233,6 +233,11 @@ class ReportConfig(_Section):
         2, ge=1, description="Tree levels drawn at once; click a node to drill further down. "
         "More levels: more to see at once, but slower to open (every sector is drawn).",
     )
+    detail_nodes: int = Field(
+        1500, ge=0, description="Nodes whose tags, description and examples go into the file "
+        "(top levels first, then the most pool mass); the rest show counts only. More: a bigger "
+        "file (~1 KB per node).",
+    )
     tags_per_node: int = Field(12, ge=0, description="Most frequent tags listed per tree node.")
     examples_per_node: int = Field(
         3, ge=0, description="Example instructions per node (selected first, then best quality)."

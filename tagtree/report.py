@@ -28,7 +28,7 @@ def render_report(data: dict[str, Any], *, plotly_js: str | None = None) -> str:
         from plotly.offline import get_plotlyjs
 
         plotly_js = get_plotlyjs()
-    payload = script_json(data)
+    payload = script_json(_compact(data))
     library = _SCRIPT_END.sub(r"<\\/\1", plotly_js)  # "</script" may not occur inside a script
     nonce = hashlib.sha256(payload.encode()).hexdigest()[:32]
     meta = data.get("meta", {})
@@ -48,6 +48,24 @@ def render_report(data: dict[str, Any], *, plotly_js: str | None = None) -> str:
         f'<script nonce="{nonce}">{_JS}</script>',
         "</body></html>\n",
     ])
+
+
+_NODE_COLUMNS = ("id", "parent", "level", "name", "size", "pool", "selected", "target",
+                 "pool_mass", "pool_share", "selected_share", "target_share")
+
+
+def _compact(data: dict) -> dict:
+    """The tree's nodes as columns (no key repeated per node) plus the details of the nodes
+    that have them: about half the bytes of one object per node."""
+    tree = data.get("tree", {})
+    nodes = tree.get("nodes", [])
+    columns = {k: [n.get(k) for n in nodes] for k in _NODE_COLUMNS}
+    details = {n["id"]: {"description": n.get("description", ""), "tags": n.get("tags", []),
+                         "examples": n.get("examples", [])}
+               for n in nodes if n.get("detail", True)}
+    slim = {k: v for k, v in tree.items() if k != "nodes"} | {"columns": columns,
+                                                                "details": details}
+    return data | {"tree": slim}
 
 
 def script_json(data: Any) -> str:
@@ -119,7 +137,8 @@ def _sections(data: dict) -> str:
 <p class="muted">Sector size: the pool's mass (each instance counts once, split over its leaves).
 Colour: how much more (blue) or less (red) of its mass the selection puts in a node than the
 pool does (log2 ratio). Click a node to zoom in and list its tags and examples; click the
-centre to go back up.</p>
+centre (or the path above the chart) to go back up.</p>
+<div id="tree-path" class="crumbs"></div>
 <div class="treebox"><div id="tree-chart" class="chart tall"></div>
 <aside id="node-panel"><p class="muted">Click a node of the tree.</p></aside></div>
 <div id="top-nodes" class="chips"></div></section>
@@ -169,6 +188,7 @@ section.two{display:grid;grid-template-columns:1fr 1fr;gap:18px}
 .chart.tall{height:620px}.treebox{display:grid;grid-template-columns:minmax(0,3fr) minmax(0,2fr);
 gap:14px}#node-panel{border-left:1px solid #e3e6eb;padding-left:14px;max-height:620px;
 overflow:auto}.chips{display:flex;gap:6px;flex-wrap:wrap;margin-top:8px}
+.crumbs button{border:0;background:none;color:#2563eb;cursor:pointer;font:inherit;padding:0}
 .chips button{border:1px solid #c9ced6;background:#f3f5f8;border-radius:14px;padding:3px 10px;
 cursor:pointer;font:inherit}.tag{display:inline-block;background:#eef2ff;border-radius:10px;
 padding:1px 8px;margin:2px;font-size:12px}.example{border-left:3px solid #c9ced6;
@@ -188,8 +208,13 @@ _JS = r"""
   "use strict";
   performance.mark("tagtree-start");  // after plotly.js is parsed; benchmarks read these marks
   var D = JSON.parse(document.getElementById("report-data").textContent);
-  var nodes = D.tree.nodes, byId = {};
-  nodes.forEach(function (n) { byId[n.id] = n; });
+  var C = D.tree.columns, nodes = [], byId = {}, kids = {};
+  C.id.forEach(function (id, i) {
+    var n = {detail: D.tree.details[id] || null};
+    Object.keys(C).forEach(function (k) { n[k] = C[k][i]; });
+    nodes.push(n); byId[id] = n;
+    (kids[n.parent] = kids[n.parent] || []).push(n);
+  });
   var esc = function (s) {
     return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   };
@@ -216,7 +241,8 @@ _JS = r"""
     if (!n) return;
     panel.replaceChildren();
     panel.appendChild(el("h3", n.name));
-    if (n.description) panel.appendChild(el("p", n.description, "muted"));
+    var d = n.detail || {description: "", tags: [], examples: []};
+    if (d.description) panel.appendChild(el("p", d.description, "muted"));
     var path = [], p = n;
     while (p && p.parent >= 0) { p = byId[p.parent]; if (p) path.unshift(p.name); }
     if (path.length) panel.appendChild(el("p", "in: " + path.join(" › "), "muted"));
@@ -230,15 +256,19 @@ _JS = r"""
       tr.appendChild(el("td", kv[0])); tr.appendChild(el("td", kv[1])); t.appendChild(tr);
     });
     panel.appendChild(t);
-    if (n.tags.length) {
+    if (!n.detail) {
+      panel.appendChild(el("p", "Tags and examples of this node were left out to keep the " +
+                              "file small (report.detail_nodes).", "muted"));
+    }
+    if (d.tags.length) {
       panel.appendChild(el("h3", "Top tags"));
       var box = el("div");
-      n.tags.forEach(function (tag) { box.appendChild(el("span", tag, "tag")); });
+      d.tags.forEach(function (tag) { box.appendChild(el("span", tag, "tag")); });
       panel.appendChild(box);
     }
-    if (n.examples.length) {
+    if (d.examples.length) {
       panel.appendChild(el("h3", "Example instructions"));
-      n.examples.forEach(function (ex) {
+      d.examples.forEach(function (ex) {
         var d = el("div", ex.text, "example" + (ex.selected ? " sel" : ""));
         d.title = ex.selected ? "selected" : "not selected";
         panel.appendChild(d);
@@ -246,7 +276,8 @@ _JS = r"""
     }
   }
 
-  // The knowledge tree. Leaves carry the pool mass; parents add their children ("remainder").
+  // The knowledge tree. Only `levels_shown` levels below the current root are handed to plotly
+  // (a 100K-instance tree has ~30K nodes); a click re-roots the view at the clicked node.
   var ratio = function (n) {
     if (!n.pool_share) return 0;
     var r = Math.log2(Math.max(n.selected_share, 1e-3) / n.pool_share);
@@ -254,35 +285,78 @@ _JS = r"""
   };
   var kind = D.meta.chart === "icicle" ? "icicle" : "sunburst";
   var hasSel = !!D.meta.method;
-  var tree = {
-    type: kind, branchvalues: "remainder", maxdepth: D.meta.levels_shown,
-    ids: nodes.map(function (n) { return String(n.id); }),
-    labels: nodes.map(function (n) { return esc(n.name); }),
-    parents: nodes.map(function (n) { return n.parent >= 0 ? String(n.parent) : ""; }),
-    values: nodes.map(function (n) { return n.level === 0 ? n.pool_mass : 0; }),
-    customdata: nodes.map(function (n) {
-      return [n.pool, n.selected, n.target_share === null ? 0 : n.target_share, n.selected_share];
-    }),
-    hovertemplate: "<b>%{label}</b><br>pool: %{customdata[0]:,}<br>selected: " +
-      "%{customdata[1]:,}<br>share of target: %{customdata[2]:.1%}<extra></extra>",
-    marker: hasSel ? {colors: nodes.map(ratio), colorscale: "RdBu", reversescale: true,
-      cmin: -3, cmax: 3,
-      showscale: true, colorbar: {title: {text: "selection/pool<br>(log2)"}, thickness: 12}}
-      : {},
-    insidetextorientation: "radial"
-  };
-  var treeDiv = document.getElementById("tree-chart");
-  Plotly.newPlot(treeDiv, [tree], {margin: {l: 0, r: 0, t: 0, b: 0}}, cfg);
+  var treeDiv = document.getElementById("tree-chart"), root = null;
+
+  function viewNodes(rootId) {
+    var shown = [], frontier = rootId === null ? (kids[-1] || []) : [byId[rootId]];
+    for (var depth = 0; depth <= D.meta.levels_shown && frontier.length; depth++) {
+      if (rootId === null && depth === D.meta.levels_shown) break;
+      shown = shown.concat(frontier);
+      var next = [];
+      frontier.forEach(function (n) { next = next.concat(kids[n.id] || []); });
+      frontier = next;
+    }
+    return shown;
+  }
+
+  function drawTree(rootId) {
+    root = rootId;
+    var shown = viewNodes(rootId), inView = {};
+    shown.forEach(function (n) { inView[n.id] = true; });
+    // Sector size = pool mass; a node's own value is what its drawn children do not cover.
+    var values = shown.map(function (n) {
+      var covered = (kids[n.id] || []).reduce(function (acc, c) {
+        return acc + (inView[c.id] ? c.pool_mass : 0);
+      }, 0);
+      return Math.max(0, n.pool_mass - covered);
+    });
+    var trace = {
+      type: kind, branchvalues: "remainder", values: values,
+      ids: shown.map(function (n) { return String(n.id); }),
+      labels: shown.map(function (n) { return esc(n.name); }),
+      parents: shown.map(function (n) {
+        return n.id !== rootId && inView[n.parent] ? String(n.parent) : "";
+      }),
+      customdata: shown.map(function (n) {
+        return [n.pool, n.selected, n.target_share === null ? 0 : n.target_share];
+      }),
+      hovertemplate: "<b>%{label}</b><br>pool: %{customdata[0]:,}<br>selected: " +
+        "%{customdata[1]:,}<br>share of target: %{customdata[2]:.1%}<extra></extra>",
+      marker: hasSel ? {colors: shown.map(ratio), colorscale: "RdBu", reversescale: true,
+        cmin: -3, cmax: 3, showscale: true,
+        colorbar: {title: {text: "selection/pool<br>(log2)"}, thickness: 12}} : {},
+      insidetextorientation: "radial"
+    };
+    Plotly.react(treeDiv, [trace], {margin: {l: 0, r: 0, t: 0, b: 0}}, cfg);
+    var crumbs = document.getElementById("tree-path"), path = [], p = byId[rootId];
+    while (p) { path.unshift(p); p = byId[p.parent]; }
+    crumbs.replaceChildren();
+    var top = el("button", "whole tree"); top.type = "button";
+    top.addEventListener("click", function () { drawTree(null); });
+    crumbs.appendChild(top);
+    path.forEach(function (n) {
+      crumbs.appendChild(el("span", " › "));
+      var b = el("button", n.name); b.type = "button";
+      b.addEventListener("click", function () { drawTree(n.id); showNode(n.id); });
+      crumbs.appendChild(b);
+    });
+  }
+
+  drawTree(null);
   treeDiv.on("plotly_" + kind + "click", function (ev) {
-    if (ev && ev.points && ev.points.length) showNode(ev.points[0].id);
-    return true;
+    if (!ev || !ev.points || !ev.points.length) return false;
+    var n = byId[+ev.points[0].id];
+    showNode(n.id);
+    if (n.id === root) drawTree(n.parent >= 0 ? n.parent : null);  // the centre: one level up
+    else if (kids[n.id]) drawTree(n.id);
+    return false;  // our re-rooting replaces plotly's own zoom
   });
   performance.mark("tagtree-tree");
   var tops = nodes.filter(function (n) { return n.parent < 0; });
   var chips = document.getElementById("top-nodes");
   tops.forEach(function (n) {
     var b = el("button", n.name); b.type = "button";
-    b.addEventListener("click", function () { showNode(n.id); });
+    b.addEventListener("click", function () { drawTree(n.id); showNode(n.id); });
     chips.appendChild(b);
   });
   // The first screen (header + tree) paints before the charts below it are drawn.

@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from tagtree.hierarchy import KnowledgeTree
 
-ALGORITHM_VERSION = "tree@2"  # bump when clustering or naming changes: trees are rebuilt
+ALGORITHM_VERSION = "tree@3"  # bump when clustering or naming changes: trees are rebuilt
 
 
 # -- clustering ---------------------------------------------------------------------------------

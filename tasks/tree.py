@@ -25,6 +25,8 @@ from tagtree.io.store import Store
 from tagtree.tree import ALGORITHM_VERSION, TreeBuilder
 
 EMBED_SHARD = 20_000  # tags embedded and written per shard: an interrupted run resumes from here
+# Knobs that do not change the tree (the tagger enters the version as its fingerprint).
+GROUNDING_ONLY = {"drift_threshold", "far_quantile", "tagger"}
 
 
 def pick_tagger(store: Store, wanted: str | None) -> str:
@@ -50,8 +52,7 @@ def embed_missing(store: Store, embedder, tags: list[str], shard: int = EMBED_SH
 
 def tree_version(tags: list[str], freqs: np.ndarray, cfg: Config, fingerprints: list[str]) -> str:
     h = hashlib.sha256()
-    h.update(orjson.dumps([ALGORITHM_VERSION, cfg.tree.model_dump(exclude={"drift_threshold",
-                                                                              "far_quantile"}),
+    h.update(orjson.dumps([ALGORITHM_VERSION, cfg.tree.model_dump(exclude=GROUNDING_ONLY),
                            fingerprints]))
     for tag, freq in zip(tags, freqs.tolist(), strict=True):
         h.update(f"{tag}\x00{freq}\x01".encode())
@@ -150,6 +151,21 @@ def _open(db: str, cfg: dict):
 
     config = Config.model_validate(cfg)
     return Store(db), config, make_embedder(config)
+
+
+@task(name="embed-tags", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=10,
+      timeout_seconds=4 * 3600)
+def embed_tags(db: str, cfg: dict, tagger: str | None = None) -> dict:
+    """annotations -> tag_embeddings for the folded tags still without a vector (shards of
+    20K, each written when done: a retry resumes). ``build_tree`` then finds them cached."""
+    store, config, embedder = _open(db, cfg)
+    with store:
+        tagger = pick_tagger(store, tagger or config.tree.tagger)
+        freq, alias = normalize.fold_counts(store.raw_tag_counts(tagger))
+        freq, _ = normalize.filter_rare(freq, alias, config.tree.min_tag_freq)
+        new = embed_missing(store, embedder, normalize.order_by_frequency(freq))
+    return {"tagger": tagger, "embedder": embedder.fingerprint, "tags": len(freq),
+            "embedded_new": new}
 
 
 @task(name="build-tree", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10,

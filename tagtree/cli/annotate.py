@@ -16,12 +16,14 @@ def register(app: typer.Typer) -> None:
 
 def annotate(
     llm_base_url: str = typer.Option(None, "--llm-base-url",
-                                     help="OpenAI-compatible endpoint [env OPENAI_BASE_URL]."),
-    llm_model: str = typer.Option(None, "--llm-model", help="Model name [env TAGTREE_LLM_MODEL]."),
-    concurrency: int = typer.Option(None, "--concurrency", help="Requests in flight [16]."),
-    mode: str = typer.Option(None, "--mode", help="online|batch (OpenAI Batch API) [online]."),
+                                     help="OpenAI-compatible endpoint (env OPENAI_BASE_URL)."),
+    llm_model: str = typer.Option(None, "--llm-model", help="Model name (env TAGTREE_LLM_MODEL)."),
+    concurrency: int = typer.Option(None, "--concurrency", help="Requests in flight (default 16)."),
+    mode: str = typer.Option(
+        None, "--mode", help="online, or batch: the OpenAI Batch API (default online)."),
     tagger: str = typer.Option(
-        None, "--tagger", help="Offline tagger without an endpoint: keyphrase|llm [keyphrase]."),
+        None, "--tagger",
+        help="Offline tagger without an endpoint: keyphrase or llm (default keyphrase)."),
     limit: int = typer.Option(None, "--limit", help="Annotate at most this many now."),
     show: int = typer.Option(3, "--show", help="Print this many tagged examples."),
     db: str = DbOption,

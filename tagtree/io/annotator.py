@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -44,7 +45,8 @@ class LLMTagger:
 
     def __init__(self, llm: AsyncLLM, *, prompt_version: str = "v1", min_tags: int = 2,
                  max_tags: int = 12, critic_rounds: int = 0, max_input_tokens: int = 1024,
-                 content_retries: int = 1, count_tokens: Callable[[str], int] = approx_tokens):
+                 content_retries: int = 1, count_tokens: Callable[[str], int] = approx_tokens,
+                 token_counter: str = "chars/4"):
         self.llm = llm
         self.prompt = load_prompt("tag", prompt_version)
         self.critic = load_prompt("critic", prompt_version) if critic_rounds else None
@@ -54,6 +56,7 @@ class LLMTagger:
         self.max_input_tokens = max_input_tokens
         self.content_retries = content_retries  # an empty/garbled answer is asked again this often
         self.count_tokens = count_tokens
+        self.token_counter = token_counter  # the name of count_tokens, for the fingerprint
         self.schema = tags_schema(min_tags, max_tags)
         self.fingerprint = tagger_fingerprint("llm", llm.model, self.params())
 
@@ -61,12 +64,12 @@ class LLMTagger:
         prompts = [p.sha for p in (self.prompt, self.critic, self.revise) if p]
         return {"prompt": self.prompt.version, "prompt_sha": prompts, "min_tags": self.min_tags,
                 "max_tags": self.max_tags, "critic_rounds": self.critic_rounds,
-                "max_input_tokens": self.max_input_tokens, "temperature": self.llm.temperature,
+                "max_input_tokens": self.max_input_tokens, "token_counter": self.token_counter,
+                "temperature": self.llm.temperature,
                 "max_tokens": self.llm.max_tokens}
 
     def describe(self) -> dict[str, Any]:
-        # The endpoint is recorded without credentials (base URLs never carry the key here).
-        return {"kind": "llm", "model": self.llm.model, "base_url": self.llm.base_url,
+        return {"kind": "llm", "model": self.llm.model, "base_url": _public(self.llm.base_url),
                 **self.params()}
 
     def _values(self, item: TagInput) -> dict[str, Any]:
@@ -117,24 +120,62 @@ class LLMTagger:
         await self.llm.close()
 
     async def tag_stream(self, items: Iterable[TagInput]) -> AsyncIterator[TagResult]:
-        """Keeps about 2x the client's concurrency scheduled, so the semaphore never starves."""
+        """Keeps about 2x the client's concurrency scheduled, so the semaphore never starves.
+        Finished tasks report through a queue: O(1) per result (``asyncio.wait`` over the whole
+        window would cost O(window) per result, which shows at concurrency 128)."""
         it = iter(items)
-        window = max(2, 2 * self.llm.concurrency)
-        pending: set[asyncio.Task] = set()
+        done: asyncio.Queue[asyncio.Task] = asyncio.Queue()
+        running: set[asyncio.Task] = set()
+
+        def finished(task: asyncio.Task) -> None:
+            running.discard(task)
+            done.put_nowait(task)
+
+        def start(item: TagInput) -> None:
+            task = asyncio.ensure_future(self.tag_one(item))
+            running.add(task)
+            task.add_done_callback(finished)
+
         try:
-            while True:
-                for item in it:
-                    pending.add(asyncio.ensure_future(self.tag_one(item)))
-                    if len(pending) >= window:
-                        break
-                if not pending:
-                    return
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    yield task.result()  # TagtreeError (fatal) propagates from here
+            for item in itertools.islice(it, max(2, 2 * self.llm.concurrency)):
+                start(item)
+            while running or not done.empty():
+                task = await done.get()
+                item = next(it, None)
+                if item is not None:
+                    start(item)
+                yield task.result()  # TagtreeError (fatal) propagates from here
         finally:
-            for task in pending:
+            for task in list(running):
                 task.cancel()
+
+
+def _public(url: str | None) -> str | None:
+    """An endpoint URL without user:password@ or query string, safe to store."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def wordpiece_counter() -> Callable[[str], int]:
+    """Token counts from the tokenizer shipped for the embedder (WordPiece, close to BPE counts
+    for English); the ~4-characters rule when it cannot be loaded."""
+    try:
+        from tokenizers import Tokenizer
+
+        from tagtree.io.embedder import TOKENIZER
+
+        tok = Tokenizer.from_file(str(TOKENIZER))
+        tok.no_truncation()
+        tok.no_padding()
+    except Exception:  # noqa: BLE001 - any failure here only costs precision
+        return approx_tokens
+    return lambda text: len(tok.encode(text, add_special_tokens=False).ids)
 
 
 def _loads_object(content: str | None) -> dict:
@@ -242,9 +283,11 @@ def _llm_tagger(cfg, base_url: str | None, model: str, *, concurrency: int | Non
                       requests_per_minute=a.requests_per_minute,
                       tokens_per_minute=a.tokens_per_minute, temperature=llm.temperature,
                       max_tokens=llm.max_tokens)
+    count = wordpiece_counter()
     return LLMTagger(client, prompt_version=a.prompt_version, min_tags=a.min_tags,
                      max_tags=a.max_tags, critic_rounds=a.critic_rounds,
-                     max_input_tokens=a.max_input_tokens)
+                     max_input_tokens=a.max_input_tokens, count_tokens=count,
+                     token_counter="chars/4" if count is approx_tokens else "minilm-wordpiece")
 
 
 def uses_llm(cfg) -> bool:

@@ -114,7 +114,7 @@ def annotate_batch(store, tagger, cfg, *, wait: bool = True,
     counts = store.annotation_counts(fp)
     stats = TagStats(pending=counts["pending"], cached=counts["ok"])
     known = {row[0] for row in store.rows("SELECT batch_id FROM batch_jobs WHERE tagger = ?", [fp])}
-    for batch in client.batches.list(limit=100):  # adopt batches created before a kill
+    for batch in client.batches.list(limit=100).data:  # adopt those created before a kill
         if (batch.metadata or {}).get("tagtree_tagger") == fp[:512] and batch.id not in known:
             store.save_batch_job(batch.id, fp, "adopted", batch.input_file_id, None, 0)
     for batch_id, _ in store.open_batch_jobs(fp):

@@ -37,7 +37,7 @@ class LocalEmbedder:
 
     def __init__(self, batch_size: int = 256, max_tokens: int = 256, threads: int | None = None):
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401  (checked here, loaded on first use)
             from tokenizers import Tokenizer
         except ImportError as exc:  # pragma: no cover - both are declared dependencies
             raise TagtreeError(f"local embedder needs onnxruntime and tokenizers: {exc}") from None
@@ -51,12 +51,23 @@ class LocalEmbedder:
         self.tokenizer = Tokenizer.from_file(str(TOKENIZER))
         self.tokenizer.enable_truncation(max_length=max_tokens)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the longest in batch
-        opts = ort.SessionOptions()
-        # One session per process; on a small machine more threads than cores only adds contention.
-        opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+        self._model = str(model)
+        self._threads = threads or min(4, os.cpu_count() or 1)
+        self._session = None  # loaded on first use: grounding without new tags never needs it
         self._lock = threading.Lock()  # the tokenizer's padding state is shared
+
+    @property
+    def session(self):
+        if self._session is None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            # More threads than cores only adds contention on a small machine.
+            opts.intra_op_num_threads = self._threads
+            opts.inter_op_num_threads = 1
+            self._session = ort.InferenceSession(self._model, opts,
+                                                 providers=["CPUExecutionProvider"])
+        return self._session
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = [t if t else " " for t in texts]

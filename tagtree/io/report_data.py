@@ -1,9 +1,9 @@
 """Report stage (data): tree_nodes, tag_leaf, instance_nodes, selections, scores, runs, ... ->
 one JSON-able dict of aggregates that ``tagtree.report.render_report`` turns into HTML.
 
-Everything is aggregated in DuckDB (counts and probability mass per tree node and group); only a
-few example instructions per node leave the database, so the report of a 100K-instance run stays
-small. Groups: the pool (datasets with role 'pool'), the target sample (role 'target') and every
+Everything is aggregated in DuckDB (counts and probability mass per tree node and group); only
+the top tags and a few example instructions of the ``report.detail_nodes`` most prominent nodes
+leave the database, so the report of a 100K-instance run stays small. Groups: the pool (datasets with role 'pool'), the target sample (role 'target') and every
 selection method stored for the run.
 """
 
@@ -61,7 +61,8 @@ _TOP_TAGS = _ANCESTORS + """,
         SELECT a.anc_id AS node_id, tl.tag, row_number() OVER (
             PARTITION BY a.anc_id ORDER BY coalesce(t.frequency, 0) DESC, tl.tag) AS r
         FROM tag_leaf tl JOIN anc a ON a.node_id = tl.leaf_id
-        LEFT JOIN tags t ON t.tag = tl.tag WHERE tl.tree_version = $tv)
+        LEFT JOIN tags t ON t.tag = tl.tag
+        WHERE tl.tree_version = $tv AND list_contains($ids, a.anc_id))
     SELECT node_id, list(tag ORDER BY r) FROM ranked WHERE r <= $k GROUP BY 1"""
 
 # Examples of a node: the pool instances placed under it, the chosen method's picks first (by
@@ -72,7 +73,8 @@ _EXAMPLES = _ANCESTORS + """,
         JOIN datasets d ON d.name = s.dataset WHERE d.role = 'pool'),
     node_inst AS (
         SELECT DISTINCT i.instance_id, a.anc_id AS node_id FROM instance_nodes i
-        JOIN anc a ON a.node_id = i.node_id WHERE i.tree_version = $tv),
+        JOIN anc a ON a.node_id = i.node_id
+        WHERE i.tree_version = $tv AND list_contains($ids, a.anc_id)),
     sel AS (SELECT instance_id, rank FROM selections WHERE run_id = $run AND method = $method),
     ranked AS (
         SELECT ni.node_id, ni.instance_id, sel.rank IS NOT NULL AS selected,
@@ -246,19 +248,29 @@ def _node_stats(store, tv, run_id, n_nodes, idx) -> dict[str, dict[str, np.ndarr
 
 
 def _attach_tags_and_examples(store, nodes, idx, tv, run_id, method, rcfg) -> None:
+    """Tags, description and examples for the ``detail_nodes`` most prominent nodes (top levels
+    first, then the most pool mass): the file grows with them, so a huge tree stays small."""
+    order = sorted(range(len(nodes)), key=lambda i: (-nodes[i]["level"], -nodes[i]["pool_mass"]))
+    detail = [nodes[i]["id"] for i in order[:int(rcfg["detail_nodes"])]]
     for node in nodes:
-        node["tags"], node["examples"] = [], []
+        node["tags"], node["examples"], node["detail"] = [], [], False
+    for node_id in detail:
+        nodes[idx[node_id]]["detail"] = True
+    for node in nodes:
+        if not node["detail"]:
+            node["description"] = ""
+    if not detail:
+        return
     if rcfg["tags_per_node"]:
-        for node_id, tags in store.rows(_TOP_TAGS, {"tv": tv, "k": int(rcfg["tags_per_node"])}):
-            if node_id in idx:
-                nodes[idx[node_id]]["tags"] = list(tags)
+        for node_id, tags in store.rows(_TOP_TAGS, {"tv": tv, "k": int(rcfg["tags_per_node"]),
+                                                    "ids": detail}):
+            nodes[idx[node_id]]["tags"] = list(tags)
     if rcfg["examples_per_node"]:
         params = {"tv": tv, "run": run_id, "method": method, "k": int(rcfg["examples_per_node"]),
-                  "chars": int(rcfg["example_chars"])}
+                  "chars": int(rcfg["example_chars"]), "ids": detail}
         for node_id, selected, text, length in store.rows(_EXAMPLES, params):
-            if node_id in idx:
-                cut = text.rstrip() + " …" if length > len(text) else text
-                nodes[idx[node_id]]["examples"].append({"text": cut, "selected": bool(selected)})
+            cut = text.rstrip() + " …" if length > len(text) else text
+            nodes[idx[node_id]]["examples"].append({"text": cut, "selected": bool(selected)})
 
 
 def _total(stats) -> int:

@@ -58,6 +58,10 @@ def test_report_in_headless_chromium(report_db, tmp_path, page_of):
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # its sector
     page.wait_for_function("document.querySelector('#node-panel h3')?.textContent === "
                            "'Knowledge'", timeout=5_000)
+    page.wait_for_function("document.querySelector('#tree-path').textContent.includes("
+                           "'Knowledge')", timeout=5_000)
+    labels = page.locator("#tree-chart text").all_text_contents()  # re-rooted at Knowledge
+    assert {"Knowledge", "reasoning", "stem part 1"} <= set(labels) and "coding" not in labels
     page.get_by_role("button", name="Coding & Math").click()
     example = page.locator("#node-panel .example").first
     assert example.text_content() == XSS_TEXT and example.is_visible()

@@ -11,7 +11,7 @@ import pytest
 
 from tagtree.config import Config
 from tagtree.io.store import Store
-from tasks.tree import build_tree, build_tree_in, ground, ground_in
+from tasks.tree import build_tree, build_tree_in, embed_tags, ground, ground_in
 from tests.unit.test_tree_planted import planted_tags
 
 TAGGER = "fake-tagger@1"
@@ -149,8 +149,11 @@ def test_tasks_with_the_local_embedder(db_path):
         add_annotations(s, [(f"{k}{i}", tags[i:i + 3] + tags[:1])
                             for k, tags in topics.items() for i in range(4)])
     conf = Config.model_validate({"tree": {"leaf_size": 2, "branching": 3, "root_max": 3}})
+    emb = embed_tags.fn(db_path, conf.model_dump())
+    assert emb == {"tagger": "fake-tagger@1", "embedder": "minilm-l6-int8@1", "tags": 18,
+                   "embedded_new": 18}
     out = build_tree.fn(db_path, conf.model_dump())
-    assert out["tags"] == 18 and out["levels"][-1] <= 3
+    assert out["tags"] == 18 and out["levels"][-1] <= 3 and out["embedded_new"] == 0
     g = ground.fn(db_path, conf.model_dump(), out["tree_version"])
     assert g["instances"] == 12 and g["new_tags"] == 0 and g["drift"] < 0.1
     with Store(db_path) as s:
@@ -160,3 +163,25 @@ def test_tasks_with_the_local_embedder(db_path):
     majority = {k: max(set(v), key=v.count) for k, v in top.items()}
     assert len(set(majority.values())) == 3  # each topic has its own top-level node
     assert sum(v.count(majority[k]) for k, v in top.items()) >= 16  # of 18 tags
+
+
+def test_tree_roundtrip_and_leaf_matrix_order(store):
+    from tagtree.ground import leaf_weight_matrix, node_weight_matrix
+    from tagtree.hierarchy import KnowledgeTree
+
+    tree = KnowledgeTree(parent=[2, 2, -1], level=[0, 0, 1], name=["a", "b", "root"],
+                         description=["da", "db", "dr"], size=np.array([2, 1, 3]))
+    centroids = np.eye(3, dtype=np.float32)
+    store.write_tree("v1", tree, centroids, ["x", "y", "z"], np.array([0, 0, 1]),
+                     np.array([1.0, 0.9, 0.8]), {"k": 1}, {"tagger": "t"})
+    back = store.load_tree()
+    assert back.version == "v1" and back.parent.tolist() == [2, 2, -1]
+    assert back.name == ["a", "b", "root"] and back.description[2] == "dr"
+    assert back.size.tolist() == [2, 1, 3]
+    np.testing.assert_allclose(store.leaf_centroids("v1"), centroids[:2])
+    leaves = leaf_weight_matrix([0, 0, 1], [0, 1, 1], 2, 2)
+    store.write_instance_nodes("v1", ["i1", "i2"], node_weight_matrix(leaves, tree))
+    ids, m = store.instance_leaf_matrix("v1", ["i2", "missing", "i1"])
+    assert ids == ["i2", "missing", "i1"]
+    np.testing.assert_allclose(m.toarray(), [[0, 1], [0, 0], [0.5, 0.5]])
+    assert store.tree_summary("v1") == [(0, 2, 3), (1, 1, 3)]

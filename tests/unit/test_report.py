@@ -55,6 +55,17 @@ def test_node_counts_match_an_independent_query(data, report_db):
             "WHERE run_id = ? AND method = ?)", ("run-1", "tags"))
 
 
+def test_grounding_on_leaves_only_gives_the_same_counts(data, report_db):
+    """Grounding may store leaf rows only: ancestors are derived from the tree."""
+    with Store(report_db) as store:
+        store.run("DELETE FROM instance_nodes WHERE node_id NOT IN (SELECT node_id FROM "
+                  "tree_nodes WHERE level = 0)")
+        leaves_only = gather_report_data(store)
+    for a, b in zip(data["tree"]["nodes"], leaves_only["tree"]["nodes"], strict=True):
+        assert (a["pool"], a["selected"], a["pool_mass"]) == (b["pool"], b["selected"],
+                                                              b["pool_mass"])
+
+
 def test_shares_add_up_and_alignment_moves_toward_the_target(data):
     top = data["top_level"]
     for group in ("pool", "selected", "target"):
@@ -77,6 +88,21 @@ def test_examples_put_selected_first_and_are_cut(report_db):
     assert all(len(e["text"]) <= 42 for n in data["tree"]["nodes"] for e in n["examples"])
     assert any(e["text"].endswith(" …") for n in data["tree"]["nodes"] for e in n["examples"])
     assert all(len(n["tags"]) <= 3 for n in data["tree"]["nodes"])
+
+
+def test_details_only_for_the_most_prominent_nodes(report_db):
+    with Store(report_db, read_only=True) as store:
+        data = gather_report_data(store, cfg={"report": {"detail_nodes": 3}})
+    nodes = data["tree"]["nodes"]
+    detailed = [n for n in nodes if n["detail"]]
+    assert [n["level"] for n in detailed] == [2, 2, 2]  # the top level first
+    assert {n["name"] for n in detailed} == set(data["top_level"]["names"][:3])  # most mass
+    assert all(n["tags"] and n["examples"] for n in detailed)
+    assert not any(n["tags"] or n["examples"] or n["description"] for n in nodes
+                   if not n["detail"])
+    page = render_report(data, plotly_js=STUB_JS)
+    payload = re.search(r'id="report-data">(.*?)</script>', page, flags=re.DOTALL).group(1)
+    assert len(json.loads(payload)["tree"]["details"]) == 3
 
 
 def test_baselines_merge_computed_and_stored_metrics(data):
@@ -182,7 +208,10 @@ def test_page_escapes_data_and_runs_only_its_own_scripts(data):
     nonce = re.search(r"script-src 'nonce-([0-9a-f]+)'", page).group(1)
     assert scripts[1:] == [f'<script nonce="{nonce}">'] * 2
     payload = re.search(r'id="report-data">(.*?)</script>', page, flags=re.DOTALL).group(1)
-    assert json.loads(payload)["tree"]["nodes"][0]["name"] == data["tree"]["nodes"][0]["name"]
+    tree = json.loads(payload)["tree"]
+    assert tree["columns"]["name"] == [n["name"] for n in data["tree"]["nodes"]]
+    coding = _top(data, "Coding & Math")
+    assert tree["details"][str(coding["id"])]["examples"][0]["text"] == "Fix this page: " + XSS
     assert "connect-src 'none'" in page and "default-src 'none'" in page
 
 
