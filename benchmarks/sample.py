@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from tagtree.hierarchy import KnowledgeTree  # noqa: E402
 
-METHODS = ("tags", "random", "instag", "deita", "kcenter", "quality")
+METHODS = ("tags", "tags:stochastic", "tags:penalty", "tags:quota", "random", "instag", "deita",
+           "kcenter", "quality")
 
 
 def synthetic_tree(n_leaves: int, branching: int = 8, root_max: int = 20) -> KnowledgeTree:
@@ -67,13 +68,25 @@ def synthetic_pool(n: int, n_leaves: int, dim: int, seed: int):
     g.sum_duplicates()
     g = sp.csr_matrix(sp.diags(1.0 / np.asarray(g.sum(axis=1)).ravel()) @ g)
     quality = rng.beta(4, 2, size=n)
+    # a target sample living on 2% of the leaves, for the aligned variants
+    target = np.zeros(n_leaves)
+    chosen = rng.choice(n_leaves, size=max(1, n_leaves // 50), replace=False)
+    target[chosen] = rng.integers(1, 20, size=len(chosen))
     centroids = rng.normal(size=(n_leaves, dim)).astype(np.float32)
     emb = centroids[main] + 0.6 * rng.normal(size=(n, dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    return g, quality, emb
+    return g, quality, emb, target
 
 
 def rss_mb() -> float:
+    """Peak RSS of this process. VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so
+    a child would report its parent's peak (the parent holds the whole synthetic pool)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
@@ -88,21 +101,28 @@ def run_one(data: str, method: str, budget: float, kcenter_pool: int) -> dict:
     tree = KnowledgeTree(z["parent"], z["level"], [""] * len(z["parent"]), version="bench")
     g = sp.csr_matrix((z["g_data"], z["g_indices"], z["g_indptr"]), shape=tuple(z["g_shape"]))
     emb = z["emb"] if method in ("deita", "kcenter") else None
+    name, _, variant = method.partition(":")  # e.g. "tags:stochastic", "tags:quota"
+    target = z["target"]  # KL is reported for every method; only tags:penalty/quota use it
     t0 = time.perf_counter()
     scorer = TreeScorer().fit(tree, g)
-    problem = SelectionProblem(tree, scorer.weights_, z["quality"], scorer.ic_, embeddings=emb)
+    problem = SelectionProblem(tree, scorer.weights_, z["quality"], scorer.ic_, embeddings=emb,
+                               target_mass=target)
     setup_s = time.perf_counter() - t0
     rss_loaded = rss_mb()
     k = int(round(budget * problem.n))
     params = {"random_state": 0, "max_pool": kcenter_pool}
-    name, _, strategy = method.partition(":")  # e.g. "tags:stochastic"
     if name == "tags":
-        params = {"random_state": 0} | ({"strategy": strategy} if strategy else {})
+        params = {"random_state": 0, "align": "none"}
+        if variant == "stochastic":
+            params["strategy"] = "stochastic"
+        elif variant:
+            params["align"] = variant
     t1 = time.perf_counter()
     sel = make_selector(name, **params).fit(problem, k)
     select_s = time.perf_counter() - t1
     m = evaluate(problem, sel.selected_, near_duplicates=False)
-    return {"method": method, "k": k, "setup_s": round(setup_s, 1),
+    extra = {"kl_target": round(m["kl_target"], 4)} if "kl_target" in m else {}
+    return extra | {"method": method, "k": k, "setup_s": round(setup_s, 1),
             "select_s": round(select_s, 1), "rss_loaded_mb": round(rss_loaded),
             "peak_rss_mb": round(rss_mb()), "leaf_coverage": round(m["leaf_coverage"], 4),
             "entropy_l0": round(m["entropy_l0"], 4), "mean_quality": round(m["mean_quality"], 4)}
@@ -115,7 +135,9 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=0.05)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--methods", default=",".join(METHODS),
-                    help="comma-separated; 'tags:stochastic' runs TAGS with stochastic greedy")
+                    help="comma-separated; also 'tags:stochastic' (stochastic greedy) and "
+                    "'tags:penalty' / 'tags:quota' (aligned to a synthetic target on 2%% of "
+                    "the leaves)")
     ap.add_argument("--kcenter-pool", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -126,14 +148,15 @@ def main() -> None:
         return
     t0 = time.perf_counter()
     tree = synthetic_tree(args.leaves)
-    g, quality, emb = synthetic_pool(args.n, args.leaves, args.dim, args.seed)
+    g, quality, emb, target = synthetic_pool(args.n, args.leaves, args.dim, args.seed)
     print(f"pool {args.n:,} instances, {g.nnz:,} leaf weights, tree {tree.n_nodes:,} nodes "
           f"({tree.n_leaves:,} leaves, {tree.depth} levels), budget {args.budget:.0%}; "
           f"generated in {time.perf_counter() - t0:.0f}s", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         data = str(Path(tmp) / "pool.npz")
         np.savez(data, parent=tree.parent, level=tree.level, g_data=g.data, g_indices=g.indices,
-                 g_indptr=g.indptr, g_shape=np.array(g.shape), quality=quality, emb=emb)
+                 g_indptr=g.indptr, g_shape=np.array(g.shape), quality=quality, emb=emb,
+                 target=target)
         del g, emb
         results = []
         for method in args.methods.split(","):

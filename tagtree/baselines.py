@@ -27,7 +27,8 @@ from tagtree.sampling import SelectionProblem, TagsSampler
 def _need_embeddings(problem: SelectionProblem, method: str) -> np.ndarray:
     if problem.embeddings is None:
         raise TagtreeError(f"method '{method}' needs instance embeddings; none are stored for "
-                           "this pool (the sample stage computes them with the configured embedder)")
+                           "this pool (the sample stage computes them with the configured "
+                           "embedder)")
     return np.asarray(problem.embeddings, dtype=np.float32)
 
 
@@ -137,7 +138,7 @@ class DeitaSampler:
 class KCenterSampler:
     name = "kcenter"
 
-    def __init__(self, max_pool: int = 200_000, random_state: int = 0):
+    def __init__(self, max_pool: int = 100_000, random_state: int = 0):
         self.max_pool = max_pool
         self.random_state = random_state
 
@@ -156,11 +157,14 @@ class KCenterSampler:
             picks.append(first)
             radius.append(np.inf)
             dist[first] = -np.inf
+            buf = np.empty_like(dist)
             for _ in range(k - 1):
                 nxt = int(np.argmax(dist))
                 picks.append(nxt)
                 radius.append(float(dist[nxt]))
-                np.minimum(dist, 1.0 - sub @ sub[nxt], out=dist)
+                np.matmul(sub, sub[nxt], out=buf)  # cosine distance = 1 - similarity
+                np.subtract(1.0, buf, out=buf)
+                np.minimum(dist, buf, out=dist)
                 dist[nxt] = -np.inf
         self.selected_ = candidates[np.asarray(picks, dtype=np.int64)]
         self.gains_ = np.asarray(radius)
@@ -178,7 +182,7 @@ def make_selector(method: str, **params):
     if method == "deita":
         return DeitaSampler(threshold=params.get("threshold", 0.9))
     if method == "kcenter":
-        return KCenterSampler(max_pool=params.get("max_pool", 200_000),
+        return KCenterSampler(max_pool=params.get("max_pool", 100_000),
                               random_state=params.get("random_state", 0))
     if method == "quality":
         return QualitySampler()

@@ -136,7 +136,8 @@ class TreeConfig(_Section):
 
 
 class ScoreConfig(_Section):
-    judge: bool = Field(False, description="Rate responses 1-6 with the LLM judge (costs requests).")
+    judge: bool = Field(
+        False, description="Rate responses 1-6 with the LLM judge (costs requests).")
     judge_weight: float = Field(0.5, ge=0, le=1, description="Weight of the judge in quality q(x).")
     judge_concurrency: int = Field(4, ge=1, description="Judge requests in flight at once.")
     judge_max_chars: int = Field(
@@ -146,8 +147,8 @@ class ScoreConfig(_Section):
         0.99, gt=0, le=1, description="Richness = raw IC sum / this quantile of the pool, clipped "
         "at 1. Lower: more instances reach the top score.")
     quality_floor: float = Field(
-        0.2, ge=0, lt=1, description="Lowest quality q(x); q = floor + (1 - floor) * score. Higher: "
-        "quality matters less in the sampling objective.")
+        0.2, ge=0, lt=1, description="Lowest quality q(x); q = floor + (1 - floor) * score. "
+        "Higher: quality matters less in the sampling objective.")
 
 
 class SampleConfig(_Section):
@@ -171,7 +172,9 @@ class SampleConfig(_Section):
     mass_weight: float = Field(
         0.25, ge=0, description="Weight of h(c) against a node's first coverage. 0: pure weighted "
         "coverage; higher: more repeats of rare, high-quality nodes before covering common ones.")
-    level_decay: float = Field(0.7, gt=0, description="gamma_l = decay**l: weight of level l (0=leaves).")
+    level_decay: float = Field(
+        0.7, gt=0, description="gamma_l = decay**l: weight of level l (0 = leaves). Lower: leaves "
+        "dominate; higher: upper levels count more.")
     strategy: Literal["lazy", "stochastic"] = Field(
         "lazy", description="Greedy variant: 'lazy' (exact greedy result) or 'stochastic' "
         "(faster, (1-1/e-epsilon) in expectation).")
@@ -180,7 +183,7 @@ class SampleConfig(_Section):
         0.9, gt=0, le=1, description="'deita': cosine similarity at which a candidate counts as a "
         "repeat of a better instance already taken.")
     kcenter_max_pool: int = Field(
-        200_000, ge=1, description="'kcenter': run on a random subset this large (it is O(n k d)).")
+        100_000, ge=1, description="'kcenter': run on a random subset this large (it is O(n k d)).")
     dup_threshold: float = Field(
         0.95, gt=0, le=1, description="Metric 'near_duplicates': cosine at which two picks count "
         "as near-duplicates.")

@@ -22,6 +22,7 @@ no pool instance can fill are then filled by the unconstrained greedy.
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 
@@ -151,19 +152,20 @@ def plain_greedy(obj: _Objective, n: int, k: int) -> tuple[np.ndarray, np.ndarra
     return np.asarray(order, dtype=np.int64), np.asarray(gains)
 
 
-def lazy_greedy(obj: _Objective, n: int, k: int, *, batch: int = 32, window: int = 4096,
+def lazy_greedy(obj: _Objective, n: int, k: int, *, batch: int = 256, window: int = 4096,
                 groups: np.ndarray | None = None, quotas: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Lazy greedy (Minoux): stale gains are upper bounds (submodularity), and a pick is accepted
     only when its gain was computed at the current step, so the result equals plain greedy's
     (ties to the lowest row).
 
-    Instead of a Python heap of a million tuples, the bounds live in numpy arrays: a *frontier*
-    of rows that have been looked at, and the untouched rest sorted once by initial gain, whose
-    first entry bounds everything outside the frontier. Each step takes the frontier's best; if
-    the outside's best beats it, ``window`` more rows join the frontier; if it is stale, the
-    ``batch`` best frontier rows are re-evaluated in one vectorised call. A frontier grown past
-    16 windows is merged back into the sorted rest, keeping each step's argmax cheap.
+    Instead of a Python heap of a million tuples, the bounds live in numpy arrays: a small
+    *frontier* of rows being compared, and sorted *runs* of the others (at first one run: every
+    row by initial gain). A tiny heap over the runs' first entries bounds everything outside
+    the frontier. Each step takes the frontier's best; if a run's head beats it, ``window`` rows
+    of that run join the frontier; if it is stale, the ``batch`` best frontier rows are
+    re-evaluated in one vectorised call. A frontier grown past 4 windows keeps its best window
+    and sorts the rest into a new run, so each step's argmax stays cheap.
 
     With ``groups``/``quotas`` a row is accepted only while its group (-1: none) has quota
     left; rows skipped for a full group are reconsidered without quotas if slots remain.
@@ -171,15 +173,21 @@ def lazy_greedy(obj: _Objective, n: int, k: int, *, batch: int = 32, window: int
     k = min(k, n)
     if k <= 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    ub = obj.gains(np.arange(n))
     stamp = np.zeros(n, dtype=np.int64)  # the step at which each bound was computed
+    runs: list[list] = []  # [rows, bounds, next position], sorted by (-bound, row)
+    heads: list[tuple[float, int, int]] = []  # (-bound, row, run) of each run's next entry
 
-    def sorted_rest(rows, bounds):
+    def push_head(r: int) -> None:
+        rows, bounds, at = runs[r]
+        if at < len(rows):
+            heapq.heappush(heads, (-float(bounds[at]), int(rows[at]), r))
+
+    def add_run(rows: np.ndarray, bounds: np.ndarray) -> None:
         o = np.lexsort((rows, -bounds))
-        return rows[o], bounds[o]
+        runs.append([rows[o], bounds[o], 0])
+        push_head(len(runs) - 1)
 
-    out_rows, out_ub = sorted_rest(np.arange(n), ub)
-    pos = 0
+    add_run(np.arange(n), obj.gains(np.arange(n)))
     front = np.zeros(0, dtype=np.int64)
     bound = np.zeros(0)
     left = None if quotas is None else np.asarray(quotas, dtype=np.int64).copy()
@@ -192,22 +200,26 @@ def lazy_greedy(obj: _Objective, n: int, k: int, *, batch: int = 32, window: int
             ties = np.flatnonzero(bound == top)
             j = int(ties[np.argmin(front[ties])]) if len(ties) > 1 else int(ties[0])
             row = int(front[j])
-        if pos < len(out_rows) and (not len(front) or out_ub[pos] > top
-                                    or (out_ub[pos] == top and out_rows[pos] < row)):
-            if len(front) > 16 * window:  # merge back: the frontier's argmax stays cheap
-                out_rows, out_ub = sorted_rest(np.concatenate([front, out_rows[pos:]]),
-                                               np.concatenate([bound, out_ub[pos:]]))
-                front, bound, pos = front[:0], bound[:0], 0
-            front = np.concatenate([front, out_rows[pos:pos + window]])
-            bound = np.concatenate([bound, out_ub[pos:pos + window]])
-            pos += window
+        if heads and (not len(front) or -heads[0][0] > top
+                      or (-heads[0][0] == top and heads[0][1] < row)):
+            _, _, r = heapq.heappop(heads)
+            rows, bounds, at = runs[r]
+            runs[r][2] = at + window
+            push_head(r)
+            front = np.concatenate([front, rows[at:at + window]])
+            bound = np.concatenate([bound, bounds[at:at + window]])
+            if len(front) > 4 * window:  # keep the best window, park the rest as a run
+                keep = np.zeros(len(front), dtype=bool)
+                keep[np.argpartition(-bound, window - 1)[:window]] = True
+                add_run(front[~keep], bound[~keep])
+                front, bound = front[keep], bound[keep]
             continue
         if not len(front):
             if not deferred:
                 break
-            rows = np.array([r for r, _ in deferred], dtype=np.int64)
-            out_rows, out_ub = sorted_rest(rows, np.array([b for _, b in deferred]))
-            pos, deferred, left = 0, [], None  # quota pass done: fill what remains freely
+            add_run(np.array([r for r, _ in deferred], dtype=np.int64),
+                    np.array([b for _, b in deferred]))
+            deferred, left = [], None  # quota pass done: fill what remains freely
             continue
         full = left is not None and groups[row] >= 0 and left[groups[row]] <= 0
         if full or stamp[row] == step:
@@ -223,8 +235,11 @@ def lazy_greedy(obj: _Objective, n: int, k: int, *, batch: int = 32, window: int
             front[j], bound[j] = front[-1], bound[-1]  # swap-remove
             front, bound = front[:-1], bound[:-1]
             continue
-        idx = (np.arange(len(front)) if len(front) <= batch
-               else np.argpartition(-bound, batch - 1)[:batch])
+        if len(front) <= batch:
+            idx = np.arange(len(front))
+        else:  # the best bounds, always including the chosen row (ties may leave it out)
+            idx = np.argpartition(-bound, batch - 1)[:batch]
+            idx = np.append(idx[idx != j], j)
         rows = front[idx]
         bound[idx] = obj.gains(rows)
         stamp[rows] = step
@@ -305,13 +320,13 @@ class TagsSampler:
         self.aligned_ = pi is not None
         if self.strategy == "plain":
             order, gains = plain_greedy(obj, problem.n, k)
-        elif self.strategy == "stochastic":
-            order, gains = stochastic_greedy(obj, problem.n, k, epsilon=self.epsilon,
-                                             rng=np.random.default_rng(self.random_state))
-        elif pi is not None and self.align == "quota":
+        elif pi is not None and self.align == "quota":  # quotas need the lazy greedy's queue
             groups, quotas = self._quotas(problem, pi, k)
             order, gains = lazy_greedy(obj, problem.n, k, batch=self.batch, window=self.window,
                                        groups=groups, quotas=quotas)
+        elif self.strategy == "stochastic":
+            order, gains = stochastic_greedy(obj, problem.n, k, epsilon=self.epsilon,
+                                             rng=np.random.default_rng(self.random_state))
         else:
             order, gains = lazy_greedy(obj, problem.n, k, batch=self.batch, window=self.window)
         self.selected_, self.gains_, self.objective_ = order, gains, obj.value()

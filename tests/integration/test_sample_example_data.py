@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 
 from tagtree.config import Config
 from tagtree.io.annotator import annotate_store, open_tagger
@@ -24,6 +25,7 @@ from tests.conftest import EXAMPLES
 from tests.support.openai_server import FakeOpenAIServer
 
 
+@pytest.mark.slow  # ~3-6 s on a shared machine; minutes with the real embedder
 def test_tags_beats_random_on_coverage_and_entropy_of_the_example_pool(db_path):
     real = os.environ.get("TAGTREE_TEST_REAL_EMBEDDER") == "1"
     with FakeOpenAIServer() as srv:

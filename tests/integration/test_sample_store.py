@@ -52,7 +52,8 @@ def write_app_tree(store: Store) -> KnowledgeTree:
         cols.append(leaf[app])
     for k, (iid, cat) in enumerate(target):
         ids.append(iid)
-        cols.append(coding_leaves[k % len(coding_leaves)] if cat == "coding" else leaf["Wolfram alpha"])
+        cols.append(coding_leaves[k % len(coding_leaves)] if cat == "coding"
+                    else leaf["Wolfram alpha"])
     g = sp.csr_matrix((np.ones(len(ids)), (np.arange(len(ids)), cols)), shape=(len(ids), n))
     store.write_instance_nodes(VERSION, ids, node_weights(tree, g))
     return tree
@@ -175,3 +176,29 @@ def test_cache_fingerprint_changes_when_the_grounding_does(grounded):
     with Store(grounded) as store:
         store.run("UPDATE instance_nodes SET weight = weight * 2 WHERE node_id = 0")
     assert store_fingerprint(grounded, VERSION, ("grounding", "sources")) != before
+
+
+def test_export_keeps_json_array_and_parquet_containers_per_format(db_path, tmp_path):
+    import pyarrow as pa
+
+    alpaca = [{"instruction": f"Task {i}", "input": "", "output": f"Answer {i}"} for i in range(5)]
+    (tmp_path / "a.json").write_text(json.dumps(alpaca, indent=1))
+    chats = [{"conversations": [{"from": "human", "value": f"Q{i}"},
+                                {"from": "gpt", "value": f"A{i}"}]} for i in range(4)]
+    pq.write_table(pa.Table.from_pylist(chats), tmp_path / "c.parquet")
+    with Store(db_path) as store:
+        ingest_files(store, [str(tmp_path / "a.json"), str(tmp_path / "c.parquet")])
+        tree = KnowledgeTree(np.array([2, 2, -1]), np.array([0, 0, 1]), ["x", "y", "r"],
+                             size=np.ones(3, dtype=np.int64), version=VERSION)
+        store.write_tree(VERSION, tree, np.zeros((3, 2), np.float32), [], np.zeros(0, int),
+                         np.zeros(0), {}, {})
+        ids = store.pool_ids()
+        g = sp.csr_matrix((np.ones(9), (np.arange(9), np.arange(9) % 2)), shape=(9, 2))
+        store.write_instance_nodes(VERSION, ids, node_weights(tree, g))
+    run_sample(db_path, cfg(budget="100"), VERSION, "all")  # more than the pool: all 9
+    out = run_export(db_path, cfg(), "all", str(tmp_path / "out"))
+    assert out["rows"] == 9
+    array = json.loads((tmp_path / "out" / "selection.alpaca.json").read_text())
+    assert sorted(r["instruction"] for r in array) == [f"Task {i}" for i in range(5)]
+    table = pq.read_table(tmp_path / "out" / "selection.sharegpt.parquet").to_pylist()
+    assert sorted(r["conversations"][0]["value"] for r in table) == [f"Q{i}" for i in range(4)]

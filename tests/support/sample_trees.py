@@ -15,7 +15,8 @@ def balanced_tree(branches: int = 3, leaves_per_branch: int = 4) -> KnowledgeTre
     root = n_leaves + branches
     parent += [root] * branches + [-1]
     level = [0] * n_leaves + [1] * branches + [2]
-    names = [f"leaf{i}" for i in range(n_leaves)] + [f"branch{b}" for b in range(branches)] + ["root"]
+    names = ([f"leaf{i}" for i in range(n_leaves)] + [f"branch{b}" for b in range(branches)]
+             + ["root"])
     return KnowledgeTree(parent=np.array(parent), level=np.array(level), name=names, version="t1")
 
 

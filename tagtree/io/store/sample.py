@@ -52,7 +52,7 @@ class SampleQueries:
         return t.column("instance_id").to_pylist()
 
     def write_judgements(self, table: pa.Table) -> None:
-        """Upsert ratings; tokens add up over attempts, so a retried failure's cost stays counted."""
+        """Upsert ratings; tokens add up over attempts (a retried failure's cost stays counted)."""
         with self._lock:
             self.con.register("_judged", table)
             try:
