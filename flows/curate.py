@@ -1,10 +1,13 @@
 """The `curate` flow: ingest -> annotate -> tree -> ground -> score -> sample -> export -> report.
 
-Each step is one task from ``tasks/``; this module only wires them in order.
+Each step is one task from ``tasks/``; this module only wires them in order and keeps the
+``runs`` table up to date. Tasks exchange names, versions and small summaries, never data.
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -13,38 +16,72 @@ from prefect.runtime import flow_run
 from tagtree.config import load_config
 from tagtree.errors import TagtreeError
 from tagtree.io.store import Store
+from tasks.annotate import annotate
+from tasks.export import export
 from tasks.ingest import ingest
+from tasks.report import report
+from tasks.sample import sample
+from tasks.score import score
+from tasks.tree import build_tree, ground
 
 
 @flow(name="curate", log_prints=False)
 def curate(
     inputs: list[str],
     target: str | None = None,
+    budget: str | None = None,
+    method: str | None = None,
+    out: str | None = None,
     db: str | None = None,
     config_path: str | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> dict:
-    """Curate instruction data: ingest the inputs (and an optional target-domain sample)."""
+    """Select the best `budget` of the inputs through the knowledge tree, aligned to `target`.
+
+    inputs: instruction data files. target: a target-domain sample (optional). budget: a fraction
+    (0.05) or a count (5000). method: tags (TAGS) or a baseline. out: directory for the selection,
+    manifest and report. Every other knob comes from the recipe (`config_path`) or `overrides`.
+    """
     logger = get_run_logger()
-    cfg, _ = load_config(config_path, (overrides or {}) | {"store.db": db})
-    run_id = flow_run.get_id() or "local"
-    with Store(cfg.store.db) as store:
-        store.start_run(str(run_id), "curate", cfg.model_dump())
-    result: dict[str, Any] = {"run_id": str(run_id), "db": cfg.store.db}
+    cfg, _ = load_config(config_path, (overrides or {}) | {
+        "store.db": db, "sample.budget": budget, "sample.method": method, "export.out": out})
+    conf, db = cfg.model_dump(), cfg.store.db
+    run_id = str(flow_run.get_id() or f"local-{int(time.time())}")
+    with Store(db) as store:
+        store.start_run(run_id, "curate", conf)
+    result: dict[str, Any] = {"run_id": run_id, "db": db}
+    timings: dict[str, float] = {}
+
+    def step(name: str, fn, *args):
+        start = time.perf_counter()
+        result[name] = fn(*args)
+        timings[name] = round(time.perf_counter() - start, 3)
+        if isinstance(result[name], dict) and result[name].get("line"):
+            logger.info(f"{name}: {result[name]['line']}")
+        return result[name]
+
     try:
-        result["ingest"] = ingest(cfg.store.db, inputs, cfg.ingest.format, cfg.ingest.dataset,
-                                  "pool", cfg.ingest.batch_rows)
-        logger.info(result["ingest"]["line"])
-        if result["ingest"]["loaded"] + result["ingest"]["duplicates"] == 0:
+        ingested = step("ingest", ingest, db, inputs, cfg.ingest.format, cfg.ingest.dataset,
+                        "pool", cfg.ingest.batch_rows)
+        if ingested["loaded"] + ingested["duplicates"] == 0:
             raise TagtreeError("nothing loaded: every input row was quarantined or empty")
         if target:
-            result["target"] = ingest(cfg.store.db, [target], "auto", None, "target",
-                                      cfg.ingest.batch_rows)
-            logger.info("target: " + result["target"]["line"])
+            step("target", ingest, db, [target], "auto", None, "target", cfg.ingest.batch_rows)
+        step("annotate", annotate, db, conf)
+        tree = step("tree", build_tree, db, conf)
+        step("ground", ground, db, conf, tree["tree_version"])
+        step("score", score, db, conf, tree["tree_version"])
+        step("sample", sample, db, conf, tree["tree_version"], run_id)
+        exported = step("export", export, db, conf, run_id, cfg.export.out)
+        result["outputs"] = {"selection": exported["files"], "manifest": exported["manifest"]}
+        with Store(db) as store:  # before the report, so the report shows the finished run
+            store.finish_run(run_id, "completed", metrics=result, timings=timings)
+        page = step("report", report, db, conf, run_id,
+                    str(Path(cfg.export.out) / cfg.report.filename))
+        result["outputs"]["report"] = page["path"]
     except BaseException:
-        with Store(cfg.store.db) as store:
-            store.finish_run(str(run_id), "failed", metrics=result)
+        with Store(db) as store:
+            store.finish_run(run_id, "failed", metrics=result, timings=timings)
         raise
-    with Store(cfg.store.db) as store:
-        store.finish_run(str(run_id), "completed", metrics=result)
+    result["timings"] = timings
     return result

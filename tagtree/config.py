@@ -236,6 +236,10 @@ class ReportConfig(_Section):
         2, ge=1, description="Tree levels drawn at once; click a node to drill further down. "
         "More levels: more to see at once, but slower to open (every sector is drawn).",
     )
+    max_sectors: int = Field(
+        300, ge=1, description="Most nodes the tree chart draws at once: a level that would go "
+        "past it is left for a click (one level always shows). More: busier and slower to draw.",
+    )
     detail_nodes: int = Field(
         1500, ge=0, description="Nodes whose tags, description and examples go into the file "
         "(top levels first, then the most pool mass); the rest show counts only. More: a bigger "

@@ -287,13 +287,17 @@ _JS = r"""
   var hasSel = !!D.meta.method;
   var treeDiv = document.getElementById("tree-chart"), root = null;
 
+  // Up to `levels_shown` levels below the root, but no level that would take the drawing past
+  // `max_sectors` (a ring of hundreds of slivers is unreadable and slow); always one level.
   function viewNodes(rootId) {
     var shown = [], frontier = rootId === null ? (kids[-1] || []) : [byId[rootId]];
-    for (var depth = 0; depth <= D.meta.levels_shown && frontier.length; depth++) {
-      if (rootId === null && depth === D.meta.levels_shown) break;
+    var rings = rootId === null ? D.meta.levels_shown : D.meta.levels_shown + 1;
+    for (var depth = 0; depth < rings && frontier.length; depth++) {
+      if (depth > (rootId === null ? 0 : 1) &&
+          shown.length + frontier.length > D.meta.max_sectors) break;
       shown = shown.concat(frontier);
       var next = [];
-      frontier.forEach(function (n) { next = next.concat(kids[n.id] || []); });
+      frontier.forEach(function (n) { Array.prototype.push.apply(next, kids[n.id] || []); });
       frontier = next;
     }
     return shown;
@@ -310,8 +314,15 @@ _JS = r"""
       }, 0);
       return Math.max(0, n.pool_mass - covered);
     });
+    // Plotly fits a label into every sector, which is what costs time: tiny sectors get none.
+    var whole = shown.reduce(function (acc, n) {
+      return acc + (n.id === rootId || (rootId === null && n.parent < 0) ? n.pool_mass : 0);
+    }, 0) || 1;
     var trace = {
       type: kind, branchvalues: "remainder", values: values,
+      texttemplate: shown.map(function (n) {
+        return n.pool_mass / whole >= 0.004 ? "%{label}" : "";
+      }),
       ids: shown.map(function (n) { return String(n.id); }),
       labels: shown.map(function (n) { return esc(n.name); }),
       parents: shown.map(function (n) {

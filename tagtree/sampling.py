@@ -191,7 +191,18 @@ def lazy_greedy(obj: _Objective, n: int, k: int, *, batch: int = 256, window: in
     front = np.zeros(0, dtype=np.int64)
     bound = np.zeros(0)
     left = None if quotas is None else np.asarray(quotas, dtype=np.int64).copy()
-    deferred: list[tuple[int, float]] = []
+    deferred: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, bounds) skipped for full quotas
+
+    def defer_full(rows: np.ndarray, bounds: np.ndarray):
+        """Move rows of full groups aside in one vectorised step; return the others."""
+        if left is None:
+            return rows, bounds
+        g = groups[rows]
+        full = (g >= 0) & (left[np.maximum(g, 0)] <= 0)
+        if full.any():
+            deferred.append((rows[full], bounds[full]))
+        return rows[~full], bounds[~full]
+
     order, gains = [], []
     step = 0
     while len(order) < k:
@@ -206,8 +217,9 @@ def lazy_greedy(obj: _Objective, n: int, k: int, *, batch: int = 256, window: in
             rows, bounds, at = runs[r]
             runs[r][2] = at + window
             push_head(r)
-            front = np.concatenate([front, rows[at:at + window]])
-            bound = np.concatenate([bound, bounds[at:at + window]])
+            new_rows, new_bounds = defer_full(rows[at:at + window], bounds[at:at + window])
+            front = np.concatenate([front, new_rows])
+            bound = np.concatenate([bound, new_bounds])
             if len(front) > 4 * window:  # keep the best window, park the rest as a run
                 keep = np.zeros(len(front), dtype=bool)
                 keep[np.argpartition(-bound, window - 1)[:window]] = True
@@ -217,23 +229,21 @@ def lazy_greedy(obj: _Objective, n: int, k: int, *, batch: int = 256, window: in
         if not len(front):
             if not deferred:
                 break
-            add_run(np.array([r for r, _ in deferred], dtype=np.int64),
-                    np.array([b for _, b in deferred]))
+            add_run(np.concatenate([r for r, _ in deferred]),
+                    np.concatenate([b for _, b in deferred]))
             deferred, left = [], None  # quota pass done: fill what remains freely
             continue
-        full = left is not None and groups[row] >= 0 and left[groups[row]] <= 0
-        if full or stamp[row] == step:
-            if full:
-                deferred.append((row, float(bound[j])))
-            else:
-                obj.add(row)
-                order.append(row)
-                gains.append(float(bound[j]))
-                if left is not None and groups[row] >= 0:
-                    left[groups[row]] -= 1
-                step += 1
+        if stamp[row] == step:
+            obj.add(row)
+            order.append(row)
+            gains.append(float(bound[j]))
+            step += 1
             front[j], bound[j] = front[-1], bound[-1]  # swap-remove
             front, bound = front[:-1], bound[:-1]
+            if left is not None and groups[row] >= 0:
+                left[groups[row]] -= 1
+                if left[groups[row]] <= 0:  # the group just filled: set its rows aside
+                    front, bound = defer_full(front, bound)
             continue
         if len(front) <= batch:
             idx = np.arange(len(front))

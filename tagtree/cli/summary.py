@@ -39,24 +39,33 @@ def stage_figures(summary: dict) -> str:
     return ", ".join(parts[:_MAX_FIGURES])
 
 
+_NOT_STAGES = {"timings", "outputs"}
+
+
 def summary_table(result: dict) -> Table:
+    """One row per stage summary in ``result``; seconds from the stage or ``result["timings"]``."""
+    timings = result.get("timings") if isinstance(result.get("timings"), dict) else {}
     table = Table("stage", "figures", "seconds", title=f"curate run {result.get('run_id', '?')}",
                   title_justify="left", show_lines=False)
     for stage, summary in result.items():
-        if not isinstance(summary, dict):
+        if not isinstance(summary, dict) or stage in _NOT_STAGES:
             continue
-        seconds = summary.get("seconds")
+        seconds = summary.get("seconds", timings.get(stage))
         table.add_row(Text(stage, style="bold cyan"), Text(stage_figures(summary)),
                       Text(f"{seconds:,.1f}" if isinstance(seconds, (int, float)) else ""))
     return table
 
 
 def print_summary(result: dict, console: Console | None = None) -> None:
-    """Print the table, then where the store and the report are."""
+    """Print the table, then where the store, the outputs and the report are."""
     console = console or Console()
     console.print(summary_table(result))
+    outputs = dict(result.get("outputs") or {})
     report = result.get("report") if isinstance(result.get("report"), dict) else {}
+    if report.get("path"):
+        outputs.setdefault("report", report["path"])
     if result.get("db"):
         console.print(Text(f"store:  {result['db']}"))
-    if report.get("path"):
-        console.print(Text(f"report: {report['path']}", style="bold green"))
+    for name, value in outputs.items():
+        shown = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        console.print(Text(f"{name}: {shown}", style="bold green" if name == "report" else ""))

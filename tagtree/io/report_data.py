@@ -3,8 +3,9 @@ one JSON-able dict of aggregates that ``tagtree.report.render_report`` turns int
 
 Everything is aggregated in DuckDB (counts and probability mass per tree node and group); only
 the top tags and a few example instructions of the ``report.detail_nodes`` most prominent nodes
-leave the database, so the report of a 100K-instance run stays small. Groups: the pool (datasets with role 'pool'), the target sample (role 'target') and every
-selection method stored for the run.
+leave the database, so the report of a 100K-instance run stays small. Groups: the pool
+(datasets with role 'pool'), the target sample (role 'target') and every selection method stored
+for the run.
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ def gather_report_data(store, *, run_id: str | None = None, tree_version: str | 
         "meta": {"run_id": run_id, "tree_version": tv, "method": method, "methods": methods,
                  "db": store.path, "generated_at": dt.datetime.now(dt.UTC).isoformat(
                      timespec="seconds"), "chart": rcfg["chart"],
-                 "levels_shown": int(rcfg["levels_shown"]), "kl_smoothing": smoothing},
+                 "levels_shown": int(rcfg["levels_shown"]),
+                 "max_sectors": int(rcfg["max_sectors"]), "kl_smoothing": smoothing},
         "tree": {"nodes": nodes, "depth": int(levels.max()) + 1 if len(levels) else 0,
                  "n_pool": _total(pool), "n_selected": _total(chosen),
                  "n_target": _total(target) if target else 0},

@@ -72,3 +72,10 @@ def test_report_in_headless_chromium(report_db, tmp_path, page_of):
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 20_000
     assert summary["bytes"] < 15e6 and load_s < 10  # the 3 s budget is for benchmarks/report.py
+
+    capped = tmp_path / "capped.html"  # 4 top-level + 9 second-level nodes > 5: one ring only
+    report.fn(report_db, {"report": {"max_sectors": 5}}, "run-1", str(capped))
+    page.goto(capped.as_uri(), wait_until="load")
+    page.wait_for_selector("body[data-rendered='1']", timeout=15_000)
+    labels = {t for t in page.locator("#tree-chart text").all_text_contents() if t.strip()}
+    assert {"Coding & Math", "Knowledge", "Everyday apps"} <= labels and "coding" not in labels

@@ -259,8 +259,11 @@ def test_summary_table_prints_stage_figures_as_text():
                    "ingest": {"line": "ingested 2 file(s): loaded 332", "seconds": 1.25},
                    "sample": {"method": "[bold]tags[/]", "selected": 17000, "kl": 0.25,
                               "files": [1, 2]},
-                   "report": {"path": "out/report.html", "bytes": 5_000_000}}, console)
+                   "report": {"path": "out/report.html", "bytes": 5_000_000},
+                   "outputs": {"selection": ["out/a.jsonl", "out/b.jsonl"]},
+                   "timings": {"sample": 3.25}}, console)
     text = console.export_text()
+    assert "out/a.jsonl, out/b.jsonl" in text and "3.2" in text and "timings" not in text
     assert "ingested 2 file(s): loaded 332" in text and "1.2" in text
     assert "method [bold]tags[/], selected 17,000, kl 0.25" in text
     assert "report: out/report.html" in text and "curate run r1" in text
