@@ -74,11 +74,16 @@ class AnnotateConfig(_Section):
     tokens_per_minute: float | None = Field(None, gt=0, description="Client-side token limit.")
     min_tags: int = Field(2, ge=1, description="Fewest tags accepted per instance.")
     max_tags: int = Field(12, ge=1, description="Most tags kept per instance.")
-    critic_rounds: int = Field(0, ge=0, le=5, description="Act-critic refinement rounds (paper: <=3).")
-    max_input_tokens: int = Field(
-        1024, ge=64, description="Longer inputs are truncated: instruction kept, response head+tail."
+    critic_rounds: int = Field(
+        0, ge=0, le=5, description="Act-critic refinement rounds (paper: <=3); 2 requests each."
     )
-    mode: Literal["online", "batch"] = Field("online", description="'batch' uses the OpenAI Batch API.")
+    max_input_tokens: int = Field(
+        1024, ge=64,
+        description="Longer inputs are truncated: instruction kept, response head+tail.",
+    )
+    mode: Literal["online", "batch"] = Field(
+        "online", description="'batch' uses the OpenAI Batch API."
+    )
     prompt_version: str = Field("v1", description="Prompt template version (tagtree/prompts/).")
     batch_size: int = Field(
         2000, ge=1, description="Instances read from the store per page while annotating."

@@ -26,7 +26,7 @@ def normalize_tag(raw: str) -> str:
     text = unicodedata.normalize("NFKC", str(raw)).casefold()
     text = _SEPARATORS.sub(" ", text).strip(_EDGE_PUNCT)
     text = _SEPARATORS.sub(" ", text).strip()
-    if not any(ch.isalnum() for ch in text):
+    if not any(ch.isalpha() for ch in text):  # "1.1.1.1", "10", "--" name no concept
         return ""
     return text[:MAX_TAG_CHARS].rstrip()
 

@@ -132,6 +132,7 @@ def ground_in(store: Store, cfg: Config, embedder, version: str | None = None,
         far_n = int(placed.far.sum())
     pairs = store.instance_tag_leaves(tree.version, tagger)
     ids = pc.unique(pairs.column("instance_id"))
+    ids = ids.take(pc.sort_indices(ids))  # key order: the primary-key insert is 2x faster
     rows = pc.index_in(pairs.column("instance_id"), value_set=ids).to_numpy()
     leaves = leaf_weight_matrix(rows, pairs.column("leaf_id").to_numpy(), len(ids), tree.n_leaves)
     nodes = node_weight_matrix(leaves, tree)

@@ -64,14 +64,21 @@ def annotate(
 
 
 def annotation_table(per_tagger: list[dict]):
-    """`tagtree stats` section: tokens, failures and estimated cost per tagger fingerprint."""
+    """`tagtree stats` section: tokens, failures and estimated cost per tagger fingerprint; the
+    most frequent failure reasons go in the caption (a narrow terminal would cut a column)."""
     from rich.table import Table
 
-    t = Table("tagger", "ok", "failed", "attempts", "avg tags", "tokens in", "tokens out",
-              "est. cost", "top failure reasons", title="annotations")
+    t = Table(title="annotations", caption_justify="left")
+    t.add_column("tagger", overflow="fold", min_width=16)
+    for name in ("ok", "failed", "attempts", "tokens in", "tokens out", "cost $"):
+        t.add_column(name, justify="right")
+    reasons = []
     for s in per_tagger:
-        reasons = ", ".join(f"{r} ({n:,})" for r, n in s["failures"].items()) or "-"
         t.add_row(s["tagger"], f"{s['ok']:,}", f"{s['failed']:,}", f"{s['attempts']:,}",
-                  f"{s['avg_tags']:.1f}", f"{s['prompt_tokens']:,}",
-                  f"{s['completion_tokens']:,}", f"${s['cost_usd']:,.4f}", reasons)
+                  f"{s['prompt_tokens']:,}", f"{s['completion_tokens']:,}",
+                  f"{s['cost_usd']:,.2f}")
+        if s["failures"]:
+            listed = ", ".join(f"{r} ({n:,})" for r, n in s["failures"].items())
+            reasons.append(f"{s['tagger']} failed: {listed}")
+    t.caption = "\n".join(reasons) or None
     return t

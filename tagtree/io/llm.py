@@ -114,12 +114,12 @@ class AsyncLLM:
         self._api_key_env = api_key_env
         self._timeout_s = timeout_s
         self._clients: list[openai.AsyncOpenAI] = []
-        self._turn = 0
+        self._inflight: list[int] = []
 
-    def _open(self) -> openai.AsyncOpenAI:
+    def _open(self) -> None:
         """Clients, semaphore and limiters bind to the running event loop: made on first use and
         dropped by ``close()``, so one AsyncLLM can serve several ``asyncio.run`` calls. Requests
-        go round-robin over ceil(concurrency / POOL_SHARD) clients (see POOL_SHARD)."""
+        go to the least busy of ceil(concurrency / POOL_SHARD) clients (see POOL_SHARD)."""
         if not self._clients:
             # Local servers usually need no key; the client insists on one: send a placeholder.
             key = os.environ.get(self._api_key_env) or "unused"
@@ -132,11 +132,10 @@ class AsyncLLM:
                 self._clients.append(openai.AsyncOpenAI(
                     base_url=self.base_url, api_key=key, max_retries=0, timeout=self._timeout_s,
                     http_client=http))
+            self._inflight = [0] * shards
             self._semaphore = asyncio.Semaphore(self.concurrency)
             self._rpm = RateLimiter(self._rpm_rate) if self._rpm_rate else None
             self._tpm = RateLimiter(self._tpm_rate) if self._tpm_rate else None
-        self._turn = (self._turn + 1) % len(self._clients)
-        return self._clients[self._turn]
 
     async def close(self) -> None:
         clients, self._clients = self._clients, []
@@ -158,7 +157,7 @@ class AsyncLLM:
                    name: str = "tags") -> ChatResult:
         """One chat completion with retries. Raises RequestFailed (this request is lost) or
         TagtreeError (the endpoint is unusable for every request)."""
-        client = self._open()
+        self._open()
         estimate = sum(len(m["content"]) for m in messages) // 4 + self.max_tokens
         reason = "no attempt"
         for attempt in range(self.max_retries + 1):
@@ -169,7 +168,13 @@ class AsyncLLM:
             wait: float | None = None
             try:
                 async with self._semaphore:
-                    resp = await self._create(client, messages, schema, name)
+                    # Least busy pool: never more than its share of connections in use.
+                    i = min(range(len(self._clients)), key=self._inflight.__getitem__)
+                    self._inflight[i] += 1
+                    try:
+                        resp = await self._create(self._clients[i], messages, schema, name)
+                    finally:
+                        self._inflight[i] -= 1
                 usage = resp.usage
                 content = resp.choices[0].message.content if resp.choices else None
                 return ChatResult(content, getattr(usage, "prompt_tokens", 0) or 0,

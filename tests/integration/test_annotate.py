@@ -150,6 +150,20 @@ def test_client_error_fails_only_that_instance(tmp_path, db_path, fake_openai):
         assert summary.failures == {"http 422": 1}
 
 
+def test_server_without_structured_output_falls_back_to_tolerant_parsing(
+        tmp_path, db_path, fake_openai):
+    with Store(db_path) as store:
+        seed(store, tmp_path, 6)
+        fake_openai.inject("status", code=400,
+                           message="response_format json_schema is not supported")
+        fake_openai.inject("fence", count=6)  # free text from now on: tags in a code fence
+        _, summary = run(store, config(fake_openai, **{"annotate.concurrency": 1}))
+        assert (summary.ok, summary.failed) == (6, 0)
+        bodies = fake_openai.chat_requests()
+        assert "response_format" in bodies[0]
+        assert len(bodies) == 7 and all("response_format" not in b for b in bodies[1:])
+
+
 def test_critic_loop_revises_tags(tmp_path, db_path):
     def responder(body):
         name = body["response_format"]["json_schema"]["name"]
@@ -226,6 +240,9 @@ def test_cli_annotate_prints_summary_and_examples(tmp_path, db_path, fake_openai
         dump = json.dumps(store.rows("SELECT * FROM taggers"), default=str)
         dump += json.dumps(store.rows("SELECT * FROM annotations"), default=str)
     assert "sk-secret" not in dump
+    stats = CliRunner().invoke(app, ["stats", "--db", db_path])
+    assert stats.exit_code == 0, stats.output
+    assert "annotations" in stats.output and "llm:fake" in stats.output
 
 
 KILL_SCRIPT = """

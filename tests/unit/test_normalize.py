@@ -18,6 +18,7 @@ def test_folding_examples():
     assert nz.normalize_tag('"Machine   Learning"') == "machine learning"
     assert nz.normalize_tag("STRASSE") == nz.normalize_tag("straße")
     assert nz.normalize_tag("--") == "" and nz.normalize_tag("") == ""
+    assert nz.normalize_tag("1.1.1.1") == "" and nz.normalize_tag("c3po") == "c3po"
     assert len(nz.normalize_tag("x" * 500)) == nz.MAX_TAG_CHARS
 
 

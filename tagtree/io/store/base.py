@@ -97,7 +97,7 @@ class StoreBase:
 
     def arrow(self, sql: str, params=None):
         """Result as a pyarrow Table (columnar, zero-copy into numpy)."""
-        return self.con.execute(sql, params).to_arrow_table()
+        return self.con.sql(sql, params=params).to_arrow_table()
 
     def count(self, table: str) -> int:
         if table not in TABLES:
