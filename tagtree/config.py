@@ -295,6 +295,15 @@ def knobs() -> list[tuple[str, Any, str]]:
     return out
 
 
+def knobs_markdown() -> str:
+    """Every knob as a Markdown table (the README's configuration reference is this output)."""
+    rows = ["| knob | default | meaning |", "|---|---|---|"]
+    for key, default, help_ in knobs():
+        shown = "unset" if default is None else f"`{default}`"
+        rows.append(f"| `{key}` | {shown} | {help_.replace('|', '/')} |")
+    return "\n".join(rows)
+
+
 def env_name(key: str) -> str:
     section, name = key.split(".")
     return f"TAGTREE_{section}_{name}".upper()

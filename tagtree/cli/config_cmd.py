@@ -19,10 +19,15 @@ def register(app: typer.Typer) -> None:
 def show(
     config: str = ConfigOption,
     toml: bool = typer.Option(False, "--toml", help="Print as a recipe file to save and diff."),
+    markdown: bool = typer.Option(False, "--markdown",
+                                  help="Print the defaults as a Markdown table (for the docs)."),
 ) -> None:
     """Print every knob with its current value, its source and its meaning."""
-    from tagtree.config import env_name, knobs, load_config
+    from tagtree.config import env_name, knobs, knobs_markdown, load_config
 
+    if markdown:
+        print(knobs_markdown())
+        return
     cfg, sources = load_config(config)
     data = cfg.model_dump()
     if toml:

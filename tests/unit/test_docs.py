@@ -29,3 +29,13 @@ def test_every_knob_is_in_the_readme():
     readme = (REPO / "README.md").read_text()
     missing = [k for k, _, _ in knobs() if not re.search(rf"`{re.escape(k)}`", readme)]
     assert not missing, f"knobs missing from README: {missing}"
+
+
+def test_readme_configuration_reference_is_in_sync():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sync_readme", REPO / "scripts" / "sync_readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert module.synced(text) == text, "run: python scripts/sync_readme.py"
