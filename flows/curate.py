@@ -67,9 +67,9 @@ def curate(
             raise TagtreeError("nothing loaded: every input row was quarantined or empty")
         if target:
             step("target", ingest, db, [target], "auto", None, "target", cfg.ingest.batch_rows)
-        step("annotate", annotate, db, conf)
-        tree = step("tree", build_tree, db, conf)
-        step("ground", ground, db, conf, tree["tree_version"])
+        tagger = step("annotate", annotate, db, conf)["tagger"]
+        tree = step("tree", build_tree, db, conf, tagger)
+        step("ground", ground, db, conf, tree["tree_version"], tagger)
         step("score", score, db, conf, tree["tree_version"])
         step("sample", sample, db, conf, tree["tree_version"], run_id)
         exported = step("export", export, db, conf, run_id, cfg.export.out)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import orjson
 import pyarrow.compute as pc
 from prefect import task
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import NO_CACHE, CachePolicy
+from prefect.context import TaskRunContext
 
 from tagtree import normalize
 from tagtree.config import Config
@@ -23,6 +26,7 @@ from tagtree.errors import TagtreeError
 from tagtree.ground import NearestLeaf, far_similarity, leaf_weight_matrix, node_weight_matrix
 from tagtree.io.store import Store
 from tagtree.tree import ALGORITHM_VERSION, TreeBuilder
+from tasks.policies import stage_cache_policy
 
 EMBED_SHARD = 20_000  # tags embedded and written per shard: an interrupted run resumes from here
 # Knobs that do not change the tree (the tagger enters the version as its fingerprint).
@@ -169,8 +173,29 @@ def embed_tags(db: str, cfg: dict, tagger: str | None = None) -> dict:
             "embedded_new": new}
 
 
-@task(name="build-tree", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10,
-      timeout_seconds=4 * 3600)
+@dataclass
+class AnnotationsContent(CachePolicy):
+    """Cache key part: a content hash of the annotations the stage reads (``db`` and ``cfg``
+    do not change when new tags arrive). No key (no caching) when the store cannot be read."""
+
+    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any],
+                    flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
+        try:
+            with Store(inputs["db"]) as store:
+                return store.annotations_digest(inputs.get("tagger"))
+        except Exception:  # noqa: BLE001 - a locked or missing store just means "do not cache"
+            return None
+
+
+# Cached on inputs + task source + algorithm version + the annotations' content, results
+# persisted: a second identical run is served from the cache. Inside a run the tree is also
+# content-addressed in the store (an existing version is reused), so a cache miss is still cheap.
+_TREE_CACHE = {"cache_policy": stage_cache_policy(ALGORITHM_VERSION) + AnnotationsContent(),
+               "persist_result": True, "result_serializer": "json"}
+
+
+@task(name="build-tree", retries=2, retry_delay_seconds=10, timeout_seconds=4 * 3600,
+      **_TREE_CACHE)
 def build_tree(db: str, cfg: dict, tagger: str | None = None) -> dict:
     """annotations -> tags, tag_aliases, tag_embeddings, trees, tree_nodes, tag_leaf.
     Returns tree_version, tagger, n_tags, n_leaves, levels, merged, embedded_new, reused..."""
@@ -180,8 +205,7 @@ def build_tree(db: str, cfg: dict, tagger: str | None = None) -> dict:
         return build_tree_in(store, config, embedder, tagger, refiner, fps)
 
 
-@task(name="ground", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10,
-      timeout_seconds=2 * 3600)
+@task(name="ground", retries=2, retry_delay_seconds=10, timeout_seconds=2 * 3600, **_TREE_CACHE)
 def ground(db: str, cfg: dict, tree_version: str | None = None, tagger: str | None = None) -> dict:
     """annotations + tag_leaf -> instance_nodes (and tag_leaf rows for tags new to the tree).
     Returns tree_version, instances, instance_nodes, new_tags, far_new_tags, drift and

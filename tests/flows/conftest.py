@@ -30,8 +30,25 @@ def fake_llm():
         yield srv
 
 
-def task_states(flow_run_id) -> dict[str, list[str]]:
-    """Task name -> state names of every task run of a flow run, subflows' tasks included."""
+def task_states(flow_run_id, expect: tuple[str, ...] = (), timeout: float = 30.0
+                ) -> dict[str, list[str]]:
+    """Task name -> final state names of every task run of a flow run, subflows' tasks included.
+
+    Prefect 3 records task-run states through events, a moment after the run returns: poll until
+    every task run named in ``expect`` is present and no state is still pending/running."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        out = _task_states_once(flow_run_id)
+        settled = all(s not in ("Pending", "Running", "Scheduled")
+                      for states in out.values() for s in states)
+        if (settled and all(name in out for name in expect)) or time.monotonic() > deadline:
+            return out
+        time.sleep(0.5)
+
+
+def _task_states_once(flow_run_id) -> dict[str, list[str]]:
     from prefect import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
@@ -48,6 +65,6 @@ def task_states(flow_run_id) -> dict[str, list[str]]:
         children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             parent_task_run_id=FlowRunFilterParentTaskRunId(any_=[r.id for r in runs])))
     for child in children:
-        for name, states in task_states(child.id).items():
+        for name, states in _task_states_once(child.id).items():
             out.setdefault(name, []).extend(states)
     return out

@@ -37,7 +37,6 @@ def run(*args):
     return result
 
 
-@pytest.mark.slow
 def test_build_show_export(annotated, monkeypatch):
     monkeypatch.setenv("TAGTREE_TREE_LEAF_SIZE", "2")
     monkeypatch.setenv("TAGTREE_TREE_ROOT_MAX", "3")

@@ -36,13 +36,25 @@ class AnnotateQueries:
             [tagger, after, limit])
 
     def pending_digest(self, tagger: str) -> str:
-        """Hash of what is left to do for ``tagger``: pending ids and their attempts so far.
-        Two runs see the same digest only if nothing changed in between."""
+        """Cache key of the annotate stage: every instance id, plus the instances whose last
+        attempt failed (with their attempt counts). A finished, fully-ok run leaves the digest
+        it started from unchanged, so an identical re-run is a cache hit; a new instance or a
+        failure to retry changes it. (A killed run stored no result, so its key misses.)"""
         value = self.scalar(
-            "SELECT coalesce(bit_xor(hash(i.id || ':' || coalesce(a.attempts, 0))), 0)::VARCHAR "
-            "|| ':' || count(*)::VARCHAR FROM instances i "
-            "LEFT JOIN annotations a ON a.instance_id = i.id AND a.tagger = ? "
-            "WHERE a.status IS NULL OR a.status <> 'ok'", [tagger])
+            "SELECT (SELECT coalesce(bit_xor(hash(id)), 0)::VARCHAR || ':' || count(*)::VARCHAR "
+            "        FROM instances) || '/' || "
+            "       (SELECT coalesce(bit_xor(hash(instance_id || ':' || attempts)), 0)::VARCHAR "
+            "        || ':' || count(*)::VARCHAR FROM annotations "
+            "        WHERE tagger = ? AND status NOT IN ('ok', 'submitted'))", [tagger])
+        return str(value)
+
+    def annotations_digest(self, tagger: str | None) -> str:
+        """Content hash of the usable annotations (of one tagger, or all): the input of the tree
+        and grounding stages, so their cache keys change exactly when the tags do."""
+        value = self.scalar(
+            "SELECT coalesce(bit_xor(hash(tagger || ':' || instance_id || ':' || tags::VARCHAR)),"
+            " 0)::VARCHAR || ':' || count(*)::VARCHAR FROM annotations "
+            "WHERE status = 'ok' AND (? IS NULL OR tagger = ?)", [tagger, tagger])
         return str(value)
 
     def write_annotations(self, tagger: str, results) -> None:
