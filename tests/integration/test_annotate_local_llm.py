@@ -30,6 +30,7 @@ def test_offline_llm_fingerprint_needs_no_server():
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_local_model_tags_instances_end_to_end(tmp_path, db_path):
     path = tmp_path / "two.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in [
