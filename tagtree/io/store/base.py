@@ -111,7 +111,9 @@ class StoreBase:
         if table not in TABLES:
             raise ValueError(f"unknown table {table}")
         cols = ", ".join(data.column_names)
-        verb = "INSERT" if append else "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        keyed = "PRIMARY KEY" in TABLES[table]  # tables without a key are replaced as a whole
+        verb = ("INSERT" if append or not keyed
+                else "INSERT OR REPLACE" if replace else "INSERT OR IGNORE")
         with self._lock:
             self.con.register("_incoming", data)
             try:

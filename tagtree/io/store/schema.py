@@ -87,10 +87,12 @@ TABLES: dict[str, str] = {
         CREATE TABLE IF NOT EXISTS tag_leaf (
             tree_version VARCHAR NOT NULL, tag VARCHAR NOT NULL, leaf_id INTEGER NOT NULL,
             distance FLOAT, PRIMARY KEY (tree_version, tag))""",
+    # No primary key: the grounding of a tree version is replaced as a whole in one transaction,
+    # and the key's index made that insert ~20x slower (millions of rows per version).
     "instance_nodes": """
         CREATE TABLE IF NOT EXISTS instance_nodes (
             tree_version VARCHAR NOT NULL, instance_id VARCHAR NOT NULL, node_id INTEGER NOT NULL,
-            weight FLOAT NOT NULL, PRIMARY KEY (tree_version, instance_id, node_id))""",
+            weight FLOAT NOT NULL)""",
     "judgements": """
         CREATE TABLE IF NOT EXISTS judgements (
             instance_id VARCHAR NOT NULL, judge VARCHAR NOT NULL, rating FLOAT, status VARCHAR,
