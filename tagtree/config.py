@@ -78,7 +78,8 @@ class AnnotateConfig(_Section):
         0, ge=0, le=5, description="Act-critic refinement rounds (paper: <=3); 2 requests each."
     )
     max_input_tokens: int = Field(
-        1024, ge=64,
+        1024,
+        ge=64,
         description="Longer inputs are truncated: instruction kept, response head+tail.",
     )
     mode: Literal["online", "batch"] = Field(
@@ -120,40 +121,62 @@ class TreeConfig(_Section):
     max_depth: int = Field(6, ge=1, description="Most levels above the leaves.")
     min_tag_freq: int = Field(1, ge=1, description="Drop tags seen fewer times than this.")
     merge_threshold: float = Field(
-        0.92, ge=0, le=1, description="Cosine similarity above which tags are merged as near-duplicates."
+        0.92,
+        ge=0,
+        le=1,
+        description="Cosine similarity above which tags are merged as near-duplicates.",
     )
     refine_with_llm: bool = Field(False, description="Name/merge/reassign clusters with the LLM.")
     refine_min_level: int = Field(
         1, ge=0, description="Lowest level refined by the LLM (0 = leaves too: one call per leaf)."
     )
     tagger: str | None = Field(
-        None, description="Tagger fingerprint whose annotations build the tree; unset: the one "
-        "with the most usable annotations."
+        None,
+        description="Tagger fingerprint whose annotations build the tree; unset: the one "
+        "with the most usable annotations.",
     )
     far_quantile: float = Field(
-        0.05, gt=0, lt=1, description="A new tag is 'far' when its similarity to the nearest leaf "
-        "is below this quantile of the tree's own tags' similarities (drift statistic)."
+        0.05,
+        gt=0,
+        lt=1,
+        description="A new tag is 'far' when its similarity to the nearest leaf "
+        "is below this quantile of the tree's own tags' similarities (drift statistic).",
     )
     drift_threshold: float = Field(
-        0.25, ge=0, le=1, description="Share of new tags far from any leaf that calls for a rebuild."
+        0.25,
+        ge=0,
+        le=1,
+        description="Share of new tags far from any leaf that calls for a rebuild.",
     )
     seed: int = Field(0, description="Random seed: same seed, same tree.")
 
 
 class ScoreConfig(_Section):
     judge: bool = Field(
-        False, description="Rate responses 1-6 with the LLM judge (costs requests).")
+        False, description="Rate responses 1-6 with the LLM judge (costs requests)."
+    )
     judge_weight: float = Field(0.5, ge=0, le=1, description="Weight of the judge in quality q(x).")
     judge_concurrency: int = Field(4, ge=1, description="Judge requests in flight at once.")
     judge_max_chars: int = Field(
-        4000, ge=200, description="Instruction and response are each cut to this many characters "
-        "in the judge prompt (head and tail kept).")
+        4000,
+        ge=200,
+        description="Instruction and response are each cut to this many characters "
+        "in the judge prompt (head and tail kept).",
+    )
     richness_quantile: float = Field(
-        0.99, gt=0, le=1, description="Richness = raw IC sum / this quantile of the pool, clipped "
-        "at 1. Lower: more instances reach the top score.")
+        0.99,
+        gt=0,
+        le=1,
+        description="Richness = raw IC sum / this quantile of the pool, clipped "
+        "at 1. Lower: more instances reach the top score.",
+    )
     quality_floor: float = Field(
-        0.2, ge=0, lt=1, description="Lowest quality q(x); q = floor + (1 - floor) * score. "
-        "Higher: quality matters less in the sampling objective.")
+        0.2,
+        ge=0,
+        lt=1,
+        description="Lowest quality q(x); q = floor + (1 - floor) * score. "
+        "Higher: quality matters less in the sampling objective.",
+    )
 
 
 class SampleConfig(_Section):
@@ -162,45 +185,74 @@ class SampleConfig(_Section):
         "tags", description="Selection method; 'tags' is TAGS, the rest are baselines."
     )
     align: Literal["penalty", "quota", "none"] = Field(
-        "penalty", description="How a target sample steers selection: KL penalty, quotas per "
-        "node, or not at all ('none'). Used only when a target sample is stored.")
+        "penalty",
+        description="How a target sample steers selection: KL penalty, quotas per "
+        "node, or not at all ('none'). Used only when a target sample is stored.",
+    )
     align_lambda: float = Field(
-        1.0, ge=0, description="Weight of the KL penalty; 1 makes one nat of KL worth about one "
-        "new leaf per selected instance. Higher: closer to the target, less diversity.")
+        1.0,
+        ge=0,
+        description="Weight of the KL penalty; 1 makes one nat of KL worth about one "
+        "new leaf per selected instance. Higher: closer to the target, less diversity.",
+    )
     align_smoothing: float = Field(
-        0.01, gt=0, lt=1, description="Share of the uniform distribution mixed into leaf "
-        "distributions before KL (keeps KL finite). Higher: misses cost less.")
+        0.01,
+        gt=0,
+        lt=1,
+        description="Share of the uniform distribution mixed into leaf "
+        "distributions before KL (keeps KL finite). Higher: misses cost less.",
+    )
     quota_level: int = Field(
-        0, ge=0, description="'quota' mode: tree level whose nodes get quotas (0 = leaves).")
+        0, ge=0, description="'quota' mode: tree level whose nodes get quotas (0 = leaves)."
+    )
     concave: Literal["sqrt", "log1p"] = Field(
-        "log1p", description="h in g(c) = [c>0] + mass_weight*h(c): diminishing returns in a node.")
+        "log1p", description="h in g(c) = [c>0] + mass_weight*h(c): diminishing returns in a node."
+    )
     mass_weight: float = Field(
-        0.25, ge=0, description="Weight of h(c) against a node's first coverage. 0: pure weighted "
-        "coverage; higher: more repeats of rare, high-quality nodes before covering common ones.")
+        0.25,
+        ge=0,
+        description="Weight of h(c) against a node's first coverage. 0: pure weighted "
+        "coverage; higher: more repeats of rare, high-quality nodes before covering common ones.",
+    )
     level_decay: float = Field(
-        0.7, gt=0, description="gamma_l = decay**l: weight of level l (0 = leaves). Lower: leaves "
-        "dominate; higher: upper levels count more.")
+        0.7,
+        gt=0,
+        description="gamma_l = decay**l: weight of level l (0 = leaves). Lower: leaves "
+        "dominate; higher: upper levels count more.",
+    )
     strategy: Literal["lazy", "stochastic"] = Field(
-        "lazy", description="Greedy variant: 'lazy' (exact greedy result) or 'stochastic' "
-        "(faster, (1-1/e-epsilon) in expectation).")
+        "lazy",
+        description="Greedy variant: 'lazy' (exact greedy result) or 'stochastic' "
+        "(faster, (1-1/e-epsilon) in expectation).",
+    )
     epsilon: float = Field(0.01, gt=0, lt=1, description="'stochastic': accuracy/speed trade-off.")
     deita_threshold: float = Field(
-        0.9, gt=0, le=1, description="'deita': cosine similarity at which a candidate counts as a "
-        "repeat of a better instance already taken.")
+        0.9,
+        gt=0,
+        le=1,
+        description="'deita': cosine similarity at which a candidate counts as a "
+        "repeat of a better instance already taken.",
+    )
     kcenter_max_pool: int = Field(
-        100_000, ge=1, description="'kcenter': run on a random subset this large (it is O(n k d)).")
+        100_000, ge=1, description="'kcenter': run on a random subset this large (it is O(n k d))."
+    )
     dup_threshold: float = Field(
-        0.95, gt=0, le=1, description="Metric 'near_duplicates': cosine at which two picks count "
-        "as near-duplicates.")
+        0.95,
+        gt=0,
+        le=1,
+        description="Metric 'near_duplicates': cosine at which two picks count as near-duplicates.",
+    )
     seed: int = Field(0, description="Random seed for sampling and random baselines.")
 
 
 class ExportConfig(_Section):
     out: str = Field("out", description="Directory for the selection, manifest and report.")
     format: Literal["input", "jsonl", "parquet"] = Field(
-        "input", description="'input': the original records in the input's container (JSONL, "
+        "input",
+        description="'input': the original records in the input's container (JSONL, "
         "JSON array, Parquet); 'jsonl': OpenAI chat messages per line; 'parquet': one row per "
-        "instance with normalised columns.")
+        "instance with normalised columns.",
+    )
     name: str = Field("selection", description="File name stem of the exported selection.")
 
 
@@ -216,19 +268,23 @@ class ObjectStoreConfig(_Section):
     )
     region: str | None = Field(None, description="S3 region; unset: boto3's own default chain.")
     credentials_block: str | None = Field(
-        None, description="Name of a prefect-aws AwsCredentials block; unset: credentials come "
+        None,
+        description="Name of a prefect-aws AwsCredentials block; unset: credentials come "
         "from the environment (AWS_ACCESS_KEY_ID, profiles, instance roles).",
     )
     output_prefix: str = Field(
-        "out/curated", description="Where on-upload writes selections and reports: an s3:// "
+        "out/curated",
+        description="Where on-upload writes selections and reports: an s3:// "
         "URI or a local directory.",
     )
     cache_dir: str = Field(
-        ".tagtree-cache/objects", description="Local directory s3:// inputs are downloaded to "
+        ".tagtree-cache/objects",
+        description="Local directory s3:// inputs are downloaded to "
         "(DuckDB reads local files only).",
     )
     state_db: str = Field(
-        "tagtree-landing.duckdb", description="DuckDB file recording landed objects (key + "
+        "tagtree-landing.duckdb",
+        description="DuckDB file recording landed objects (key + "
         "ETag); separate from the curate store so the watcher never waits for a running curate.",
     )
 
@@ -238,15 +294,21 @@ class ReportConfig(_Section):
         "sunburst", description="Shape of the interactive knowledge-tree chart in the report."
     )
     levels_shown: int = Field(
-        2, ge=1, description="Tree levels drawn at once; click a node to drill further down. "
+        2,
+        ge=1,
+        description="Tree levels drawn at once; click a node to drill further down. "
         "More levels: more to see at once, but slower to open (every sector is drawn).",
     )
     max_sectors: int = Field(
-        300, ge=1, description="Most nodes the tree chart draws at once: a level that would go "
+        300,
+        ge=1,
+        description="Most nodes the tree chart draws at once: a level that would go "
         "past it is left for a click (one level always shows). More: busier and slower to draw.",
     )
     detail_nodes: int = Field(
-        1500, ge=0, description="Nodes whose tags, description and examples go into the file "
+        1500,
+        ge=0,
+        description="Nodes whose tags, description and examples go into the file "
         "(top levels first, then the most pool mass); the rest show counts only. More: a bigger "
         "file (~1 KB per node).",
     )
@@ -375,7 +437,9 @@ def parse_budget(budget: str | float | int, pool_size: int) -> int:
     try:
         value = float(budget)
     except (TypeError, ValueError):
-        raise TagtreeError(f"budget must be a fraction like 0.05 or a count like 5000, got {budget!r}") from None
+        raise TagtreeError(
+            f"budget must be a fraction like 0.05 or a count like 5000, got {budget!r}"
+        ) from None
     if value < 0:
         raise TagtreeError(f"budget must not be negative, got {budget!r}")
     count = round(value * pool_size) if value < 1 else int(value)

@@ -24,8 +24,14 @@ WRONG_TYPE = "wrong_type"
 EMPTY_TEXT = "empty_text"
 
 _SHAREGPT_ROLES = {
-    "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-    "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "model": "assistant",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+    "model": "assistant",
     "system": "system",
 }
 _OPENAI_ROLES = {"user", "assistant", "system", "developer", "tool"}
@@ -126,9 +132,13 @@ def _turns_from_list(items, field: str, role_key: str, text_key: str, roles: dic
         if not isinstance(item, dict):
             raise RecordError(WRONG_TYPE, where, f"'{where}' must be an object")
         if role_key not in item:
-            raise RecordError(MISSING_FIELD, f"{where}.{role_key}", f"missing field '{where}.{role_key}'")
+            raise RecordError(
+                MISSING_FIELD, f"{where}.{role_key}", f"missing field '{where}.{role_key}'"
+            )
         if text_key not in item:
-            raise RecordError(MISSING_FIELD, f"{where}.{text_key}", f"missing field '{where}.{text_key}'")
+            raise RecordError(
+                MISSING_FIELD, f"{where}.{text_key}", f"missing field '{where}.{text_key}'"
+            )
         role = roles.get(str(item[role_key]).lower())
         if role is None:
             raise RecordError(
@@ -165,13 +175,19 @@ def _turns(record: dict, fmt: str) -> tuple[str, list[tuple[str, str]]]:
     if fmt == "sharegpt":
         if "conversations" not in record:
             raise RecordError(MISSING_FIELD, "conversations", "missing field 'conversations'")
-        turns = _turns_from_list(record["conversations"], "conversations", "from", "value",
-                                 _SHAREGPT_ROLES)
+        turns = _turns_from_list(
+            record["conversations"], "conversations", "from", "value", _SHAREGPT_ROLES
+        )
     elif fmt == "openai":
         if "messages" not in record:
             raise RecordError(MISSING_FIELD, "messages", "missing field 'messages'")
-        turns = _turns_from_list(record["messages"], "messages", "role", "content",
-                                 {r: r for r in _OPENAI_ROLES} | {"developer": "system"})
+        turns = _turns_from_list(
+            record["messages"],
+            "messages",
+            "role",
+            "content",
+            {r: r for r in _OPENAI_ROLES} | {"developer": "system"},
+        )
     else:
         raise ValueError(f"unknown format {fmt!r}")
     system = "\n".join(t for r, t in turns if r == "system")
@@ -184,7 +200,9 @@ def normalize_record(record, fmt: str) -> Normalized:
     Raises RecordError with a quarantine reason when the record cannot be used.
     """
     if not isinstance(record, dict):
-        raise RecordError(NOT_AN_OBJECT, None, f"expected a JSON object, got {type(record).__name__}")
+        raise RecordError(
+            NOT_AN_OBJECT, None, f"expected a JSON object, got {type(record).__name__}"
+        )
     system, turns = _turns(record, fmt)
     user_turns = [t for r, t in turns if r == "user"]
     if not user_turns:

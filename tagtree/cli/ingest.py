@@ -12,15 +12,17 @@ from tagtree.errors import TagtreeError
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog="Example: tagtree ingest data/alpaca.jsonl data/chats.parquet --db pool.duckdb")(
-        ingest)
+    app.command(
+        epilog="Example: tagtree ingest data/alpaca.jsonl data/chats.parquet --db pool.duckdb"
+    )(ingest)
     app.command(epilog="Example: tagtree stats --db pool.duckdb")(stats)
 
 
 def ingest(
     inputs: list[Path] = typer.Argument(..., help="JSONL, JSON-array or Parquet files (.gz ok)."),
-    fmt: str = typer.Option(None, "--format", "-f",
-                            help="alpaca|sharegpt|openai|dolly|prompt_response|turns [auto]."),
+    fmt: str = typer.Option(
+        None, "--format", "-f", help="alpaca|sharegpt|openai|dolly|prompt_response|turns [auto]."
+    ),
     dataset: str = typer.Option(None, "--dataset", help="Dataset name [file name]."),
     target: bool = typer.Option(False, "--target", help="Mark as a target-domain sample."),
     db: str = DbOption,
@@ -33,16 +35,26 @@ def ingest(
     cfg = settings(config, {"store.db": db, "ingest.format": fmt, "ingest.dataset": dataset})
     with Store(cfg.store.db) as store, console.status("ingesting...") as status:
         summary = ingest_files(
-            store, [str(p) for p in inputs], fmt=cfg.ingest.format, dataset=cfg.ingest.dataset,
-            role="target" if target else "pool", batch_rows=cfg.ingest.batch_rows,
-            progress=lambda path, n: status.update(f"ingesting {path}: {n:,} rows read"))
+            store,
+            [str(p) for p in inputs],
+            fmt=cfg.ingest.format,
+            dataset=cfg.ingest.dataset,
+            role="target" if target else "pool",
+            batch_rows=cfg.ingest.batch_rows,
+            progress=lambda path, n: status.update(f"ingesting {path}: {n:,} rows read"),
+        )
         bad = store.quarantine_rows(limit=5) if summary.quarantined else []
     for row in bad:
-        err_console.print(f"  quarantined {row[0]}:{row[1]} [{row[2]}] {row[3]}", markup=False,
-                          soft_wrap=True,
-                          highlight=False)
+        err_console.print(
+            f"  quarantined {row[0]}:{row[1]} [{row[2]}] {row[3]}",
+            markup=False,
+            soft_wrap=True,
+            highlight=False,
+        )
     if summary.quarantined > len(bad):
-        err_console.print(f"  ... see `tagtree stats --db {cfg.store.db}` for all quarantine reasons")
+        err_console.print(
+            f"  ... see `tagtree stats --db {cfg.store.db}` for all quarantine reasons"
+        )
     console.print(summary.line(), markup=False, highlight=False, soft_wrap=True)
     if summary.valid == 0:
         raise TagtreeError("nothing loaded: every row was quarantined or the input was empty")

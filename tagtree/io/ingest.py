@@ -68,14 +68,20 @@ class IngestSummary:
 
     def line(self) -> str:
         rate = (self.valid + self.quarantined) / self.seconds if self.seconds else 0.0
-        return (f"ingested {len(self.files)} file(s): loaded {self.loaded:,} / duplicates "
-                f"{self.duplicates:,} / quarantined {self.quarantined:,} "
-                f"({self.seconds:.1f}s, {rate:,.0f} rows/s)")
+        return (
+            f"ingested {len(self.files)} file(s): loaded {self.loaded:,} / duplicates "
+            f"{self.duplicates:,} / quarantined {self.quarantined:,} "
+            f"({self.seconds:.1f}s, {rate:,.0f} rows/s)"
+        )
 
     def to_dict(self) -> dict:
-        return {"files": [asdict(f) for f in self.files], "loaded": self.loaded,
-                "duplicates": self.duplicates, "quarantined": self.quarantined,
-                "seconds": round(self.seconds, 3)}
+        return {
+            "files": [asdict(f) for f in self.files],
+            "loaded": self.loaded,
+            "duplicates": self.duplicates,
+            "quarantined": self.quarantined,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def dataset_name(path: str) -> str:
@@ -105,8 +111,13 @@ class ParsedBatch:
             i = t.schema.get_field_index(col)
             return t.set_column(i, col, pc.add(t[col], pa.scalar(offset, pa.int64())))
 
-        return ParsedBatch(shift(self.instances, "source_line"), shift(self.sources, "source_line"),
-                           shift(self.quarantine, "source_line"), self.read, self.quarantined)
+        return ParsedBatch(
+            shift(self.instances, "source_line"),
+            shift(self.sources, "source_line"),
+            shift(self.quarantine, "source_line"),
+            self.read,
+            self.quarantined,
+        )
 
 
 def _const(value, n: int, typ=pa.string()) -> pa.Array:
@@ -119,7 +130,14 @@ class _Builder:
     def __init__(self, path: str, dataset: str, fmt: str | None):
         self.path, self.dataset, self.fmt = path, dataset, fmt
         self.ids, self.instr, self.resp, self.system, self.turns, self.raw, self.line = (
-            [], [], [], [], [], [], [])
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+        )
         self.src_ids, self.src_lines = [], []
         self.q_line, self.q_field, self.q_reason, self.q_msg, self.q_raw = [], [], [], [], []
         self.seen: set[str] = set()
@@ -134,9 +152,12 @@ class _Builder:
                 self.fmt = detect_format(record) if isinstance(record, dict) else None
                 if self.fmt is None:
                     keys = sorted(record)[:6] if isinstance(record, dict) else type(record).__name__
-                    raise RecordError(UNKNOWN_FORMAT, None,
-                                      f"cannot tell the format from the keys {keys}; expected e.g. "
-                                      "instruction/output, conversations, messages, prompt")
+                    raise RecordError(
+                        UNKNOWN_FORMAT,
+                        None,
+                        f"cannot tell the format from the keys {keys}; expected e.g. "
+                        "instruction/output, conversations, messages, prompt",
+                    )
             norm = normalize_record(record, self.fmt)
         except RecordError as err:
             self.q_line.append(line)
@@ -160,29 +181,58 @@ class _Builder:
 
     def build(self) -> ParsedBatch:
         n, m, q = len(self.ids), len(self.src_ids), len(self.q_line)
-        instances = pa.table({
-            "id": self.ids, "dataset": _const(self.dataset, n), "format": _const(self.fmt, n),
-            "instruction": self.instr, "response": self.resp, "system": self.system,
-            "n_turns": pa.array(self.turns, pa.int32()), "raw": self.raw,
-            "source_file": _const(self.path, n), "source_line": pa.array(self.line, pa.int64()),
-        })
-        sources = pa.table({
-            "instance_id": self.src_ids, "dataset": _const(self.dataset, m),
-            "source_file": _const(self.path, m), "source_line": pa.array(self.src_lines, pa.int64()),
-        })
-        quarantine = pa.table({
-            "source_file": _const(self.path, q), "source_line": pa.array(self.q_line, pa.int64()),
-            "dataset": _const(self.dataset, q), "field": pa.array(self.q_field, pa.string()),
-            "reason": self.q_reason, "message": self.q_msg, "raw": self.q_raw,
-        } if q else {k: pa.array([], t) for k, t in (
-            ("source_file", pa.string()), ("source_line", pa.int64()), ("dataset", pa.string()),
-            ("field", pa.string()), ("reason", pa.string()), ("message", pa.string()),
-            ("raw", pa.string()))})
+        instances = pa.table(
+            {
+                "id": self.ids,
+                "dataset": _const(self.dataset, n),
+                "format": _const(self.fmt, n),
+                "instruction": self.instr,
+                "response": self.resp,
+                "system": self.system,
+                "n_turns": pa.array(self.turns, pa.int32()),
+                "raw": self.raw,
+                "source_file": _const(self.path, n),
+                "source_line": pa.array(self.line, pa.int64()),
+            }
+        )
+        sources = pa.table(
+            {
+                "instance_id": self.src_ids,
+                "dataset": _const(self.dataset, m),
+                "source_file": _const(self.path, m),
+                "source_line": pa.array(self.src_lines, pa.int64()),
+            }
+        )
+        quarantine = pa.table(
+            {
+                "source_file": _const(self.path, q),
+                "source_line": pa.array(self.q_line, pa.int64()),
+                "dataset": _const(self.dataset, q),
+                "field": pa.array(self.q_field, pa.string()),
+                "reason": self.q_reason,
+                "message": self.q_msg,
+                "raw": self.q_raw,
+            }
+            if q
+            else {
+                k: pa.array([], t)
+                for k, t in (
+                    ("source_file", pa.string()),
+                    ("source_line", pa.int64()),
+                    ("dataset", pa.string()),
+                    ("field", pa.string()),
+                    ("reason", pa.string()),
+                    ("message", pa.string()),
+                    ("raw", pa.string()),
+                )
+            }
+        )
         return ParsedBatch(instances, sources, quarantine, self.read, q)
 
 
-def parse_batches(records: Iterable, path: str, dataset: str, fmt: str | None,
-                  batch_rows: int) -> Iterator[tuple[ParsedBatch, str | None]]:
+def parse_batches(
+    records: Iterable, path: str, dataset: str, fmt: str | None, batch_rows: int
+) -> Iterator[tuple[ParsedBatch, str | None]]:
     """Group ``(line, record, raw)`` triples into parsed batches; yields each with the format."""
     builder = _Builder(path, dataset, fmt)
     for line, record, raw in records:
@@ -228,8 +278,9 @@ def _parse_chunk(args) -> tuple[ParsedBatch, int]:
                 record, text = _parse(raw)
                 yield i, record, text
 
-    batch, _ = next(parse_batches(records(), path, dataset, fmt, batch_rows=len(lines) + 1),
-                    (None, None))
+    batch, _ = next(
+        parse_batches(records(), path, dataset, fmt, batch_rows=len(lines) + 1), (None, None)
+    )
     if batch is None:
         batch = _Builder(path, dataset, fmt).build()
     return batch, len(lines)
@@ -288,9 +339,18 @@ def ingest_files(
     summary = IngestSummary()
     start = time.perf_counter()
     for path in paths:
-        summary.files.append(_ingest_one(
-            store, path, None if fmt == "auto" else fmt, dataset or dataset_name(path), role,
-            batch_rows, workers, progress))
+        summary.files.append(
+            _ingest_one(
+                store,
+                path,
+                None if fmt == "auto" else fmt,
+                dataset or dataset_name(path),
+                role,
+                batch_rows,
+                workers,
+                progress,
+            )
+        )
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -298,11 +358,17 @@ def ingest_files(
 def _ingest_one(store, path, fmt, dataset, role, batch_rows, workers, progress) -> FileSummary:
     summary = FileSummary(path=path, dataset=dataset, format=fmt)
     store.forget_file(path)  # a re-ingest (or a resumed one) rewrites this file's provenance
-    big_plain_jsonl = (workers > 1 and os.path.getsize(path) >= PARALLEL_MIN_BYTES
-                       and sniff_container(Path(path)) == "jsonl"
-                       and not _is_gzip(path))
-    batches = (_parallel_batches(path, dataset, fmt, workers) if big_plain_jsonl
-               else parse_batches(iter_records(path), path, dataset, fmt, batch_rows))
+    big_plain_jsonl = (
+        workers > 1
+        and os.path.getsize(path) >= PARALLEL_MIN_BYTES
+        and sniff_container(Path(path)) == "jsonl"
+        and not _is_gzip(path)
+    )
+    batches = (
+        _parallel_batches(path, dataset, fmt, workers)
+        if big_plain_jsonl
+        else parse_batches(iter_records(path), path, dataset, fmt, batch_rows)
+    )
     for batch, detected in batches:
         new = store.write_ingest_batch(batch.instances, batch.sources, batch.quarantine)
         summary.read += batch.read

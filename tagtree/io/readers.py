@@ -98,7 +98,11 @@ def iter_json_array(path: Path, chunk_chars: int = 1 << 20) -> Iterator[tuple[in
                 try:
                     more = text.read(chunk_chars)
                 except UnicodeDecodeError as exc:
-                    yield line, RecordError(INVALID_UTF8, None, f"not valid UTF-8: {exc.reason}"), ""
+                    yield (
+                        line,
+                        RecordError(INVALID_UTF8, None, f"not valid UTF-8: {exc.reason}"),
+                        "",
+                    )
                     return
                 eof = not more
                 buf += more
@@ -111,7 +115,11 @@ def iter_json_array(path: Path, chunk_chars: int = 1 << 20) -> Iterator[tuple[in
                     try:
                         more = text.read(chunk_chars)
                     except UnicodeDecodeError as uexc:
-                        yield line, RecordError(INVALID_UTF8, None, f"not valid UTF-8: {uexc.reason}"), ""
+                        yield (
+                            line,
+                            RecordError(INVALID_UTF8, None, f"not valid UTF-8: {uexc.reason}"),
+                            "",
+                        )
                         return
                     if more:
                         buf = buf[pos:] + more
@@ -120,7 +128,11 @@ def iter_json_array(path: Path, chunk_chars: int = 1 << 20) -> Iterator[tuple[in
                     eof = True
                     continue
                 # A broken array cannot be resynchronised reliably: report and stop.
-                yield line, RecordError(INVALID_JSON, None, f"invalid JSON: {exc.msg}"), buf[pos:pos + 200]
+                yield (
+                    line,
+                    RecordError(INVALID_JSON, None, f"invalid JSON: {exc.msg}"),
+                    buf[pos : pos + 200],
+                )
                 return
             raw = buf[pos:end]
             yield line, value, raw

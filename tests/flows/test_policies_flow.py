@@ -24,7 +24,8 @@ def _tag(base_url: str, text: str) -> list[str]:
     CALLS.append(text)
     client = openai.OpenAI(base_url=base_url, api_key="test", max_retries=0)
     reply = client.chat.completions.create(
-        model="fake-tagger", messages=[{"role": "user", "content": text}])
+        model="fake-tagger", messages=[{"role": "user", "content": text}]
+    )
     content = reply.choices[0].message.content
     try:
         return json.loads(content)["tags"]
@@ -54,7 +55,10 @@ def test_cache_is_reused_across_flow_runs_until_the_version_changes(fake_llm):
     assert tag_texts(fake_llm.base_url, texts) == tag_texts(fake_llm.base_url, texts)
     assert CALLS == texts  # the second run computed nothing
     second = tag_texts(fake_llm.base_url, texts, return_state=True)
-    assert task_states(second.state_details.flow_run_id, expect=("tag-text",))["tag-text"] == ["Cached", "Cached"]
+    assert task_states(second.state_details.flow_run_id, expect=("tag-text",))["tag-text"] == [
+        "Cached",
+        "Cached",
+    ]
     tag_texts(fake_llm.base_url, texts, version=2)
     assert CALLS == texts + texts  # a new algorithm version recomputes
     assert len(fake_llm.chat_requests()) == 4

@@ -18,14 +18,32 @@ from tagtree.io.store import SCHEMA_VERSION, Store
 from ..conftest import EXAMPLES
 
 ROWS = {
-    "alpaca": [{"instruction": f"Task {i}", "input": "", "output": f"Answer {i}"} for i in range(5)],
-    "sharegpt": [{"conversations": [{"from": "human", "value": f"Chat {i}"},
-                                    {"from": "gpt", "value": f"Reply {i}"}]} for i in range(4)],
-    "openai": [{"messages": [{"role": "system", "content": "sys"},
-                             {"role": "user", "content": f"Ask {i}"},
-                             {"role": "assistant", "content": f"Say {i}"}]} for i in range(3)],
-    "dolly": [{"instruction": f"Dolly {i}", "context": "ctx", "response": f"R {i}",
-               "category": "qa"} for i in range(3)],
+    "alpaca": [
+        {"instruction": f"Task {i}", "input": "", "output": f"Answer {i}"} for i in range(5)
+    ],
+    "sharegpt": [
+        {
+            "conversations": [
+                {"from": "human", "value": f"Chat {i}"},
+                {"from": "gpt", "value": f"Reply {i}"},
+            ]
+        }
+        for i in range(4)
+    ],
+    "openai": [
+        {
+            "messages": [
+                {"role": "system", "content": "sys"},
+                {"role": "user", "content": f"Ask {i}"},
+                {"role": "assistant", "content": f"Say {i}"},
+            ]
+        }
+        for i in range(3)
+    ],
+    "dolly": [
+        {"instruction": f"Dolly {i}", "context": "ctx", "response": f"R {i}", "category": "qa"}
+        for i in range(3)
+    ],
     "prompt_response": [{"prompt": f"P {i}", "response": f"R {i}"} for i in range(2)],
 }
 
@@ -64,8 +82,12 @@ def test_json_array_parquet_and_gzip(tmp_path, store):
     assert [f.loaded for f in summary.files] == [5, 2, 3, 3]
     assert [f.format for f in summary.files] == ["alpaca", "prompt_response", "openai", "dolly"]
     # JSON-array elements remember the line they start on.
-    lines = [r[0] for r in store.rows(
-        "SELECT source_line FROM instances WHERE source_file = ? ORDER BY 1", [str(arr)])]
+    lines = [
+        r[0]
+        for r in store.rows(
+            "SELECT source_line FROM instances WHERE source_file = ? ORDER BY 1", [str(arr)]
+        )
+    ]
     assert lines == [2, 7, 12, 17, 22]
 
 
@@ -74,7 +96,8 @@ def test_forced_format_quarantines_rows_of_another_shape(tmp_path, store):
     summary = ingest_files(store, [path], fmt="alpaca")
     assert (summary.loaded, summary.quarantined) == (2, 1)
     assert store.rows("SELECT source_line, reason, field FROM quarantine") == [
-        (3, "missing_field", "instruction")]
+        (3, "missing_field", "instruction")
+    ]
 
 
 def test_every_quarantine_reason_keeps_good_rows(tmp_path, store):
@@ -127,9 +150,15 @@ def test_reingest_is_idempotent(tmp_path, store):
 def test_duplicates_across_files_count_once_and_keep_provenance(tmp_path, store):
     a = write_jsonl(tmp_path / "a.jsonl", ROWS["alpaca"])
     # The same conversations, written as OpenAI chat, in another dataset.
-    as_chat = [{"messages": [{"role": "user", "content": r["instruction"]},
-                             {"role": "assistant", "content": r["output"]}]}
-               for r in ROWS["alpaca"][:3]]
+    as_chat = [
+        {
+            "messages": [
+                {"role": "user", "content": r["instruction"]},
+                {"role": "assistant", "content": r["output"]},
+            ]
+        }
+        for r in ROWS["alpaca"][:3]
+    ]
     b = write_jsonl(tmp_path / "b.jsonl", as_chat + [as_chat[0]])
     summary = ingest_files(store, [a, b])
     assert summary.loaded == 5
@@ -174,8 +203,13 @@ def test_not_a_database_is_a_clear_error(tmp_path):
 
 
 def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "tagtree", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tagtree", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 def test_cli_summary_and_exit_codes(tmp_path):
@@ -213,10 +247,13 @@ def test_parallel_chunked_parse_matches_sequential(tmp_path, monkeypatch):
         with Store(str(tmp_path / f"w{workers}.duckdb")) as s:
             summary = ingest_files(s, [str(path)], workers=workers)
             results[workers] = (
-                summary.loaded, summary.duplicates, summary.quarantined,
+                summary.loaded,
+                summary.duplicates,
+                summary.quarantined,
                 s.rows("SELECT id, source_line FROM instances ORDER BY source_line"),
                 s.rows("SELECT source_line, reason FROM quarantine"),
-                s.scalar("SELECT count(*) FROM instance_sources"))
+                s.scalar("SELECT count(*) FROM instance_sources"),
+            )
     assert results[1] == results[2]
     assert results[2][:3] == (700, 2299, 1)
     assert results[2][4] == [(1235, "invalid_json")]

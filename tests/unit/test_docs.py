@@ -34,7 +34,9 @@ def test_every_knob_is_in_the_readme():
 def test_readme_configuration_reference_is_in_sync():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("sync_readme", REPO / "scripts" / "sync_readme.py")
+    spec = importlib.util.spec_from_file_location(
+        "sync_readme", REPO / "scripts" / "sync_readme.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     text = (REPO / "README.md").read_text(encoding="utf-8")

@@ -15,10 +15,15 @@ from tagtree.formats import (
 
 SAME_CONVERSATION = {
     "alpaca": {"instruction": "Add 2 and 3.", "input": "", "output": "5"},
-    "sharegpt": {"conversations": [{"from": "human", "value": "Add 2 and 3."},
-                                   {"from": "gpt", "value": "5"}]},
-    "openai": {"messages": [{"role": "user", "content": "Add 2 and 3."},
-                            {"role": "assistant", "content": "5"}]},
+    "sharegpt": {
+        "conversations": [{"from": "human", "value": "Add 2 and 3."}, {"from": "gpt", "value": "5"}]
+    },
+    "openai": {
+        "messages": [
+            {"role": "user", "content": "Add 2 and 3."},
+            {"role": "assistant", "content": "5"},
+        ]
+    },
     "dolly": {"instruction": "Add 2 and 3.", "context": "", "response": "5"},
     "prompt_response": {"prompt": "Add 2 and 3.", "response": "5"},
 }
@@ -48,15 +53,22 @@ def test_id_ignores_whitespace_and_unicode_form_but_not_content():
 
 
 def test_alpaca_input_joins_instruction():
-    norm = normalize_record({"instruction": "Translate.", "input": "bonjour", "output": "hello"},
-                            "alpaca")
+    norm = normalize_record(
+        {"instruction": "Translate.", "input": "bonjour", "output": "hello"}, "alpaca"
+    )
     assert norm.instruction == "Translate.\n\nbonjour"
 
 
 def test_sharegpt_system_and_multi_turn():
-    rec = {"conversations": [{"from": "system", "value": "Be brief."},
-                             {"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"},
-                             {"from": "human", "value": "Bye"}, {"from": "gpt", "value": "Bye!"}]}
+    rec = {
+        "conversations": [
+            {"from": "system", "value": "Be brief."},
+            {"from": "human", "value": "Hi"},
+            {"from": "gpt", "value": "Hello"},
+            {"from": "human", "value": "Bye"},
+            {"from": "gpt", "value": "Bye!"},
+        ]
+    }
     norm = normalize_record(rec, "sharegpt")
     assert norm.system == "Be brief."
     assert len(norm.turns) == 4
@@ -64,8 +76,12 @@ def test_sharegpt_system_and_multi_turn():
 
 
 def test_openai_content_parts_are_joined():
-    rec = {"messages": [{"role": "user", "content": [{"type": "text", "text": "Look"}]},
-                        {"role": "assistant", "content": "Ok"}]}
+    rec = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Look"}]},
+            {"role": "assistant", "content": "Ok"},
+        ]
+    }
     assert normalize_record(rec, "openai").instruction == "Look"
 
 
@@ -81,8 +97,18 @@ def test_turns_format_is_prompt_only():
         ({"instruction": "  ", "output": "y"}, "alpaca", EMPTY_TEXT, "instruction"),
         ({"instruction": 3, "output": "y"}, "alpaca", WRONG_TYPE, "instruction"),
         ({"conversations": "nope"}, "sharegpt", WRONG_TYPE, "conversations"),
-        ({"conversations": [{"from": "human"}]}, "sharegpt", MISSING_FIELD, "conversations[0].value"),
-        ({"messages": [{"role": "alien", "content": "x"}]}, "openai", WRONG_TYPE, "messages[0].role"),
+        (
+            {"conversations": [{"from": "human"}]},
+            "sharegpt",
+            MISSING_FIELD,
+            "conversations[0].value",
+        ),
+        (
+            {"messages": [{"role": "alien", "content": "x"}]},
+            "openai",
+            WRONG_TYPE,
+            "messages[0].role",
+        ),
         ({"messages": [{"role": "assistant", "content": "x"}]}, "openai", EMPTY_TEXT, None),
         ({"turns": [1, 2]}, "turns", WRONG_TYPE, "turns"),
         (["a", "list"], "alpaca", NOT_AN_OBJECT, None),

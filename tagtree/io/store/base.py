@@ -57,7 +57,8 @@ class StoreBase:
     # -- schema ------------------------------------------------------------------------------
     def schema_version(self) -> int | None:
         exists = self.scalar(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'")
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
+        )
         if not exists:
             return None
         value = self.scalar("SELECT value FROM meta WHERE key = 'schema_version'")
@@ -72,15 +73,16 @@ class StoreBase:
             )
         if self.read_only:
             return
-        with self.transaction() as con:
+        with self.transaction():
             if version is not None:
                 for step in range(version + 1, SCHEMA_VERSION + 1):
                     for sql in MIGRATIONS.get(step, []):
                         self.run(sql)
             for ddl in TABLES.values():
                 self.run(ddl)
-            self.run("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
-                     [str(SCHEMA_VERSION)])
+            self.run(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+            )
 
     # -- generic access ----------------------------------------------------------------------
     # DuckDB 2 keeps a statement open until its result is read to the end (fetchone() does not
@@ -112,8 +114,13 @@ class StoreBase:
             raise ValueError(f"unknown table {table}")
         cols = ", ".join(data.column_names)
         keyed = "PRIMARY KEY" in TABLES[table]  # tables without a key are replaced as a whole
-        verb = ("INSERT" if append or not keyed
-                else "INSERT OR REPLACE" if replace else "INSERT OR IGNORE")
+        verb = (
+            "INSERT"
+            if append or not keyed
+            else "INSERT OR REPLACE"
+            if replace
+            else "INSERT OR IGNORE"
+        )
         with self._lock:
             self.con.register("_incoming", data)
             try:

@@ -22,7 +22,8 @@ class IngestQueries:
                     cols = ", ".join(instances.column_names)
                     new = self.rows(
                         f"INSERT INTO instances ({cols}) SELECT {cols} FROM _new_instances n "
-                        "WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = n.id)")[0][0]
+                        "WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = n.id)"
+                    )[0][0]
                 finally:
                     self.con.unregister("_new_instances")
             if sources.num_rows:
@@ -42,28 +43,40 @@ class IngestQueries:
     def pool_ids(self, datasets: list[str] | None = None) -> list[str]:
         """Instances of the pool: seen in a dataset whose role is 'pool' (or in ``datasets``)."""
         if datasets:
-            sql = ("SELECT DISTINCT instance_id FROM instance_sources WHERE dataset IN "
-                   f"({', '.join('?' for _ in datasets)}) ORDER BY 1")
+            sql = (
+                "SELECT DISTINCT instance_id FROM instance_sources WHERE dataset IN "
+                f"({', '.join('?' for _ in datasets)}) ORDER BY 1"
+            )
             return [r[0] for r in self.rows(sql, datasets)]
-        return [r[0] for r in self.rows(
-            "SELECT DISTINCT s.instance_id FROM instance_sources s JOIN datasets d "
-            "ON d.name = s.dataset WHERE d.role = 'pool' ORDER BY 1")]
+        return [
+            r[0]
+            for r in self.rows(
+                "SELECT DISTINCT s.instance_id FROM instance_sources s JOIN datasets d "
+                "ON d.name = s.dataset WHERE d.role = 'pool' ORDER BY 1"
+            )
+        ]
 
     def stats(self) -> dict:
         return {
             "instances": self.scalar("SELECT count(*) FROM instances"),
             "datasets": self.rows(
-                "SELECT d.name, d.role, d.format, count(DISTINCT s.instance_id), count(s.instance_id) "
+                "SELECT d.name, d.role, d.format, count(DISTINCT s.instance_id), "
+                "count(s.instance_id) "
                 "FROM datasets d LEFT JOIN instance_sources s ON s.dataset = d.name "
-                "GROUP BY ALL ORDER BY 1"),
+                "GROUP BY ALL ORDER BY 1"
+            ),
             "formats": self.rows(
-                "SELECT format, count(*) FROM instances GROUP BY 1 ORDER BY 2 DESC"),
+                "SELECT format, count(*) FROM instances GROUP BY 1 ORDER BY 2 DESC"
+            ),
             "quarantine": self.rows(
                 "SELECT reason, coalesce(field, ''), count(*) FROM quarantine "
-                "GROUP BY ALL ORDER BY 3 DESC"),
+                "GROUP BY ALL ORDER BY 3 DESC"
+            ),
         }
 
     def quarantine_rows(self, limit: int = 20) -> list[tuple]:
         return self.rows(
             "SELECT source_file, source_line, reason, message FROM quarantine "
-            "ORDER BY source_file, source_line LIMIT ?", [limit])
+            "ORDER BY source_file, source_line LIMIT ?",
+            [limit],
+        )

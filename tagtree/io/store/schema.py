@@ -65,7 +65,8 @@ TABLES: dict[str, str] = {
         CREATE TABLE IF NOT EXISTS tags (
             tag VARCHAR PRIMARY KEY, frequency BIGINT NOT NULL)""",
     "tag_aliases": """
-        CREATE TABLE IF NOT EXISTS tag_aliases (raw_tag VARCHAR PRIMARY KEY, tag VARCHAR NOT NULL)""",
+        CREATE TABLE IF NOT EXISTS tag_aliases (
+            raw_tag VARCHAR PRIMARY KEY, tag VARCHAR NOT NULL)""",
     "tag_embeddings": """
         CREATE TABLE IF NOT EXISTS tag_embeddings (
             tag VARCHAR NOT NULL, embedder VARCHAR NOT NULL, vector FLOAT[] NOT NULL,
