@@ -12,10 +12,7 @@ from tagtree.config import load_config
 from tagtree.io.ingest import ingest_files
 from tagtree.io.store import Store
 from tasks.annotate import annotate
-from tests.flows.conftest import (
-    prefect_harness,  # noqa: F401 - the session harness fixture
-    task_states,
-)
+from tests.flows.conftest import task_states
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
