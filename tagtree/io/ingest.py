@@ -369,15 +369,32 @@ def _ingest_one(store, path, fmt, dataset, role, batch_rows, workers, progress) 
         if big_plain_jsonl
         else parse_batches(iter_records(path), path, dataset, fmt, batch_rows)
     )
-    for batch, detected in batches:
-        new = store.write_ingest_batch(batch.instances, batch.sources, batch.quarantine)
-        summary.read += batch.read
-        summary.quarantined += batch.quarantined
+    pending: list[ParsedBatch] = []
+
+    def write() -> None:
+        # One transaction per ~batch_rows rows: fewer, larger commits are much cheaper in DuckDB.
+        inst, src, quar = (pa.concat_tables([getattr(b, part) for b in pending])
+                           for part in ("instances", "sources", "quarantine"))
+        if len(pending) > 1:  # chunks are de-duplicated on their own, not against each other
+            seen: set[str] = set()
+            keep = [not (i in seen or seen.add(i)) for i in inst.column("id").to_pylist()]
+            inst = inst.filter(pa.array(keep))
+        new = store.write_ingest_batch(inst, src, quar)
+        summary.read += sum(b.read for b in pending)
+        summary.quarantined += sum(b.quarantined for b in pending)
         summary.loaded += new
-        summary.duplicates += batch.sources.num_rows - new
-        summary.format = detected
+        summary.duplicates += src.num_rows - new
+        pending.clear()
         if progress:
             progress(path, summary.read)
+
+    for batch, detected in batches:
+        pending.append(batch)
+        summary.format = detected
+        if sum(b.read for b in pending) >= batch_rows:
+            write()
+    if pending:
+        write()
     store.register_dataset(dataset, role, summary.format)
     return summary
 
