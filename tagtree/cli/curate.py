@@ -59,6 +59,8 @@ def curate(
         | {"store.db": db, "sample.budget": budget, "sample.method": method, "export.out": out},
     )
     quiet_prefect()
+    console.print(f"curating {len(inputs)} file(s) into {cfg.store.db}: ingest, annotate, tree, "
+                  "ground, score, sample, export, report ...", highlight=False)
     from flows.curate import curate as curate_flow
     from tagtree.cli.summary import print_summary
 
