@@ -27,7 +27,7 @@ from tagtree.formats import (
     detect_format,
     normalize_record,
 )
-from tagtree.io.readers import _parse, iter_records, sniff_container
+from tagtree.io.readers import iter_records, parse_line, sniff_container
 
 _RAW_QUARANTINE_CHARS = 2000  # enough to see what went wrong, bounded for huge bad lines
 PARALLEL_MIN_BYTES = 64 << 20  # below this, starting worker processes costs more than it saves
@@ -271,12 +271,9 @@ def _parse_chunk(args) -> tuple[ParsedBatch, int]:
 
     def records():
         for i, raw in enumerate(lines, start=1):
-            raw = raw.rstrip(b"\r")
-            if start == 0 and i == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            if raw.strip():
-                record, text = _parse(raw)
-                yield i, record, text
+            parsed = parse_line(raw, first=start == 0 and i == 1)
+            if parsed is not None:
+                yield i, *parsed
 
     batch, _ = next(
         parse_batches(records(), path, dataset, fmt, batch_rows=len(lines) + 1), (None, None)

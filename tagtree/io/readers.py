@@ -47,13 +47,19 @@ def sniff_container(path: Path) -> str:
     return "json" if stripped[:1] == b"[" else "jsonl"
 
 
-def _parse(raw: bytes) -> tuple[object, str]:
+def parse_line(raw: bytes, *, first: bool = False) -> tuple[object, str] | None:
+    """One JSONL line -> (record or RecordError, its text); None for a blank line. ``first``:
+    the file's first line, which may start with a UTF-8 byte-order mark."""
+    raw = raw.rstrip(b"\r\n")
+    if first and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    if not raw.strip():
+        return None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return RecordError(INVALID_UTF8, None, f"not valid UTF-8 (byte {exc.start})"), raw.decode(
-            "utf-8", "replace"
-        )
+        error = RecordError(INVALID_UTF8, None, f"not valid UTF-8 (byte {exc.start})")
+        return error, raw.decode("utf-8", "replace")
     try:
         return orjson.loads(raw), text
     except orjson.JSONDecodeError as exc:
@@ -63,83 +69,64 @@ def _parse(raw: bytes) -> tuple[object, str]:
 def iter_jsonl(path: Path) -> Iterator[tuple[int, object, str]]:
     with _open_binary(path) as fh:
         for line_no, raw in enumerate(fh, start=1):
-            raw = raw.rstrip(b"\r\n")
-            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            if not raw.strip():
-                continue
-            record, text = _parse(raw)
-            yield line_no, record, text
+            parsed = parse_line(raw, first=line_no == 1)
+            if parsed is not None:
+                yield line_no, *parsed
 
 
 def iter_json_array(path: Path, chunk_chars: int = 1 << 20) -> Iterator[tuple[int, object, str]]:
-    """Stream the elements of one top-level JSON array; ``line`` is where an element starts."""
-    decoder = json.JSONDecoder()
+    """Stream the elements of one top-level JSON array; ``line`` is where an element starts.
+    Bytes that are not UTF-8 end the file with one ``invalid_utf8`` record at that line."""
+    at = [1]  # the line being read, shared with the element reader for the error report
     with _open_binary(path) as fh:
+        text = io.TextIOWrapper(fh, encoding="utf-8-sig")
         try:
-            text = io.TextIOWrapper(fh, encoding="utf-8-sig")
-            buf = text.read(chunk_chars)
+            yield from _array_elements(text, chunk_chars, at)
         except UnicodeDecodeError as exc:
-            yield 1, RecordError(INVALID_UTF8, None, f"not valid UTF-8: {exc.reason}"), ""
-            return
-        pos = buf.find("[") + 1
-        line = 1 + buf.count("\n", 0, pos)
-        eof = False
+            yield at[0], RecordError(INVALID_UTF8, None, f"not valid UTF-8: {exc.reason}"), ""
+
+
+def _array_elements(text, chunk_chars: int, at: list[int]) -> Iterator[tuple[int, object, str]]:
+    decoder = json.JSONDecoder()
+    buf = text.read(chunk_chars)
+    pos = buf.find("[") + 1
+    at[0] = 1 + buf.count("\n", 0, pos)
+    eof = False
+    while True:
+        # Skip separators; top up the buffer whenever an element might be cut off.
         while True:
-            # Skip separators; top up the buffer whenever an element might be cut off.
-            while True:
-                while pos < len(buf) and buf[pos] in " \t\r\n,":
-                    if buf[pos] == "\n":
-                        line += 1
-                    pos += 1
-                if pos < len(buf) or eof:
-                    break
-                buf, pos = buf[pos:], 0
-                try:
-                    more = text.read(chunk_chars)
-                except UnicodeDecodeError as exc:
-                    yield (
-                        line,
-                        RecordError(INVALID_UTF8, None, f"not valid UTF-8: {exc.reason}"),
-                        "",
-                    )
-                    return
-                eof = not more
-                buf += more
-            if pos >= len(buf) or buf[pos] == "]":
-                return
-            try:
-                value, end = decoder.raw_decode(buf, pos)
-            except json.JSONDecodeError as exc:
-                if not eof:
-                    try:
-                        more = text.read(chunk_chars)
-                    except UnicodeDecodeError as uexc:
-                        yield (
-                            line,
-                            RecordError(INVALID_UTF8, None, f"not valid UTF-8: {uexc.reason}"),
-                            "",
-                        )
-                        return
-                    if more:
-                        buf = buf[pos:] + more
-                        pos = 0
-                        continue
+            while pos < len(buf) and buf[pos] in " \t\r\n,":
+                if buf[pos] == "\n":
+                    at[0] += 1
+                pos += 1
+            if pos < len(buf) or eof:
+                break
+            buf, pos = buf[pos:], 0
+            more = text.read(chunk_chars)
+            eof = not more
+            buf += more
+        if pos >= len(buf) or buf[pos] == "]":
+            return
+        try:
+            value, end = decoder.raw_decode(buf, pos)
+        except json.JSONDecodeError as exc:
+            if not eof:
+                more = text.read(chunk_chars)
+                if more:
+                    buf, pos = buf[pos:] + more, 0
+                else:
                     eof = True
-                    continue
-                # A broken array cannot be resynchronised reliably: report and stop.
-                yield (
-                    line,
-                    RecordError(INVALID_JSON, None, f"invalid JSON: {exc.msg}"),
-                    buf[pos : pos + 200],
-                )
-                return
-            raw = buf[pos:end]
-            yield line, value, raw
-            line += raw.count("\n")
-            pos = end
-            if pos > chunk_chars:
-                buf, pos = buf[pos:], 0
+                continue
+            # A broken array cannot be resynchronised reliably: report and stop.
+            error = RecordError(INVALID_JSON, None, f"invalid JSON: {exc.msg}")
+            yield at[0], error, buf[pos : pos + 200]
+            return
+        raw = buf[pos:end]
+        yield at[0], value, raw
+        at[0] += raw.count("\n")
+        pos = end
+        if pos > chunk_chars:
+            buf, pos = buf[pos:], 0
 
 
 def iter_parquet(path: Path, batch_rows: int = 10_000) -> Iterator[tuple[int, object, str]]:
