@@ -67,7 +67,6 @@ def stats(db: str = DbOption, config: str = ConfigOption) -> None:
     cfg = settings(config, {"store.db": db})
     with Store(cfg.store.db, read_only=True) as store:
         s = store.stats()
-        extra = getattr(store, "stage_stats", lambda: [])()
         annotated = store.annotation_stats(cfg.llm.price_in_per_mtok, cfg.llm.price_out_per_mtok)
     console.print(f"[bold]{cfg.store.db}[/]: {s['instances']:,} distinct instances")
     t = Table("dataset", "role", "format", "distinct", "rows", title="datasets")
@@ -85,5 +84,3 @@ def stats(db: str = DbOption, config: str = ConfigOption) -> None:
         from tagtree.cli.annotate import annotation_table
 
         console.print(annotation_table(annotated))
-    for table in extra:
-        console.print(table)
