@@ -61,12 +61,14 @@ def curate(
         return result[name]
 
     try:
-        ingested = step("ingest", ingest, db, inputs, cfg.ingest.format, cfg.ingest.dataset,
-                        "pool", cfg.ingest.batch_rows)
+        ing = cfg.ingest
+        ingested = step("ingest", ingest, db, inputs, ing.format, ing.dataset, "pool",
+                        ing.batch_rows, ing.workers, ing.memory_limit)
         if ingested["loaded"] + ingested["duplicates"] == 0:
             raise TagtreeError("nothing loaded: every input row was quarantined or empty")
         if target:
-            step("target", ingest, db, [target], "auto", None, "target", cfg.ingest.batch_rows)
+            step("target", ingest, db, [target], "auto", None, "target", ing.batch_rows,
+                 ing.workers, ing.memory_limit)
         tagger = step("annotate", annotate, db, conf)["tagger"]
         tree = step("tree", build_tree, db, conf, tagger)
         step("ground", ground, db, conf, tree["tree_version"], tagger)

@@ -41,6 +41,13 @@ class IngestConfig(_Section):
     batch_rows: int = Field(
         50_000, ge=100, description="Rows parsed per batch before writing to DuckDB (memory bound)."
     )
+    workers: int = Field(
+        0, ge=0, description="Processes parsing large JSONL files in parallel; 0: one per core "
+        "(at most 4), 1: parse in the writing process.",
+    )
+    memory_limit: str = Field(
+        "1GB", description="DuckDB memory limit while ingesting (bounds the writer's peak RSS).",
+    )
 
 
 class LLMConfig(_Section):

@@ -13,8 +13,9 @@ from tagtree.io.store import Store
 @task(name="ingest", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5,
       timeout_seconds=6 * 3600)
 def ingest(db: str, inputs: list[str], fmt: str = "auto", dataset: str | None = None,
-           role: str = "pool", batch_rows: int = 50_000) -> dict:
+           role: str = "pool", batch_rows: int = 50_000, workers: int = 0,
+           memory_limit: str = "1GB") -> dict:
     with Store(db) as store:
         summary = ingest_files(store, inputs, fmt=fmt, dataset=dataset, role=role,
-                               batch_rows=batch_rows)
+                               batch_rows=batch_rows, workers=workers, memory_limit=memory_limit)
     return summary.to_dict() | {"line": summary.line()}

@@ -41,6 +41,8 @@ def ingest(
             dataset=cfg.ingest.dataset,
             role="target" if target else "pool",
             batch_rows=cfg.ingest.batch_rows,
+            workers=cfg.ingest.workers,
+            memory_limit=cfg.ingest.memory_limit,
             progress=lambda path, n: status.update(f"ingesting {path}: {n:,} rows read"),
         )
         bad = store.quarantine_rows(limit=5) if summary.quarantined else []

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
 
 class IngestQueries:
     def register_dataset(self, name: str, role: str, fmt: str | None) -> None:
@@ -12,26 +17,89 @@ class IngestQueries:
             [name, role, fmt],
         )
 
-    def write_ingest_batch(self, instances, sources, quarantine) -> int:
-        """Write one parsed batch in one transaction; returns how many instances were new."""
+    def write_ingest_group(self, batches, line_offsets, *, dataset: str, source_file: str) -> int:
+        """Write parsed batches of one file (Arrow tables, or Parquet files of shards) in one
+        transaction with one INSERT per table, adding the per-file columns and shifting each
+        batch's line numbers by its offset. Returns how many instances were new: the first row
+        of an id wins, whether the id is already stored or repeats inside the group."""
         new = 0
-        with self.transaction():
-            if instances.num_rows:
-                self.con.register("_new_instances", instances)
-                try:
-                    cols = ", ".join(instances.column_names)
-                    new = self.rows(
-                        f"INSERT INTO instances ({cols}) SELECT {cols} FROM _new_instances n "
-                        "WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = n.id)"
-                    )[0][0]
-                finally:
-                    self.con.unregister("_new_instances")
-            if sources.num_rows:
-                self.insert_arrow("instance_sources", sources, append=True)
-            if quarantine.num_rows:
-                # A re-ingest of a fixed file should show the current reason, not the old one.
-                self.insert_arrow("quarantine", quarantine, replace=True)
+        read = sum(b.read for b in batches)
+        quarantined = sum(b.quarantined for b in batches)
+        fmt = next((b.fmt for b in batches if b.fmt), None)
+        with self.transaction(), self._staged(batches, line_offsets) as rel:
+            if read - quarantined:
+                inst = rel["instances"]
+                new = self.rows(
+                    "INSERT INTO instances (id, dataset, format, instruction, response, system, "
+                    "n_turns, raw, source_file, source_line) "
+                    "SELECT id, ?, ?, instruction, response, system, n_turns, raw, ?, source_line "
+                    f"FROM {inst} n "
+                    "WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = n.id) "
+                    "AND (n.id, n.source_line) IN "
+                    f"(SELECT (id, min(source_line)) FROM {inst} GROUP BY id)",
+                    [dataset, fmt, source_file],
+                )[0][0]
+                self.run(
+                    "INSERT INTO instance_sources (instance_id, dataset, source_file, source_line) "
+                    f"SELECT instance_id, ?, ?, source_line FROM {rel['sources']}",
+                    [dataset, source_file],
+                )
+            if quarantined:
+                # forget_file() cleared this file's rows, so a re-ingest shows current reasons.
+                self.run(
+                    "INSERT OR REPLACE INTO quarantine (source_file, source_line, dataset, field, "
+                    "reason, message, raw) "
+                    "SELECT ?, source_line, ?, field, reason, message, raw "
+                    f"FROM {rel['quarantine']}",
+                    [source_file, dataset],
+                )
         return new
+
+    @contextmanager
+    def _staged(self, batches, line_offsets):
+        """One SQL relation per part (instances, sources, quarantine) over all ``batches``, with
+        file line numbers: registered Arrow tables, or one multi-file Parquet scan joined to
+        the shards' line offsets."""
+        parts = ("instances", "sources", "quarantine")
+        registered = []
+
+        def register(name, table) -> str:
+            self.con.register(name, table)
+            registered.append(name)
+            return name
+
+        try:
+            if all(isinstance(b.instances, str) for b in batches):
+                offsets = pa.table({
+                    "file": [getattr(b, part) for b in batches for part in parts],
+                    "line_offset": pa.array(
+                        [o for o in line_offsets for _ in parts], pa.int64()
+                    ),
+                })
+                register("_ingest_offsets", offsets)
+                names = {}
+                for part in parts:
+                    files = ", ".join(
+                        "'" + getattr(b, part).replace("'", "''") + "'" for b in batches
+                    )
+                    names[part] = (
+                        "(SELECT s.* EXCLUDE (filename, source_line), "
+                        "s.source_line + o.line_offset AS source_line "
+                        f"FROM read_parquet([{files}], filename = true) s "
+                        "JOIN _ingest_offsets o ON o.file = s.filename)"
+                    )
+            else:
+                names = {
+                    part: register(f"_ingest_{part}", pa.concat_tables(
+                        _shift(getattr(b, part), o) for b, o in zip(batches, line_offsets,
+                                                                   strict=True)
+                    ))
+                    for part in parts
+                }
+            yield names
+        finally:
+            for name in registered:
+                self.con.unregister(name)
 
     def forget_file(self, source_file: str) -> None:
         """Drop a file's provenance and quarantine rows before (re-)reading it, so a re-ingest,
@@ -80,3 +148,10 @@ class IngestQueries:
             "ORDER BY source_file, source_line LIMIT ?",
             [limit],
         )
+
+
+def _shift(table, offset: int):
+    if not offset:
+        return table
+    i = table.schema.get_field_index("source_line")
+    return table.set_column(i, "source_line", pc.add(table["source_line"], offset))
