@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import openai
+import orjson
 
 from tagtree.errors import TagtreeError
 
@@ -82,9 +83,11 @@ def retry_after_seconds(response: httpx.Response | None) -> float | None:
 
 _RETRY_STATUS = {408, 409, 425, 429}
 # Connections per httpx client. httpcore's pool matches queued requests against connections in
-# O(requests x connections) on every request and response: one pool of 128 connections capped a
-# loopback run at ~53 req/s, eight pools of 16 reached ~200 (2 shared cores, 100 ms latency).
-POOL_SHARD = 16
+# O(requests x connections) on every request and response, checking each idle socket: one pool of
+# 128 connections capped a loopback run at ~53 req/s. Pools of 4 (measured on 2 shared cores):
+# zero latency, concurrency 16: 490 req/s vs 270 with pools of 16; 100 ms latency: 90% of ideal at
+# concurrency 32, 546 req/s at 128.
+POOL_SHARD = 4
 # Answers that doom every request of the run: stop instead of failing a million rows one by one.
 _FATAL_STATUS = {401: "authentication failed", 403: "permission denied",
                  404: "model or endpoint not found"}
@@ -172,13 +175,12 @@ class AsyncLLM:
                     i = min(range(len(self._clients)), key=self._inflight.__getitem__)
                     self._inflight[i] += 1
                     try:
-                        resp = await self._create(self._clients[i], messages, schema, name)
+                        content, usage = await self._create(
+                            self._clients[i], messages, schema, name)
                     finally:
                         self._inflight[i] -= 1
-                usage = resp.usage
-                content = resp.choices[0].message.content if resp.choices else None
-                return ChatResult(content, getattr(usage, "prompt_tokens", 0) or 0,
-                                  getattr(usage, "completion_tokens", 0) or 0, attempt + 1)
+                return ChatResult(content, usage.get("prompt_tokens") or 0,
+                                  usage.get("completion_tokens") or 0, attempt + 1)
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 if status in _FATAL_STATUS:
@@ -203,15 +205,28 @@ class AsyncLLM:
                 await asyncio.sleep(self._backoff(attempt, wait))
         raise RequestFailed(f"{reason} (after {self.max_retries + 1} attempts)")
 
-    async def _create(self, client, messages, schema, name):
-        kwargs: dict[str, Any] = {}
+    async def _create(self, client, messages, schema, name) -> tuple[str | None, dict]:
+        """POST /chat/completions through the SDK's request layer (auth, base URL, headers,
+        typed status errors) without its per-request type transform of the arguments and
+        pydantic model of the answer: together ~60% of the client's CPU per request, measured
+        against a zero-latency loopback server. Returns (content, usage)."""
+        body: dict[str, Any] = {"model": self.model, "messages": messages,
+                                "temperature": self.temperature, "max_tokens": self.max_tokens}
         if schema is not None and self.structured:
-            kwargs["response_format"] = {
+            body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": name, "schema": schema, "strict": True}}
-        return await client.chat.completions.create(
-            model=self.model, messages=messages, temperature=self.temperature,
-            max_tokens=self.max_tokens, **kwargs)
+        resp = await client.post("/chat/completions", cast_to=httpx.Response, body=body)
+        try:
+            data = orjson.loads(resp.content)
+            choices = data.get("choices") or []
+            content = choices[0]["message"].get("content") if choices else None
+            usage = data.get("usage") or {}
+        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, IndexError) as exc:
+            raise ValueError(f"not a chat completion: {_short(resp.text)}") from exc
+        if content is not None and not isinstance(content, str) or not isinstance(usage, dict):
+            raise ValueError(f"not a chat completion: {_short(resp.text)}")
+        return content, usage
 
 
 def _short(text: str, limit: int = 160) -> str:
