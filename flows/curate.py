@@ -13,12 +13,12 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from flows.ingest_stage import ingest_stage
 from tagtree.config import load_config
 from tagtree.errors import TagtreeError
 from tagtree.io.store import Store
 from tasks.annotate import annotate
 from tasks.export import export
-from tasks.ingest import ingest
 from tasks.report import report
 from tasks.sample import sample
 from tasks.score import score
@@ -61,14 +61,11 @@ def curate(
         return result[name]
 
     try:
-        ing = cfg.ingest
-        ingested = step("ingest", ingest, db, inputs, ing.format, ing.dataset, "pool",
-                        ing.batch_rows, ing.workers, ing.memory_limit)
+        ingested = step("ingest", ingest_stage, db, inputs, cfg, "pool")
         if ingested["loaded"] + ingested["duplicates"] == 0:
             raise TagtreeError("nothing loaded: every input row was quarantined or empty")
         if target:
-            step("target", ingest, db, [target], "auto", None, "target", ing.batch_rows,
-                 ing.workers, ing.memory_limit)
+            step("target", ingest_stage, db, [target], cfg, "target")
         tagger = step("annotate", annotate, db, conf)["tagger"]
         tree = step("tree", build_tree, db, conf, tagger)
         step("ground", ground, db, conf, tree["tree_version"], tagger)

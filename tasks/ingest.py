@@ -1,11 +1,35 @@
-"""Ingest task: files -> instances / instance_sources / quarantine."""
+"""Ingest tasks: files -> instances / instance_sources / quarantine.
+
+``ingest`` does it all in one task (big JSONL files are parsed by a process pool inside it): the
+right shape on one machine. On a Dask/Ray cluster the curate flow shards instead:
+``plan-ingest`` cuts big JSONL files into byte ranges, ``parse-shard`` tasks (run anywhere the
+cluster puts them) each write one range as Parquet files into a shared directory, and
+``load-shards`` -- the single DuckDB writer -- loads them in file order.
+"""
 
 from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tagtree.io.ingest import ingest_files
+from tagtree.io.ingest import (
+    Chunk,
+    IngestSummary,
+    ParsedBatch,
+    check_inputs,
+    chunkable,
+    dataset_name,
+    ingest_files,
+    parse_chunk,
+    plan_file,
+    shard_groups,
+    write_file,
+    writer_settings,
+)
 from tagtree.io.store import Store
 
 
@@ -18,4 +42,47 @@ def ingest(db: str, inputs: list[str], fmt: str = "auto", dataset: str | None = 
     with Store(db) as store:
         summary = ingest_files(store, inputs, fmt=fmt, dataset=dataset, role=role,
                                batch_rows=batch_rows, workers=workers, memory_limit=memory_limit)
+    return summary.to_dict() | {"line": summary.line()}
+
+
+@task(name="plan-ingest", cache_policy=NO_CACHE, timeout_seconds=600)
+def plan_ingest(inputs: list[str], fmt: str = "auto") -> dict:
+    """``{"whole": [paths read by one task], "sharded": [{path, fmt, chunks: [[start, end]]}]}``."""
+    paths = check_inputs(inputs, fmt)
+    forced = None if fmt == "auto" else fmt
+    plan: dict = {"whole": [], "sharded": []}
+    for path in paths:
+        if chunkable(path):
+            detected, chunks = plan_file(path, forced)
+            plan["sharded"].append({"path": path, "fmt": detected,
+                                    "chunks": [[c.start, c.end] for c in chunks]})
+        else:
+            plan["whole"].append(path)
+    return plan
+
+
+@task(name="parse-shard", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
+      timeout_seconds=3600)
+def parse_shard(path: str, start: int, end: int, fmt: str | None, out_dir: str) -> dict:
+    """Parse one byte range of ``path`` into Parquet files under ``out_dir`` (a directory the
+    writer can read). Returns the shard's file paths and counts, nothing big."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return asdict(parse_chunk(Chunk(path, start, end), fmt, out_dir))
+
+
+@task(name="load-shards", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5,
+      timeout_seconds=6 * 3600)
+def load_shards(db: str, files: list[dict], dataset: str | None = None, role: str = "pool",
+                memory_limit: str = "1GB") -> dict:
+    """The single writer: ``files`` = [{path, shards: [parse-shard results in file order]}]."""
+    summary = IngestSummary()
+    started = time.perf_counter()
+    with Store(db) as store, writer_settings(store, memory_limit):
+        for item in files:
+            shards = [ParsedBatch(**s) for s in item["shards"]]
+            fmt = next((s.fmt for s in shards if s.fmt), None)
+            summary.files.append(write_file(
+                store, item["path"], dataset or dataset_name(item["path"]), role, fmt,
+                shard_groups(shards)))
+    summary.seconds = time.perf_counter() - started
     return summary.to_dict() | {"line": summary.line()}

@@ -9,6 +9,7 @@ chunks while this process writes to DuckDB; everything else is parsed in-process
 from __future__ import annotations
 
 import gc
+import hashlib
 import multiprocessing as mp
 import os
 import tempfile
@@ -253,7 +254,9 @@ def parse_chunk(chunk: Chunk, fmt: str | None, out_dir: str) -> ParsedBatch:
     n_lines = len(lines)
     del lines
     batch = builder.build(n_lines)
-    stem = Path(out_dir) / f"{Path(chunk.path).name}.{chunk.start}"
+    # Two inputs may share a file name: the path's hash keeps their shards apart.
+    tag = hashlib.blake2b(str(Path(chunk.path).resolve()).encode(), digest_size=4).hexdigest()
+    stem = Path(out_dir) / f"{Path(chunk.path).name}.{tag}.{chunk.start}"
     files = {}
     for part in ("instances", "sources", "quarantine"):
         files[part] = f"{stem}.{part}.parquet"
@@ -289,8 +292,8 @@ def _parallel_groups(
     about ``group_rows`` rows: DuckDB writes one big INSERT several times more cheaply per row
     than many small ones (measured: 22K-row inserts cost 25 us/row, 250K-row ones 10 us/row),
     so the writer waits for a full group rather than writing each shard as it comes."""
-    fmt = fmt or _detect_file_format(path)
-    jobs = deque((chunk, fmt, out_dir) for chunk in plan_chunks(path))
+    fmt, chunks = plan_file(path, fmt)
+    jobs = deque((chunk, fmt, out_dir) for chunk in chunks)
     # spawn, not fork: DuckDB's threads are running in this process. Shards wait on disk, not in
     # memory, so the read-ahead only bounds temporary disk use (~17 MB a shard); it should hold
     # more than one group for the workers to keep parsing while the writer writes.
@@ -315,6 +318,22 @@ def _parallel_groups(
 
 
 # -- driver -------------------------------------------------------------------------------------
+def check_inputs(paths: Iterable[str], fmt: str = "auto") -> list[str]:
+    """The input paths as strings; TagtreeError for a missing file, a directory or an unknown
+    format name (the only fatal input errors: bad rows are quarantined)."""
+    if fmt != "auto" and fmt not in FORMATS:
+        raise TagtreeError(f"unknown format {fmt!r}; choose one of: auto, {', '.join(FORMATS)}")
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise TagtreeError("no input files given")
+    for p in paths:
+        if not Path(p).exists():
+            raise TagtreeError(f"input file not found: {p}")
+        if Path(p).is_dir():
+            raise TagtreeError(f"{p} is a directory; pass the files in it")
+    return paths
+
+
 def ingest_files(
     store,
     paths: Iterable[str],
@@ -329,20 +348,11 @@ def ingest_files(
 ) -> IngestSummary:
     """Load every file into ``store``. Raises TagtreeError only for unusable inputs (missing
     file, unknown format name); bad rows are quarantined, never fatal."""
-    if fmt != "auto" and fmt not in FORMATS:
-        raise TagtreeError(f"unknown format {fmt!r}; choose one of: auto, {', '.join(FORMATS)}")
-    paths = [str(p) for p in paths]
-    if not paths:
-        raise TagtreeError("no input files given")
-    for p in paths:
-        if not Path(p).exists():
-            raise TagtreeError(f"input file not found: {p}")
-        if Path(p).is_dir():
-            raise TagtreeError(f"{p} is a directory; pass the files in it")
+    paths = check_inputs(paths, fmt)
     workers = workers or min(os.cpu_count() or 1, 4)
     summary = IngestSummary()
     start = time.perf_counter()
-    with _writer_settings(store, memory_limit):
+    with writer_settings(store, memory_limit):
         for path in paths:
             summary.files.append(
                 _ingest_one(
@@ -360,48 +370,78 @@ def ingest_files(
     return summary
 
 
-def _ingest_one(store, path, fmt, dataset, role, batch_rows, workers, progress) -> FileSummary:
-    # Shards go next to the database: it is on a disk with room for the data, /tmp may be RAM.
-    shard_dir = str(Path(store.path).resolve().parent) if store.path != ":memory:" else None
-    summary = FileSummary(path=path, dataset=dataset, format=fmt)
-    store.forget_file(path)  # a re-ingest (or a resumed one) rewrites this file's provenance
-    big_plain_jsonl = (
-        workers > 1
-        and os.path.getsize(path) >= PARALLEL_MIN_BYTES
+def chunkable(path: str) -> bool:
+    """Whether ``path`` is cut into byte-range shards: uncompressed JSONL big enough that
+    starting worker processes (or cluster tasks) costs less than it saves."""
+    return (
+        os.path.getsize(path) >= PARALLEL_MIN_BYTES
         and sniff_container(Path(path)) == "jsonl"
         and not _is_gzip(path)
     )
-    with tempfile.TemporaryDirectory(prefix=".tagtree-ingest-", dir=shard_dir) as out_dir:
-        groups = (
-            _parallel_groups(path, fmt, workers, out_dir, group_rows=max(batch_rows, GROUP_ROWS))
-            if big_plain_jsonl
-            else ([batch] for batch in parse_batches(iter_records(path), fmt, batch_rows))
-        )
-        line_offset = 0
-        for group in groups:
-            offsets = []
-            for batch in group:
-                offsets.append(line_offset)
-                line_offset += batch.lines
-            # One transaction per group: fewer, larger commits are much cheaper in DuckDB.
-            new = store.write_ingest_group(
-                group, offsets, dataset=dataset, source_file=path
-            )
-            summary.format = next((b.fmt for b in group if b.fmt), summary.format)
-            read = sum(b.read for b in group)
-            quarantined = sum(b.quarantined for b in group)
-            summary.read += read
-            summary.quarantined += quarantined
-            summary.loaded += new
-            summary.duplicates += read - quarantined - new
-            if progress:
-                progress(path, summary.read)
+
+
+def plan_file(path: str, fmt: str | None) -> tuple[str | None, list[Chunk]]:
+    """The format every shard of ``path`` is parsed as (detected once, here), and its chunks."""
+    return fmt or _detect_file_format(path), plan_chunks(path)
+
+
+def shard_groups(shards: list[ParsedBatch], group_rows: int = GROUP_ROWS):
+    """Consecutive shards in groups of about ``group_rows`` rows (one INSERT each)."""
+    group: list[ParsedBatch] = []
+    for shard in shards:
+        group.append(shard)
+        if sum(b.read for b in group) >= group_rows:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def write_file(store, path: str, dataset: str, role: str, fmt: str | None, groups,
+               progress: Callable[[str, int], None] | None = None) -> FileSummary:
+    """Write one file's parsed groups (in file order) as its new content in the store: its old
+    provenance and quarantine rows go first, so a re-ingest or a resumed one rewrites them."""
+    summary = FileSummary(path=path, dataset=dataset, format=fmt)
+    store.forget_file(path)
+    line_offset = 0
+    for group in groups:
+        offsets = []
+        for batch in group:
+            offsets.append(line_offset)
+            line_offset += batch.lines
+        # One transaction per group: fewer, larger commits are much cheaper in DuckDB.
+        new = store.write_ingest_group(group, offsets, dataset=dataset, source_file=path)
+        summary.format = next((b.fmt for b in group if b.fmt), summary.format)
+        read = sum(b.read for b in group)
+        quarantined = sum(b.quarantined for b in group)
+        summary.read += read
+        summary.quarantined += quarantined
+        summary.loaded += new
+        summary.duplicates += read - quarantined - new
+        if progress:
+            progress(path, summary.read)
     store.register_dataset(dataset, role, summary.format)
     return summary
 
 
+def shard_dir_for(store) -> str | None:
+    """Where shards wait: next to the database, on a disk with room for the data (/tmp may be
+    RAM); the system temp directory for an in-memory store."""
+    return str(Path(store.path).resolve().parent) if store.path != ":memory:" else None
+
+
+def _ingest_one(store, path, fmt, dataset, role, batch_rows, workers, progress) -> FileSummary:
+    if workers > 1 and chunkable(path):
+        with tempfile.TemporaryDirectory(prefix=".tagtree-ingest-", dir=shard_dir_for(store)) \
+                as out_dir:
+            groups = _parallel_groups(path, fmt, workers, out_dir, max(batch_rows, GROUP_ROWS))
+            return write_file(store, path, dataset, role, fmt, groups, progress)
+    groups = ([batch] for batch in parse_batches(iter_records(path), fmt, batch_rows))
+    return write_file(store, path, dataset, role, fmt, groups, progress)
+
+
 @contextmanager
-def _writer_settings(store, memory_limit: str | None):
+def writer_settings(store, memory_limit: str | None):
     """DuckDB settings for the bulk writer, restored afterwards (measured on 2 cores):
     - one thread: the parse workers need the cores, and a parallel INSERT burns more CPU for the
       same wall time (8.1 vs 9.3 us/row);

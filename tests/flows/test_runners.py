@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+import tagtree.io.ingest as ingest_mod
 from flows.runners import make_task_runner, with_runner
 from tagtree.config import RunnerConfig
 from tagtree.errors import TagtreeError
@@ -16,7 +19,10 @@ TARGET = str(EXAMPLES / "target_coding_math.jsonl")
 # What must agree between runners: per-table contents a run produces. Extend as stages land
 # (selections: the selected ids and ranks for a fixed seed).
 COMPARED = {
-    "instances": "SELECT id FROM instances ORDER BY id",
+    "instances": "SELECT id, dataset, source_file, source_line FROM instances ORDER BY id",
+    "instance_sources": "SELECT instance_id, dataset, source_line FROM instance_sources "
+                        "ORDER BY source_line",
+    "quarantine": "SELECT source_line, reason FROM quarantine ORDER BY source_line",
     "selections": "SELECT method, instance_id, rank FROM selections ORDER BY method, rank",
 }
 
@@ -26,15 +32,33 @@ def test_unknown_runner_is_a_user_error():
         make_task_runner("spark")
 
 
-def _outcome(db: str, runner: str) -> dict:
+def _outcome(db: str, runner: str, pool: str) -> tuple[dict, list[str]]:
+    """What the run stored, and the names of its task runs."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
     from flows.curate import curate
 
     cfg = RunnerConfig(runner=runner, workers=2)
-    state = with_runner(curate, cfg)(inputs=[POOL], target=TARGET, db=db,
+    state = with_runner(curate, cfg)(inputs=[pool], target=TARGET, db=db,
                                      overrides={"sample.seed": 7}, return_state=True)
     assert state.is_completed(), state.message
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
     with Store(db) as store:
-        return {name: store.rows(sql) for name, sql in COMPARED.items()}
+        stored = {name: store.rows(sql) for name, sql in COMPARED.items()}
+    return stored, [r.name.rsplit("-", 1)[0] for r in runs]
+
+
+def _pool_with_bad_rows(tmp_path) -> str:
+    """The example pool with a broken line and a repeated row in the middle, one path for both
+    runs (source_file is compared)."""
+    lines = Path(POOL).read_text(encoding="utf-8").splitlines()
+    lines[100:100] = ['{"instruction": "truncated', lines[3]]
+    path = tmp_path / "pool.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
 
 
 @pytest.mark.slow  # a Dask LocalCluster of 2 worker processes starts in ~5-10 s
@@ -44,7 +68,15 @@ def test_dask_local_cluster_matches_thread_runner(tmp_path, fake_llm, monkeypatc
     monkeypatch.setenv("TAGTREE_LLM_BASE_URL", fake_llm.base_url)
     monkeypatch.setenv("TAGTREE_LLM_MODEL", "fake-tagger")
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
-    thread = _outcome(str(tmp_path / "thread.duckdb"), "thread")
-    dask = _outcome(str(tmp_path / "dask.duckdb"), "dask")
-    assert thread["instances"]  # not vacuously equal
+    # The pool (~165 KB) is cut into ~11 shards parsed on the Dask workers; the target (4 KB)
+    # stays one `ingest` task. plan-ingest runs in the flow's process, where these apply.
+    monkeypatch.setattr(ingest_mod, "PARALLEL_MIN_BYTES", 10_000)
+    monkeypatch.setattr(ingest_mod, "CHUNK_BYTES", 16_384)
+    pool = _pool_with_bad_rows(tmp_path)
+    thread, thread_tasks = _outcome(str(tmp_path / "thread.duckdb"), "thread", pool)
+    dask, dask_tasks = _outcome(str(tmp_path / "dask.duckdb"), "dask", pool)
+    assert thread["instances"] and thread["quarantine"]  # not vacuously equal
     assert dask == thread
+    assert "parse-shard" not in thread_tasks  # one machine: the ingest task's own processes
+    assert dask_tasks.count("parse-shard") >= 10 and dask_tasks.count("load-shards") == 1
+    assert dask_tasks.count("ingest") == 1  # the target file, too small to shard

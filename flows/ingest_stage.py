@@ -1,0 +1,64 @@
+"""The ingest stage of a flow: one ``ingest`` task on one machine, shard tasks on a cluster.
+
+With the thread runner, the ``ingest`` task parses big JSONL files in a local process pool (tasks
+in threads would share one GIL). With a Dask or Ray runner, big JSONL files are cut into byte
+ranges that ``parse-shard`` tasks parse on the cluster's workers into Parquet files under
+``runner.shard_dir``; ``load-shards``, the single DuckDB writer, loads them in file order.
+Files are loaded in the order given, so the first file to hold a duplicate keeps its row.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+from prefect import unmapped
+from prefect.context import FlowRunContext
+
+from tagtree.io.ingest import FileSummary, IngestSummary
+from tasks.ingest import ingest, load_shards, parse_shard, plan_ingest
+
+_CLUSTER_RUNNERS = ("DaskTaskRunner", "RayTaskRunner")
+
+
+def on_cluster() -> bool:
+    """Whether the running flow's tasks go to a Dask/Ray cluster (not threads of this process)."""
+    ctx = FlowRunContext.get()
+    return ctx is not None and type(ctx.task_runner).__name__ in _CLUSTER_RUNNERS
+
+
+def ingest_stage(db: str, inputs: list[str], cfg, role: str) -> dict:
+    """Ingest ``inputs`` as ``role`` (pool/target) with the recipe ``cfg``; returns the summary
+    dict of the ``ingest`` task (files, counts, line)."""
+    ing = cfg.ingest
+    fmt = ing.format if role == "pool" else "auto"
+    dataset = ing.dataset if role == "pool" else None
+    if not on_cluster():
+        return ingest(db, inputs, fmt, dataset, role, ing.batch_rows, ing.workers,
+                      ing.memory_limit)
+    plan = plan_ingest(inputs, fmt)
+    root = Path(cfg.runner.shard_dir or Path(db).resolve().parent / ".tagtree-shards")
+    out_dir = str(root / uuid.uuid4().hex)
+    # Every file's shards are submitted before any is awaited: the cluster parses them all at
+    # once while this process waits.
+    parsed = {
+        item["path"]: parse_shard.map(
+            unmapped(item["path"]), [c[0] for c in item["chunks"]], [c[1] for c in item["chunks"]],
+            unmapped(item["fmt"]), unmapped(out_dir))
+        for item in plan["sharded"]
+    }
+    results = []
+    for path in inputs:
+        if path in parsed:
+            shards = [future.result() for future in parsed[path]]
+            results.append(load_shards(db, [{"path": path, "shards": shards}], dataset, role,
+                                       ing.memory_limit))
+        else:
+            results.append(ingest(db, [path], fmt, dataset, role, ing.batch_rows, ing.workers,
+                                  ing.memory_limit))
+    if parsed:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    summary = IngestSummary(files=[FileSummary(**f) for r in results for f in r["files"]],
+                            seconds=sum(r["seconds"] for r in results))
+    return summary.to_dict() | {"line": summary.line()}
