@@ -267,6 +267,10 @@ class RunnerConfig(_Section):
     runner: Literal["thread", "dask", "ray"] = Field("thread", description="Prefect task runner.")
     address: str | None = Field(None, description="Address of an existing Dask/Ray cluster.")
     workers: int = Field(2, ge=1, description="Workers for a local cluster / thread pool.")
+    shard_dir: str | None = Field(
+        None, description="Directory for the Parquet shards of a dask/ray run, reachable by every "
+        "worker and the writer (a shared filesystem on a real cluster); unset: next to the db.",
+    )
 
 
 class ObjectStoreConfig(_Section):
