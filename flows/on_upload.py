@@ -1,6 +1,12 @@
 """The `on-upload` flow: curate newly landed objects and write each selection and report back
 under the output prefix. Started by the landing-event trigger; it takes every pending object, not
-only the triggering one (a trigger passes only the first event's context)."""
+only the triggering one (a trigger passes only the first event's context).
+
+Crash recovery: each object taken is claimed for this flow run. When the run crashes or is
+cancelled, its hooks put its unfinished objects back to 'new' (a serving runner runs them too when
+the run's process is SIGKILLed); when no hook runs (an unsupervised process killed, the serving
+process or machine lost), the next run takes them over once Prefect reports the claiming run
+Crashed/Failed/Cancelled or unknown, or once the claim is older than ``objects.claim_lease_s``."""
 
 from __future__ import annotations
 
@@ -10,17 +16,40 @@ from typing import Any
 
 import orjson
 from prefect import flow, get_run_logger
+from prefect.logging.loggers import flow_run_logger
 
 from flows.curate import curate
 from flows.runners import with_runner
 from tagtree.config import load_config
 from tagtree.io.objectstore import join_uri
-from tasks.objects import claim_pending, conn_of, download_object, mark_landed, upload_outputs
+from tasks.objects import (
+    claim_pending,
+    conn_of,
+    download_object,
+    mark_landed,
+    release_claims,
+    upload_outputs,
+)
 
 SUMMARY_FILE = "summary.json"
 
 
-@flow(name="on-upload", log_prints=False)
+def release_run_claims(flow, flow_run, state) -> None:
+    """on_crashed / on_cancellation hook: this run's objects still 'processing' -> 'new', so
+    the next run takes them at once. Runs in the flow's process, or in the serving runner's
+    when the flow's process died; when neither survives, claim-pending's stale-claim check
+    takes the objects over."""
+    params = flow_run.parameters or {}
+    cfg, _ = load_config(params.get("config_path"), params.get("overrides") or {})
+    released = release_claims(cfg.objects.state_db, str(flow_run.id))
+    logger = flow_run_logger(flow_run, flow)
+    for obj in released:
+        logger.warning("run %s is %s: %s (etag %s) is 'new' again for the next run",
+                       flow_run.id, state.name, obj["uri"], obj["etag"])
+
+
+@flow(name="on-upload", log_prints=False, on_crashed=[release_run_claims],
+      on_cancellation=[release_run_claims])
 def on_upload(
     uri: str,
     etag: str = "",
@@ -39,7 +68,7 @@ def on_upload(
                                                    "objects.output_prefix": output_prefix})
     conn, state_db = conn_of(cfg), cfg.objects.state_db
     done, failed = [], []
-    for obj in claim_pending(state_db, prefix, uri, etag or None):
+    for obj in claim_pending(state_db, prefix, uri, etag or None, cfg.objects.claim_lease_s):
         name = obj["uri"].rstrip("/").rsplit("/", 1)[-1].split(".")[0]
         try:
             local = download_object(obj["uri"], obj["etag"], cfg.objects.cache_dir, conn)

@@ -298,6 +298,13 @@ class ObjectStoreConfig(_Section):
         description="DuckDB file recording landed objects (key + "
         "ETag); separate from the curate store so the watcher never waits for a running curate.",
     )
+    claim_lease_s: float = Field(
+        6 * 3600.0,
+        gt=0,
+        description="Seconds an on-upload run's claim on an object is trusted: an object "
+        "'processing' longer is taken over by the next run (as is one whose run crashed, failed "
+        "or was cancelled). Keep it above the longest curate of one object.",
+    )
 
 
 class ReportConfig(_Section):

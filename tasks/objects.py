@@ -7,12 +7,14 @@ tasks pass names, never clients. S3/network calls retry only on transient faults
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
@@ -20,7 +22,7 @@ from prefect.events import emit_event
 from tagtree.errors import TagtreeError
 from tagtree.io.objectstore import cache_path, is_dataset, is_s3, objects_for
 from tagtree.io.store import Store
-from tagtree.io.store.landed import PENDING
+from tagtree.io.store.landed import RUN_NOT_FOUND, stale_claim_reason, utcnow
 from tasks.policies import TRANSIENT_RETRIES
 
 LANDED_EVENT = "tagtree.object.landed"
@@ -101,23 +103,87 @@ def emit_landing_events(state_db: str, landed: list[dict]) -> int:
     for obj in landed:
         send_landed_event(obj["uri"], obj["etag"], obj.get("size"))
         with state_store(state_db) as store:
-            store.set_landed_status(obj["uri"], obj["etag"], "emitted")
+            store.mark_emitted(obj["uri"], obj["etag"])
     return len(landed)
+
+
+def claimer_id() -> str:
+    """Who claims: the current Prefect flow run's id, or a local id outside a flow run."""
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else f"local:{socket.gethostname()}:{os.getpid()}"
+
+
+def claimer_run_states(claimers: set[str]) -> dict[str, str | None]:
+    """Each claimer's flow run state type as Prefect reports it, ``RUN_NOT_FOUND`` for a run id
+    Prefect does not know, None when it cannot tell (a local claimer; the API unreachable)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    out: dict[str, str | None] = dict.fromkeys(claimers)
+    run_ids = {}
+    for claimer in claimers:
+        try:
+            run_ids[claimer] = uuid.UUID(claimer)
+        except ValueError:
+            pass  # a local claimer: only the lease can tell it is stale
+    if not run_ids:
+        return out
+    try:
+        with get_client(sync_client=True) as client:
+            for claimer, run_id in run_ids.items():
+                try:
+                    state = client.read_flow_run(run_id).state
+                except ObjectNotFound:
+                    out[claimer] = RUN_NOT_FOUND
+                else:
+                    out[claimer] = state.type.value if state else None
+    except Exception as exc:  # no API: the lease alone decides; the next run asks again
+        get_run_logger().warning("cannot read claiming flow runs from Prefect (%s: %s); "
+                                 "only the lease decides", type(exc).__name__, exc)
+    return out
 
 
 @task(name="claim-pending", cache_policy=NO_CACHE, timeout_seconds=300)
 def claim_pending(state_db: str, prefix: str = "", uri: str | None = None,
-                  etag: str | None = None) -> list[dict]:
+                  etag: str | None = None, lease_s: float = 6 * 3600.0) -> list[dict]:
     """Landed objects still to curate (a trigger passes only its first event: the run takes all
-    pending ones). The triggering object is recorded first, so a relay event needs no watcher."""
+    pending ones), claimed for this flow run. The triggering object is recorded first, so a
+    relay event needs no watcher. Objects left 'processing' by a run that will never finish them
+    (crashed, failed, cancelled, unknown to Prefect, or claimed longer than ``lease_s`` ago) are
+    taken over too; so are this run's own claims (a retry of the run)."""
+    me = claimer_id()
     with state_store(state_db) as store:
         if uri and etag and not store.record_landed(uri, etag, None):
             if store.landed_status(uri, etag) == "failed":  # asked for again: try again
                 store.set_landed_status(uri, etag, "new")
-        pending = store.landed_with_status(PENDING, prefix)
-        for obj in pending:
-            store.set_landed_status(obj["uri"], obj["etag"], "processing")
-    return pending
+        claims = store.landed_claims(prefix)
+    # Prefect is asked with the state file closed: the watcher never waits on the API.
+    states = claimer_run_states({c["claimed_by"] for c in claims
+                                 if c["claimed_by"] not in (None, me)})
+    now, take_over, reasons = utcnow(), [], {}
+    for c in claims:
+        age = (now - c["claimed_at"]).total_seconds() if c["claimed_at"] else None
+        reason = ("this run's own claim" if c["claimed_by"] == me
+                  else stale_claim_reason(states.get(c["claimed_by"]), age, lease_s))
+        if reason:
+            take_over.append((c["uri"], c["etag"], c["claimed_by"]))
+            reasons[(c["uri"], c["etag"])] = reason
+    with state_store(state_db) as store:
+        claimed = store.claim_landed(me, prefix, take_over, now=now)
+    logger = get_run_logger()
+    for obj in claimed:
+        if obj["taken_over"] and obj["claimed_from"] != me:
+            logger.warning("reclaimed %s (etag %s) from stale run %s: %s", obj["uri"],
+                           obj["etag"], obj["claimed_from"], reasons[(obj["uri"], obj["etag"])])
+    return claimed
+
+
+def release_claims(state_db: str, claimer: str) -> list[dict]:
+    """This claimer's objects still 'processing' -> 'new' (the next run takes them)."""
+    with state_store(state_db) as store:
+        return store.release_claims(claimer)
 
 
 @task(name="mark-landed", cache_policy=NO_CACHE, timeout_seconds=300)

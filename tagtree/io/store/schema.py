@@ -5,7 +5,7 @@ Table flow: instances -> annotations -> tags/tag_aliases -> tag_embeddings -> tr
 landed_objects. Bump SCHEMA_VERSION and add a step to MIGRATIONS whenever a table changes.
 """
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TABLES: dict[str, str] = {
     "meta": """
@@ -117,11 +117,20 @@ TABLES: dict[str, str] = {
             run_id VARCHAR NOT NULL, uri VARCHAR NOT NULL, kind VARCHAR NOT NULL, rows BIGINT,
             sha256 VARCHAR, created_at TIMESTAMP DEFAULT current_timestamp,
             PRIMARY KEY (run_id, uri))""",
+    # claimed_by/claimed_at: the on-upload run (Prefect flow run id, or a local id) that set
+    # 'processing', and when (naive UTC); a later run takes over a claim whose run is gone.
     "landed_objects": """
         CREATE TABLE IF NOT EXISTS landed_objects (
             uri VARCHAR NOT NULL, etag VARCHAR NOT NULL, size BIGINT, status VARCHAR NOT NULL,
-            first_seen TIMESTAMP DEFAULT current_timestamp, PRIMARY KEY (uri, etag))""",
+            first_seen TIMESTAMP DEFAULT current_timestamp, claimed_by VARCHAR,
+            claimed_at TIMESTAMP, PRIMARY KEY (uri, etag))""",
 }
 
-# version -> list of SQL statements upgrading from version-1. Empty while at version 1.
-MIGRATIONS: dict[int, list[str]] = {}
+# N -> SQL statements upgrading a database from version N-1 to N; run before the CREATE TABLEs
+# above (IF EXISTS: a table a step alters may be missing; it is then created in its new shape).
+MIGRATIONS: dict[int, list[str]] = {
+    2: [
+        "ALTER TABLE IF EXISTS landed_objects ADD COLUMN IF NOT EXISTS claimed_by VARCHAR",
+        "ALTER TABLE IF EXISTS landed_objects ADD COLUMN IF NOT EXISTS claimed_at TIMESTAMP",
+    ],
+}
