@@ -13,11 +13,11 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from flows.annotate_stage import annotate_stage
 from flows.ingest_stage import ingest_stage
 from tagtree.config import load_config
 from tagtree.errors import TagtreeError
 from tagtree.io.store import Store
-from tasks.annotate import annotate
 from tasks.export import export
 from tasks.report import report
 from tasks.sample import sample
@@ -66,7 +66,7 @@ def curate(
             raise TagtreeError("nothing loaded: every input row was quarantined or empty")
         if target:
             step("target", ingest_stage, db, [target], cfg, "target")
-        tagger = step("annotate", annotate, db, conf)["tagger"]
+        tagger = step("annotate", annotate_stage, db, conf, cfg)["tagger"]
         tree = step("tree", build_tree, db, conf, tagger)
         step("ground", ground, db, conf, tree["tree_version"], tagger)
         step("score", score, db, conf, tree["tree_version"])

@@ -10,22 +10,12 @@ Files are loaded in the order given, so the first file to hold a duplicate keeps
 from __future__ import annotations
 
 import shutil
-import uuid
-from pathlib import Path
 
 from prefect import unmapped
-from prefect.context import FlowRunContext
 
+from flows.cluster import new_shard_dir, on_cluster
 from tagtree.io.ingest import FileSummary, IngestSummary
 from tasks.ingest import ingest, load_shards, parse_shard, plan_ingest
-
-_CLUSTER_RUNNERS = ("DaskTaskRunner", "RayTaskRunner")
-
-
-def on_cluster() -> bool:
-    """Whether the running flow's tasks go to a Dask/Ray cluster (not threads of this process)."""
-    ctx = FlowRunContext.get()
-    return ctx is not None and type(ctx.task_runner).__name__ in _CLUSTER_RUNNERS
 
 
 def ingest_stage(db: str, inputs: list[str], cfg, role: str) -> dict:
@@ -38,8 +28,7 @@ def ingest_stage(db: str, inputs: list[str], cfg, role: str) -> dict:
         return ingest(db, inputs, fmt, dataset, role, ing.batch_rows, ing.workers,
                       ing.memory_limit)
     plan = plan_ingest(inputs, fmt)
-    root = Path(cfg.runner.shard_dir or Path(db).resolve().parent / ".tagtree-shards")
-    out_dir = str(root / uuid.uuid4().hex)
+    out_dir = new_shard_dir(cfg, db)
     # Every file's shards are submitted before any is awaited: the cluster parses them all at
     # once while this process waits.
     parsed = {
@@ -49,15 +38,16 @@ def ingest_stage(db: str, inputs: list[str], cfg, role: str) -> dict:
         for item in plan["sharded"]
     }
     results = []
-    for path in inputs:
-        if path in parsed:
-            shards = [future.result() for future in parsed[path]]
-            results.append(load_shards(db, [{"path": path, "shards": shards}], dataset, role,
-                                       ing.memory_limit))
-        else:
-            results.append(ingest(db, [path], fmt, dataset, role, ing.batch_rows, ing.workers,
-                                  ing.memory_limit))
-    if parsed:
+    try:
+        for path in inputs:
+            if path in parsed:
+                shards = [future.result() for future in parsed[path]]
+                results.append(load_shards(db, [{"path": path, "shards": shards}], dataset,
+                                           role, ing.memory_limit))
+            else:
+                results.append(ingest(db, [path], fmt, dataset, role, ing.batch_rows,
+                                      ing.workers, ing.memory_limit))
+    finally:
         shutil.rmtree(out_dir, ignore_errors=True)
     summary = IngestSummary(files=[FileSummary(**f) for r in results for f in r["files"]],
                             seconds=sum(r["seconds"] for r in results))

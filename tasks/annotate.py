@@ -8,11 +8,18 @@ from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import CachePolicy
+from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.context import TaskRunContext
 
 from tagtree.config import Config
-from tagtree.io.annotator import annotate_store, open_tagger, tagger_fingerprint_for
+from tagtree.io.annotate_shards import export_pending as export_partitions
+from tagtree.io.annotate_shards import load_results, tag_partition
+from tagtree.io.annotator import (
+    AnnotateSummary,
+    annotate_store,
+    open_tagger,
+    tagger_fingerprint_for,
+)
 from tagtree.io.store import Store
 from tasks.policies import LLM_TAG, TRANSIENT_RETRIES, stage_cache_policy
 
@@ -62,4 +69,38 @@ def annotate(db: str, cfg: dict) -> dict:
                                      progress=progress)
     if artifact:
         update_progress_artifact(artifact, 100.0)
+    return summary.to_dict() | {"table": "annotations", "line": summary.line()}
+
+
+# -- on a Dask/Ray cluster, CPU-bound taggers run as shard tasks (see flows/annotate_stage.py) --
+@task(name="export-pending", cache_policy=NO_CACHE, timeout_seconds=3600)
+def export_pending(db: str, cfg: dict, out_dir: str) -> dict:
+    """Write the instances lacking an ok annotation as Parquet partitions under ``out_dir``."""
+    config = Config.model_validate(cfg)
+    with Store(db) as store, open_tagger(config) as tagger:
+        store.register_tagger(tagger.fingerprint, tagger.describe())
+        counts = store.annotation_counts(tagger.fingerprint)
+        parts = export_partitions(store, tagger.fingerprint, out_dir, config.annotate.batch_size)
+    return {"tagger": tagger.fingerprint, "parts": parts, "instances": counts["instances"],
+            "cached": counts["ok"]}
+
+
+@task(name="tag-shard", cache_policy=NO_CACHE, timeout_seconds=6 * 3600, retries=1,
+      retry_delay_seconds=5)
+def tag_shard(path: str, cfg: dict) -> str:
+    """Tag one partition on whichever worker runs this; returns the results' Parquet path."""
+    with open_tagger(Config.model_validate(cfg)) as tagger:
+        return tag_partition(tagger, path)
+
+
+@task(name="load-annotations", cache_policy=NO_CACHE, timeout_seconds=3600)
+def load_annotations(db: str, plan: dict, tagged: list[str], seconds: float = 0.0) -> dict:
+    """The single writer: upsert the tagged partitions into ``annotations``."""
+    with Store(db) as store:
+        stats = load_results(store, plan["tagger"], tagged)
+    summary = AnnotateSummary(
+        tagger=plan["tagger"], instances=plan["instances"], cached=plan["cached"],
+        requested=stats.requested, ok=stats.ok, failed=stats.failed,
+        prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens,
+        failures=stats.failures, seconds=round(seconds, 3))
     return summary.to_dict() | {"table": "annotations", "line": summary.line()}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 import tagtree.io.ingest as ingest_mod
 from flows.runners import make_task_runner, with_runner
@@ -34,9 +36,6 @@ def test_unknown_runner_is_a_user_error():
 
 def _outcome(db: str, runner: str, pool: str) -> tuple[dict, list[str]]:
     """What the run stored, and the names of its task runs."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
     from flows.curate import curate
 
     cfg = RunnerConfig(runner=runner, workers=2)
@@ -80,3 +79,35 @@ def test_dask_local_cluster_matches_thread_runner(tmp_path, fake_llm, monkeypatc
     assert "parse-shard" not in thread_tasks  # one machine: the ingest task's own processes
     assert dask_tasks.count("parse-shard") >= 10 and dask_tasks.count("load-shards") == 1
     assert dask_tasks.count("ingest") == 1  # the target file, too small to shard
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_keyphrase_annotate_runs_as_shard_tasks_on_dask(tmp_path, monkeypatch):
+    """The offline keyphrase tagger (CPU-bound) is cut into tag-shard tasks on the workers and
+    stores the same tags as the one-task thread run."""
+    from flows.curate import curate
+
+    monkeypatch.delenv("TAGTREE_LLM_BASE_URL", raising=False)
+    lines = Path(POOL).read_text(encoding="utf-8").splitlines()[:40]
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    overrides = {"annotate.tagger": "keyphrase", "annotate.batch_size": 15, "sample.budget": "5"}
+    outcome = {}
+    for runner in ("thread", "dask"):
+        db = str(tmp_path / f"{runner}.duckdb")
+        state = with_runner(curate, RunnerConfig(runner=runner, workers=2))(
+            inputs=[str(pool)], db=db, overrides=overrides, return_state=True)
+        assert state.is_completed(), state.message
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+        with Store(db) as store:
+            tags = store.rows("SELECT instance_id, status, tags FROM annotations ORDER BY 1")
+        outcome[runner] = tags, [r.name.rsplit("-", 1)[0] for r in runs]
+    (thread_tags, thread_tasks), (dask_tags, dask_tasks) = outcome["thread"], outcome["dask"]
+    assert len(thread_tags) == 40 and all(status == "ok" for _, status, _ in thread_tags)
+    assert dask_tags == thread_tags
+    assert "tag-shard" not in thread_tasks and "annotate" in thread_tasks
+    assert dask_tasks.count("tag-shard") == 3  # 40 instances in partitions of 15
+    assert "load-annotations" in dask_tasks and "annotate" not in dask_tasks

@@ -1,0 +1,64 @@
+"""Annotate stage on a cluster: pending instances -> Parquet partitions -> tags -> the store.
+
+For CPU-bound taggers (the keyphrase tagger embeds every instance): the writer exports the
+instances still lacking an ok annotation as Parquet partitions, shard tasks tag a partition each
+wherever the cluster runs them and write the results as Parquet, and the writer upserts those
+into ``annotations``. Nothing here needs the DuckDB file except export and load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tagtree.annotate import TagInput, TagResult, TagStats
+
+_RESULT_SCHEMA = pa.schema([
+    ("instance_id", pa.string()), ("status", pa.string()), ("tags", pa.list_(pa.string())),
+    ("error", pa.string()), ("attempts", pa.int32()), ("prompt_tokens", pa.int64()),
+    ("completion_tokens", pa.int64())])
+
+
+def export_pending(store, tagger: str, out_dir: str, shard_rows: int) -> list[str]:
+    """Instances lacking an ok annotation by ``tagger``, ``shard_rows`` per Parquet file."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    paths, after = [], ""
+    while rows := store.pending_page(tagger, after, shard_rows):
+        path = str(Path(out_dir) / f"pending-{len(paths):05d}.parquet")
+        ids, instructions, responses, systems = zip(*rows, strict=True)
+        pq.write_table(pa.table({"instance_id": list(ids), "instruction": list(instructions),
+                                 "response": list(responses), "system": list(systems)}), path)
+        paths.append(path)
+        after = rows[-1][0]
+    return paths
+
+
+def tag_partition(tagger, path: str) -> str:
+    """Tag one exported partition with a tagger that has ``tag_many``; results next to it."""
+    rows = pq.read_table(path).to_pylist()
+    items = [TagInput(r["instance_id"], r["instruction"], r["response"], r["system"])
+             for r in rows]
+    step = getattr(tagger, "chunk", 64)
+    results: list[TagResult] = []
+    for i in range(0, len(items), step):
+        results.extend(tagger.tag_many(items[i:i + step]))
+    out = path.replace("pending-", "tagged-")
+    pq.write_table(pa.Table.from_pylist(
+        [{"instance_id": r.instance_id, "status": r.status, "tags": r.tags, "error": r.error,
+          "attempts": r.attempts, "prompt_tokens": r.prompt_tokens,
+          "completion_tokens": r.completion_tokens} for r in results],
+        schema=_RESULT_SCHEMA), out)
+    return out
+
+
+def load_results(store, tagger: str, paths: list[str]) -> TagStats:
+    """Upsert tagged partitions into ``annotations``; the counts of what they held."""
+    stats = TagStats()
+    for path in paths:
+        results = [TagResult(**row) for row in pq.read_table(path).to_pylist()]
+        store.write_annotations(tagger, results)
+        for result in results:
+            stats.add(result)
+    return stats
