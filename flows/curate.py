@@ -1,4 +1,5 @@
-"""The `curate` flow: ingest -> annotate -> tree -> ground -> score -> sample -> export -> report.
+"""The `curate` flow: ingest -> annotate -> embed -> tree -> ground -> score -> sample -> export
+-> report.
 
 Each step is one task from ``tasks/``; this module only wires them in order and keeps the
 ``runs`` table up to date. Tasks exchange names, versions and small summaries, never data.
@@ -22,7 +23,7 @@ from tasks.export import export
 from tasks.report import report
 from tasks.sample import sample
 from tasks.score import score
-from tasks.tree import build_tree, ground
+from tasks.tree import build_tree, embed_tags, ground
 
 
 @flow(name="curate", log_prints=False)
@@ -67,6 +68,7 @@ def curate(
         if target:
             step("target", ingest_stage, db, [target], cfg, "target")
         tagger = step("annotate", annotate_stage, db, conf, cfg)["tagger"]
+        step("embed", embed_tags, db, conf, tagger)  # a no-op when every tag has a vector
         tree = step("tree", build_tree, db, conf, tagger)
         step("ground", ground, db, conf, tree["tree_version"], tagger)
         step("score", score, db, conf, tree["tree_version"])

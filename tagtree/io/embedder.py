@@ -25,6 +25,27 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
+_SESSIONS: dict[tuple[str, int], object] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _onnx_session(model: str, threads: int):
+    """One ONNX session per (model, threads) per process, shared by every embedder: a flow's
+    tasks (embed, tree, ground) each make an embedder, and loading the model costs ~0.2 s.
+    onnxruntime allows concurrent ``run`` calls on one session."""
+    with _SESSIONS_LOCK:
+        if (model, threads) not in _SESSIONS:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            # More threads than cores only adds contention on a small machine.
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            _SESSIONS[model, threads] = ort.InferenceSession(
+                model, opts, providers=["CPUExecutionProvider"])
+        return _SESSIONS[model, threads]
+
+
 class LocalEmbedder:
     """all-MiniLM-L6-v2 (int8 ONNX): mean pooling over the attention mask, 384-d, L2-normalised.
 
@@ -59,14 +80,7 @@ class LocalEmbedder:
     @property
     def session(self):
         if self._session is None:
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            # More threads than cores only adds contention on a small machine.
-            opts.intra_op_num_threads = self._threads
-            opts.inter_op_num_threads = 1
-            self._session = ort.InferenceSession(self._model, opts,
-                                                 providers=["CPUExecutionProvider"])
+            self._session = _onnx_session(str(self._model), self._threads)
         return self._session
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
