@@ -12,7 +12,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -262,6 +262,23 @@ class Level:
     descriptions: list[str]
 
 
+@dataclass
+class BuildState:
+    """Where a bottom-up build stands: the levels so far and the items the next level groups
+    (tags at first, then the nodes of the level below as centroids weighted by their size)."""
+
+    tags: list[str]
+    x: np.ndarray  # normalised tag vectors
+    freqs: np.ndarray
+    tag_node: np.ndarray  # each tag's node at the current top level
+    items_vec: np.ndarray
+    items_w: np.ndarray | None
+    items_names: list[str]
+    k: int  # clusters to ask for at the next level
+    levels: list[Level] = field(default_factory=list)
+    done: bool = False
+
+
 class TreeBuilder:
     """Bottom-up level-wise tree over canonical tags.
 
@@ -289,42 +306,60 @@ class TreeBuilder:
         self.max_fanout_factor = max_fanout_factor
 
     def fit(self, tags: list[str], vectors: np.ndarray, freqs: np.ndarray | None = None):
+        state = self.begin(tags, vectors, freqs)
+        while not state.done:
+            self.fit_level(state)
+        return self.finish(state)
+
+    # fit() in steps, so a caller can run (and report, retry) each level on its own.
+    def begin(self, tags: list[str], vectors: np.ndarray,
+              freqs: np.ndarray | None = None) -> BuildState:
+        """The state before level 0: every tag is an item to cluster."""
         n = len(tags)
         if n == 0:
             raise ValueError("no tags to build a tree from")
         x = normalise_rows(vectors)
         freqs = np.ones(n, np.int64) if freqs is None else np.asarray(freqs, np.int64)
-        levels: list[Level] = []
-        tag_node = np.arange(n)  # each tag's node at the current top level
-        items_vec, items_w, items_names = x, None, tags
-        k = max(1, math.ceil(n / self.leaf_size))
-        while True:
-            depth = len(levels)
-            if depth == self.max_depth:  # max_depth levels above the leaves: this is the last
-                k = min(k, self.root_max)
-            # Upper levels are small and one bad seed there misplaces a whole branch: restart.
-            labels = two_stage_kmeans(items_vec, k, weights=items_w,
-                                      seed=self.random_state + 1000 * depth,
-                                      direct_max=self.direct_max,
-                                      restarts=1 if depth == 0 else 5)
-            # Catch-all clusters (generic tags crowd together) are split: at most
-            # max_fanout_factor x the average members (leaf_size, or branching above).
-            target = self.leaf_size if depth == 0 else self.branching
-            if depth < self.max_depth:
-                labels = split_oversized(items_vec, labels, target,
-                                         self.max_fanout_factor * target, self.random_state)
-            level, tag_node_new, centroids = self._name_level(
-                depth, labels, tag_node, x, freqs, tags, items_names, items_vec)
-            levels.append(level)
-            tag_node = tag_node_new
-            n_nodes = len(level.names)
-            stalled = depth > 0 and n_nodes == len(items_names)  # k-means could not reduce
-            if n_nodes <= self.root_max or depth == self.max_depth or stalled:
-                break
-            sizes = np.bincount(tag_node, minlength=n_nodes)
-            items_vec, items_w, items_names = centroids, sizes.astype(np.float32), level.names
-            k = self.next_k(n_nodes)
-        self._assemble(levels, x, freqs)
+        return BuildState(tags=list(tags), x=x, freqs=freqs, tag_node=np.arange(n),
+                          items_vec=x, items_w=None, items_names=list(tags),
+                          k=max(1, math.ceil(n / self.leaf_size)))
+
+    def fit_level(self, state: BuildState) -> Level:
+        """Cluster the current items into the next level up, name it, and advance ``state``
+        (``state.done`` once this level is the top)."""
+        depth = len(state.levels)
+        k = state.k
+        if depth == self.max_depth:  # max_depth levels above the leaves: this is the last
+            k = min(k, self.root_max)
+        # Upper levels are small and one bad seed there misplaces a whole branch: restart.
+        labels = two_stage_kmeans(state.items_vec, k, weights=state.items_w,
+                                  seed=self.random_state + 1000 * depth,
+                                  direct_max=self.direct_max,
+                                  restarts=1 if depth == 0 else 5)
+        # Catch-all clusters (generic tags crowd together) are split: at most
+        # max_fanout_factor x the average members (leaf_size, or branching above).
+        target = self.leaf_size if depth == 0 else self.branching
+        if depth < self.max_depth:
+            labels = split_oversized(state.items_vec, labels, target,
+                                     self.max_fanout_factor * target, self.random_state)
+        level, state.tag_node, centroids = self._name_level(
+            depth, labels, state.tag_node, state.x, state.freqs, state.tags, state.items_names,
+            state.items_vec)
+        state.levels.append(level)
+        n_nodes = len(level.names)
+        stalled = depth > 0 and n_nodes == len(state.items_names)  # k-means could not reduce
+        if n_nodes <= self.root_max or depth == self.max_depth or stalled:
+            state.done = True
+            return level
+        sizes = np.bincount(state.tag_node, minlength=n_nodes)
+        state.items_vec, state.items_w, state.items_names = (
+            centroids, sizes.astype(np.float32), level.names)
+        state.k = self.next_k(n_nodes)
+        return level
+
+    def finish(self, state: BuildState):
+        """Assemble the levels into ``tree_`` and the per-tag results."""
+        self._assemble(state.levels, state.x, state.freqs)
         return self
 
     def next_k(self, n_nodes: int) -> int:

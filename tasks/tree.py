@@ -91,8 +91,11 @@ def make_refiner(cfg: Config, embedder):
 
 
 def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None,
-                  refiner=None, refiner_fingerprints: list[str] | None = None) -> dict:
-    """The body of ``build_tree`` on an open store (also used by the CLI and benchmarks)."""
+                  refiner=None, refiner_fingerprints: list[str] | None = None,
+                  fit_level=None) -> dict:
+    """The body of ``build_tree`` on an open store (also used by the CLI and benchmarks).
+    ``fit_level(builder, state)`` builds one level (default: in place; the task passes the
+    ``cluster-level`` task, so each level is its own run in the graph)."""
     t0 = time.perf_counter()
     tagger = pick_tagger(store, tagger or cfg.tree.tagger)
     prep = prepare_tags(store, cfg, embedder, tagger)
@@ -106,7 +109,10 @@ def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None
     builder = TreeBuilder(branching=t.branching, leaf_size=t.leaf_size, root_max=t.root_max,
                           max_depth=t.max_depth, random_state=t.seed, refiner=refiner,
                           refine_min_level=t.refine_min_level)
-    builder.fit(tags, store.tag_vectors(embedder.fingerprint, tags), freqs)
+    state = builder.begin(tags, store.tag_vectors(embedder.fingerprint, tags), freqs)
+    while not state.done:
+        (fit_level or _fit_level_here)(builder, state)
+    builder.finish(state)
     stats = {"tagger": tagger, "embedder": embedder.fingerprint, "n_tags": len(tags),
              "n_leaves": builder.tree_.n_leaves, "levels": builder.level_sizes_,
              "far_similarity": far_similarity(builder.holdout_similarity_, t.far_quantile),
@@ -114,6 +120,37 @@ def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None
     store.write_tree(version, builder.tree_, builder.centroids_, tags, builder.tag_leaf_,
                      builder.tag_similarity_, cfg.model_dump(include={"tree", "embed"}), stats)
     return summary | stats | {"reused": False}
+
+
+def _fit_level_here(builder: TreeBuilder, state) -> dict:
+    level = builder.fit_level(state)
+    return {"level": len(state.levels) - 1, "nodes": len(level.names), "top": state.done}
+
+
+class _Build:
+    """The builder and its state, handed to a nested task as one opaque object: Prefect walks
+    dataclass/list parameters looking for futures, and the state holds every tag."""
+
+    __slots__ = ("builder", "state")
+
+    def __init__(self, builder: TreeBuilder, state):
+        self.builder, self.state = builder, state
+
+
+# Nested in build-tree (which is cached as a whole): one run per level in the graph, with its
+# own timing and retry. fit_level changes the state only once the level is complete, so a retry
+# starts the level over from the same state.
+@task(name="cluster-level", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5,
+      timeout_seconds=4 * 3600)
+def cluster_level(build: _Build) -> dict:
+    """One level of the tree: k-means over the level below, oversize split, names."""
+    return _fit_level_here(build.builder, build.state)
+
+
+def _fit_level_as_task(builder: TreeBuilder, state) -> dict:
+    depth = len(state.levels)
+    return cluster_level.with_options(task_run_name=f"cluster-level-{depth}")(
+        _Build(builder, state))
 
 
 def ground_in(store: Store, cfg: Config, embedder, version: str | None = None,
@@ -202,7 +239,8 @@ def build_tree(db: str, cfg: dict, tagger: str | None = None) -> dict:
     store, config, embedder = _open(db, cfg)
     with store:
         refiner, fps = make_refiner(config, embedder)
-        return build_tree_in(store, config, embedder, tagger, refiner, fps)
+        return build_tree_in(store, config, embedder, tagger, refiner, fps,
+                             fit_level=_fit_level_as_task)
 
 
 @task(name="ground", retries=2, retry_delay_seconds=10, timeout_seconds=2 * 3600, **_TREE_CACHE)

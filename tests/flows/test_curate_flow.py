@@ -38,6 +38,10 @@ def test_curate_on_example_data(db_path, fake_llm):
     result = state.result()
     assert result["ingest"]["loaded"] == 252
     assert result["target"]["loaded"] == 20
+    # Each tree level is its own task run inside build-tree.
+    levels = result["tree"]["levels"]
+    states = task_states(state.state_details.flow_run_id, expect=("cluster-level",))
+    assert len(levels) >= 2 and states["cluster-level"] == ["Completed"] * len(levels)
     with Store(db_path) as store:
         assert store.count("instances") == 272
         assert store.rows("SELECT status FROM runs WHERE run_id = ?",
