@@ -16,6 +16,7 @@ persisted (JSON) so a cache hit in a later run finds them; Prefect's default sto
 from __future__ import annotations
 
 import socket
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +40,31 @@ class AlgorithmVersion(CachePolicy):
         return f"algorithm={self.version}"
 
 
+@dataclass
+class StoreIdentity(CachePolicy):
+    """Cache key part: the id of the store file the task writes into (``meta.store_id``). A
+    cached stage's real output is rows in that store: after the file is deleted and made again
+    (same path, same input data, same content digests) the old results are not there, so the
+    stage must run again rather than come back Cached."""
+
+    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any],
+                    flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
+        if "db" not in inputs:
+            return None
+        from tagtree.io.store import Store
+
+        try:
+            with Store(inputs["db"]) as store:
+                return f"store={store.store_id()}"
+        except Exception:  # noqa: BLE001 - unreadable now: never match an earlier result
+            return f"store=unreadable-{uuid.uuid4().hex}"
+
+
 def stage_cache_policy(algorithm_version: str) -> CachePolicy:
-    """INPUTS + TASK_SOURCE + the explicit algorithm version (no run id: reused across runs)."""
-    return INPUTS + TASK_SOURCE + AlgorithmVersion(version=str(algorithm_version))
+    """INPUTS + TASK_SOURCE + the explicit algorithm version + the store's identity (no run id:
+    reused across runs on the same store)."""
+    return (INPUTS + TASK_SOURCE + AlgorithmVersion(version=str(algorithm_version))
+            + StoreIdentity())
 
 
 def cached(algorithm_version: str) -> dict[str, Any]:

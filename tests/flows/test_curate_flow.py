@@ -75,3 +75,22 @@ def test_permanent_fault_fails_the_run_and_keeps_finished_work(db_path, fake_llm
     with Store(db_path) as store:
         assert store.count("instances") == 252  # the pool ingested before the fault is kept
         assert store.rows("SELECT status FROM runs") == [("failed",)]
+
+
+def test_a_deleted_and_recreated_store_is_curated_again(db_path, fake_llm):
+    """Same path, same data, new file: the cached results described rows of the old file, so
+    every stage runs again (a Cached annotate here used to leave the new store without tags)."""
+    import os
+
+    first = _run(db_path, fake_llm)
+    assert first.is_completed(), first.message
+    os.remove(db_path)
+    fake_llm.reset_log()
+    again = _run(db_path, fake_llm)
+    assert again.is_completed(), again.message
+    states = task_states(again.state_details.flow_run_id, expect=("ingest", *CACHED_STAGES))
+    for name in CACHED_STAGES:
+        assert set(states[name]) == {"Completed"}, (name, states[name])
+    assert len(fake_llm.chat_requests()) == 272  # every instance tagged again
+    with Store(db_path) as store:
+        assert store.count("annotations") == 272 and store.count("tree_nodes") > 0

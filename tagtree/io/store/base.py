@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -83,6 +84,13 @@ class StoreBase:
             self.run(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
             )
+            # Identity of this database file's life: a deleted and recreated store is another
+            # store, so results cached for the old one (whose rows are gone) are not reused.
+            self.run("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", [uuid.uuid4().hex])
+
+    def store_id(self) -> str | None:
+        """Random id given when the database was created (None for a read-only pre-id file)."""
+        return self.scalar("SELECT value FROM meta WHERE key = 'store_id'")
 
     # -- generic access ----------------------------------------------------------------------
     # DuckDB 2 keeps a statement open until its result is read to the end (fetchone() does not
