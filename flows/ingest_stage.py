@@ -35,7 +35,7 @@ def ingest_stage(db: str, inputs: list[str], cfg, role: str) -> dict:
         item["path"]: parse_shard.map(
             unmapped(item["path"]), [c[0] for c in item["chunks"]], [c[1] for c in item["chunks"]],
             unmapped(item["fmt"]), unmapped(out_dir))
-        for item in plan["sharded"]
+        for item in plan
     }
     results = []
     try:

@@ -305,10 +305,13 @@ class TreeBuilder:
         self.direct_max = direct_max
         self.max_fanout_factor = max_fanout_factor
 
-    def fit(self, tags: list[str], vectors: np.ndarray, freqs: np.ndarray | None = None):
+    def fit(self, tags: list[str], vectors: np.ndarray, freqs: np.ndarray | None = None,
+            run_level=None):
+        """Build the tree bottom-up. ``run_level(builder, state)`` builds each level (default
+        ``TreeBuilder.fit_level``): a caller can wrap it to run, report or retry levels alone."""
         state = self.begin(tags, vectors, freqs)
         while not state.done:
-            self.fit_level(state)
+            (run_level or TreeBuilder.fit_level)(self, state)
         return self.finish(state)
 
     # fit() in steps, so a caller can run (and report, retry) each level on its own.

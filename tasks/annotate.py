@@ -98,9 +98,6 @@ def load_annotations(db: str, plan: dict, tagged: list[str], seconds: float = 0.
     """The single writer: upsert the tagged partitions into ``annotations``."""
     with Store(db) as store:
         stats = load_results(store, plan["tagger"], tagged)
-    summary = AnnotateSummary(
-        tagger=plan["tagger"], instances=plan["instances"], cached=plan["cached"],
-        requested=stats.requested, ok=stats.ok, failed=stats.failed,
-        prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens,
-        failures=stats.failures, seconds=round(seconds, 3))
+    stats.cached = plan["cached"]
+    summary = AnnotateSummary.of(plan["tagger"], plan["instances"], stats, seconds)
     return summary.to_dict() | {"table": "annotations", "line": summary.line()}

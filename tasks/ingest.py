@@ -46,18 +46,16 @@ def ingest(db: str, inputs: list[str], fmt: str = "auto", dataset: str | None = 
 
 
 @task(name="plan-ingest", cache_policy=NO_CACHE, timeout_seconds=600)
-def plan_ingest(inputs: list[str], fmt: str = "auto") -> dict:
-    """``{"whole": [paths read by one task], "sharded": [{path, fmt, chunks: [[start, end]]}]}``."""
-    paths = check_inputs(inputs, fmt)
+def plan_ingest(inputs: list[str], fmt: str = "auto") -> list[dict]:
+    """The inputs worth sharding: ``[{path, fmt, chunks: [[start, end], ...]}]``; the others
+    are read whole by an ``ingest`` task."""
     forced = None if fmt == "auto" else fmt
-    plan: dict = {"whole": [], "sharded": []}
-    for path in paths:
+    plan = []
+    for path in check_inputs(inputs, fmt):
         if chunkable(path):
             detected, chunks = plan_file(path, forced)
-            plan["sharded"].append({"path": path, "fmt": detected,
-                                    "chunks": [[c.start, c.end] for c in chunks]})
-        else:
-            plan["whole"].append(path)
+            plan.append({"path": path, "fmt": detected,
+                         "chunks": [[c.start, c.end] for c in chunks]})
     return plan
 
 

@@ -109,10 +109,7 @@ def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None
     builder = TreeBuilder(branching=t.branching, leaf_size=t.leaf_size, root_max=t.root_max,
                           max_depth=t.max_depth, random_state=t.seed, refiner=refiner,
                           refine_min_level=t.refine_min_level)
-    state = builder.begin(tags, store.tag_vectors(embedder.fingerprint, tags), freqs)
-    while not state.done:
-        (fit_level or _fit_level_here)(builder, state)
-    builder.finish(state)
+    builder.fit(tags, store.tag_vectors(embedder.fingerprint, tags), freqs, run_level=fit_level)
     stats = {"tagger": tagger, "embedder": embedder.fingerprint, "n_tags": len(tags),
              "n_leaves": builder.tree_.n_leaves, "levels": builder.level_sizes_,
              "far_similarity": far_similarity(builder.holdout_similarity_, t.far_quantile),
@@ -120,11 +117,6 @@ def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None
     store.write_tree(version, builder.tree_, builder.centroids_, tags, builder.tag_leaf_,
                      builder.tag_similarity_, cfg.model_dump(include={"tree", "embed"}), stats)
     return summary | stats | {"reused": False}
-
-
-def _fit_level_here(builder: TreeBuilder, state) -> dict:
-    level = builder.fit_level(state)
-    return {"level": len(state.levels) - 1, "nodes": len(level.names), "top": state.done}
 
 
 class _Build:
@@ -144,7 +136,9 @@ class _Build:
       timeout_seconds=4 * 3600)
 def cluster_level(build: _Build) -> dict:
     """One level of the tree: k-means over the level below, oversize split, names."""
-    return _fit_level_here(build.builder, build.state)
+    level = build.builder.fit_level(build.state)
+    return {"level": len(build.state.levels) - 1, "nodes": len(level.names),
+            "top": build.state.done}
 
 
 def _fit_level_as_task(builder: TreeBuilder, state) -> dict:

@@ -8,12 +8,14 @@ into ``annotations``. Nothing here needs the DuckDB file except export and load.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tagtree.annotate import TagInput, TagResult, TagStats
+from tagtree.io.annotator import pending_inputs
 
 _RESULT_SCHEMA = pa.schema([
     ("instance_id", pa.string()), ("status", pa.string()), ("tags", pa.list_(pa.string())),
@@ -24,14 +26,13 @@ _RESULT_SCHEMA = pa.schema([
 def export_pending(store, tagger: str, out_dir: str, shard_rows: int) -> list[str]:
     """Instances lacking an ok annotation by ``tagger``, ``shard_rows`` per Parquet file."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    paths, after = [], ""
-    while rows := store.pending_page(tagger, after, shard_rows):
+    paths, items = [], pending_inputs(store, tagger, shard_rows)
+    while part := list(itertools.islice(items, shard_rows)):
         path = str(Path(out_dir) / f"pending-{len(paths):05d}.parquet")
-        ids, instructions, responses, systems = zip(*rows, strict=True)
-        pq.write_table(pa.table({"instance_id": list(ids), "instruction": list(instructions),
-                                 "response": list(responses), "system": list(systems)}), path)
+        pq.write_table(pa.Table.from_pylist(
+            [{"instance_id": i.instance_id, "instruction": i.instruction,
+              "response": i.response, "system": i.system} for i in part]), path)
         paths.append(path)
-        after = rows[-1][0]
     return paths
 
 

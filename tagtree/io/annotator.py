@@ -206,6 +206,14 @@ class AnnotateSummary:
     failures: dict[str, int]
     seconds: float
 
+    @classmethod
+    def of(cls, tagger: str, instances: int, stats: TagStats, seconds: float) -> AnnotateSummary:
+        """The summary of a run that counted its results in ``stats``."""
+        return cls(tagger=tagger, instances=instances, cached=stats.cached,
+                   requested=stats.requested, ok=stats.ok, failed=stats.failed,
+                   prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens,
+                   failures=stats.failures, seconds=round(seconds, 3))
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -216,7 +224,9 @@ class AnnotateSummary:
                 f"tokens {self.prompt_tokens:,} in / {self.completion_tokens:,} out")
 
 
-def _inputs(store, tagger: str, page: int, limit: int | None) -> Iterator[TagInput]:
+def pending_inputs(store, tagger: str, page: int, limit: int | None = None
+                   ) -> Iterator[TagInput]:
+    """Instances lacking an ok annotation by ``tagger``, read ``page`` at a time."""
     after, given = "", 0
     while limit is None or given < limit:
         size = page if limit is None else min(page, limit - given)
@@ -254,7 +264,8 @@ def annotate_store(store, tagger: Tagger, *, page: int = 2000, limit: int | None
 
     async def consume() -> None:
         try:
-            async for result in tagger.tag_stream(_inputs(store, tagger.fingerprint, page, limit)):
+            items = pending_inputs(store, tagger.fingerprint, page, limit)
+            async for result in tagger.tag_stream(items):
                 buffer.append(result)
                 stats.add(result)
                 if len(buffer) >= flush_rows or time.monotonic() - last_flush >= flush_seconds:
@@ -267,11 +278,8 @@ def annotate_store(store, tagger: Tagger, *, page: int = 2000, limit: int | None
         asyncio.run(consume())
     finally:
         flush()  # whatever arrived before an error or Ctrl-C is kept
-    return AnnotateSummary(
-        tagger=tagger.fingerprint, instances=counts["instances"], cached=stats.cached,
-        requested=stats.requested, ok=stats.ok, failed=stats.failed,
-        prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens,
-        failures=stats.failures, seconds=round(time.perf_counter() - started, 3))
+    return AnnotateSummary.of(tagger.fingerprint, counts["instances"], stats,
+                              time.perf_counter() - started)
 
 
 def _llm_tagger(cfg, base_url: str | None, model: str, *, concurrency: int | None = None,

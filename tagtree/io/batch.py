@@ -150,8 +150,4 @@ def annotate_batch(store, tagger, cfg, *, wait: bool = True,
 
 
 def _summary(fp, counts, stats: TagStats, started: float) -> AnnotateSummary:
-    return AnnotateSummary(
-        tagger=fp, instances=counts["instances"], cached=stats.cached, requested=stats.requested,
-        ok=stats.ok, failed=stats.failed, prompt_tokens=stats.prompt_tokens,
-        completion_tokens=stats.completion_tokens, failures=stats.failures,
-        seconds=round(time.perf_counter() - started, 3))
+    return AnnotateSummary.of(fp, counts["instances"], stats, time.perf_counter() - started)

@@ -81,7 +81,7 @@ class LocalEmbedder:
     @property
     def session(self):
         if self._session is None:
-            self._session = _onnx_session(str(self._model), self._threads)
+            self._session = _onnx_session(self._model, self._threads)
         return self._session
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -305,12 +305,14 @@ def _parallel_groups(
             while jobs and len(ahead) < max_ahead:
                 ahead.append(pool.apply_async(_parse_chunk_job, (jobs.popleft(),)))
 
-        refill()
-        while ahead:
-            group: list[ParsedBatch] = []
-            while ahead and sum(b.read for b in group) < group_rows:
-                group.append(ahead.popleft().get())
-                refill()
+        def in_order() -> Iterator[ParsedBatch]:
+            refill()
+            while ahead:
+                shard = ahead.popleft().get()
+                refill()  # before the writer takes over: the workers stay busy meanwhile
+                yield shard
+
+        for group in shard_groups(in_order(), group_rows):
             yield group
             for batch in group:
                 for part in (batch.instances, batch.sources, batch.quarantine):
@@ -385,7 +387,8 @@ def plan_file(path: str, fmt: str | None) -> tuple[str | None, list[Chunk]]:
     return fmt or _detect_file_format(path), plan_chunks(path)
 
 
-def shard_groups(shards: list[ParsedBatch], group_rows: int = GROUP_ROWS):
+def shard_groups(shards: Iterable[ParsedBatch],
+                 group_rows: int = GROUP_ROWS) -> Iterator[list[ParsedBatch]]:
     """Consecutive shards in groups of about ``group_rows`` rows (one INSERT each)."""
     group: list[ParsedBatch] = []
     for shard in shards:

@@ -224,7 +224,7 @@ class AsyncLLM:
             usage = data.get("usage") or {}
         except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"not a chat completion: {_short(resp.text)}") from exc
-        if content is not None and not isinstance(content, str) or not isinstance(usage, dict):
+        if (content is not None and not isinstance(content, str)) or not isinstance(usage, dict):
             raise ValueError(f"not a chat completion: {_short(resp.text)}")
         return content, usage
 
