@@ -78,6 +78,33 @@ def ancestor_at(parent: np.ndarray, level: np.ndarray, nodes: np.ndarray, at: in
     return nodes
 
 
+def level_mass(tree, leaf_mass_vec: np.ndarray, level: int) -> np.ndarray:
+    """A leaf distribution summed onto the nodes of ``level`` (in ``tree.nodes_at`` order)."""
+    up = tree.leaf_ancestors()[:, tree.nodes_at(level)]
+    return np.asarray(up.T @ np.asarray(leaf_mass_vec, dtype=np.float64)).ravel()
+
+
+def alignment_level(tree, target_leaf_mass: np.ndarray, k: int) -> int:
+    """The lowest tree level at which the target touches at most ``k`` nodes: k instances can
+    match a distribution over at most k parts, so a 4-instance selection is aligned on the
+    4-ish top-level topics of its target, a 5,000-instance one on the target's leaves. (At the
+    leaf level a small budget can only miss most target leaves, and KL there is dominated by
+    the smoothing of those misses.)"""
+    for level in range(tree.depth):
+        if int((level_mass(tree, target_leaf_mass, level) > 0).sum()) <= max(1, k):
+            return level
+    return tree.depth - 1
+
+
+def level_kl(tree, target_leaf_mass: np.ndarray, leaf_dist: sp.csr_matrix, rows, level: int,
+             smoothing: float) -> float:
+    """KL(pi || p_S) on the nodes of ``level``: target and selection leaf masses summed there,
+    both smoothed (``rows`` None: the whole pool)."""
+    pi = smoothed(level_mass(tree, target_leaf_mass, level), smoothing)
+    return kl_divergence(pi, smoothed(level_mass(tree, leaf_mass(leaf_dist, rows), level),
+                                      smoothing))
+
+
 def primary_leaves(leaf_dist: sp.csr_matrix) -> np.ndarray:
     """Each instance's heaviest leaf (lowest id on ties), -1 for an ungrounded instance."""
     g = sp.csr_matrix(leaf_dist)

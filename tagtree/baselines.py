@@ -14,6 +14,9 @@ rows in pick order) and ``gains_`` (the score the pick was ranked by). Reconstru
   from the best-quality instance; on pools larger than ``max_pool`` it runs on a random
   ``max_pool`` subset (k-center is O(n k d); on 1M x 50K it would take hours).
 - ``quality``: the k highest q(x).
+- ``kmeans`` (the flat anchor as a selector): spherical k-means of the instance embeddings with k
+  = the budget; from each cluster the member closest to its centroid. What a tree-aware method
+  has to beat without any tree.
 """
 
 from __future__ import annotations
@@ -171,6 +174,35 @@ class KCenterSampler:
         return self
 
 
+class KMeansSampler:
+    name = "kmeans"
+
+    def __init__(self, random_state: int = 0):
+        self.random_state = random_state
+
+    def fit(self, problem: SelectionProblem, k: int) -> KMeansSampler:
+        from tagtree.tree import group_means, kmeans
+
+        k = max(0, min(int(k), problem.n))
+        emb = _need_embeddings(problem, self.name)
+        if k == 0:
+            self.selected_, self.gains_ = np.zeros(0, np.int64), np.zeros(0)
+            return self
+        labels = kmeans(emb, k, seed=self.random_state, restarts=3)
+        centroids = group_means(emb, labels, int(labels.max()) + 1)
+        sim = np.einsum("ij,ij->i", emb, centroids[labels])
+        order = np.lexsort((np.arange(problem.n), -sim, labels))  # best member first per cluster
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = labels[order][1:] != labels[order][:-1]
+        picks = order[first]
+        if len(picks) < k:  # fewer distinct clusters than k: the next-closest members fill up
+            rest = order[~first]
+            picks = np.concatenate([picks, rest[np.argsort(-sim[rest], kind="stable")]])
+        self.selected_ = picks[:k].astype(np.int64)
+        self.gains_ = sim[self.selected_]
+        return self
+
+
 def make_selector(method: str, **params):
     """A selector by name; ``params`` are the TAGS knobs (for 'tags') or the baseline's own."""
     if method == "tags":
@@ -186,5 +218,7 @@ def make_selector(method: str, **params):
                               random_state=params.get("random_state", 0))
     if method == "quality":
         return QualitySampler()
-    raise TagtreeError(f"unknown method {method!r}; choose tags, random, instag, deita, kcenter "
-                       "or quality")
+    if method == "kmeans":
+        return KMeansSampler(random_state=params.get("random_state", 0))
+    raise TagtreeError(f"unknown method {method!r}; choose tags, random, instag, deita, kcenter, "
+                       "quality or kmeans")

@@ -127,6 +127,25 @@ class TreeConfig(_Section):
     root_max: int = Field(20, ge=2, description="Stop when a level has at most this many nodes.")
     max_depth: int = Field(6, ge=1, description="Most levels above the leaves.")
     min_tag_freq: int = Field(1, ge=1, description="Drop tags seen fewer times than this.")
+    context: Literal["instances", "tags", "none"] = Field(
+        "instances",
+        description="Where a tag's context vector comes from: the embeddings of the instances "
+        "it occurs in, the string vectors of the tags it occurs with, or none (strings only).",
+    )
+    context_weight: float = Field(
+        1.0, ge=0, le=1,
+        description="Leaves cluster (1-w)*string + w*context vectors: 0 = tag strings only, "
+        "1 = only the instances a tag occurs in.",
+    )
+    upper_context_weight: float = Field(
+        0.5, ge=0, le=1,
+        description="The same mix for the levels above the leaves (node means of it).",
+    )
+    k_search: bool = Field(
+        True,
+        description="Choose each level's cluster count by silhouette among counts around "
+        "leaf_size / branching (and root_max/4..root_max on top); false: the fixed ratios.",
+    )
     merge_threshold: float = Field(
         0.92,
         ge=0,
@@ -188,7 +207,8 @@ class ScoreConfig(_Section):
 
 class SampleConfig(_Section):
     budget: str = Field("0.05", description="Fraction (<1, e.g. 0.05) or count (e.g. 5000).")
-    method: Literal["tags", "random", "instag", "deita", "kcenter", "quality"] = Field(
+    method: Literal["tags", "random", "instag", "deita", "kcenter", "quality",
+                    "kmeans"] = Field(
         "tags", description="Selection method; 'tags' is TAGS, the rest are baselines."
     )
     align: Literal["penalty", "quota", "none"] = Field(
@@ -209,23 +229,33 @@ class SampleConfig(_Section):
         description="Share of the uniform distribution mixed into leaf "
         "distributions before KL (keeps KL finite). Higher: misses cost less.",
     )
-    quota_level: int = Field(
-        0, ge=0, description="'quota' mode: tree level whose nodes get quotas (0 = leaves)."
+    align_level: int = Field(
+        -1,
+        ge=-1,
+        description="Tree level on which penalty and quota alignment match the target (0 = "
+        "leaves); -1: the lowest level at which the target touches at most budget-many nodes.",
     )
     concave: Literal["sqrt", "log1p"] = Field(
-        "log1p", description="h in g(c) = [c>0] + mass_weight*h(c): diminishing returns in a node."
+        "log1p", description="h in g(m) = min(1, m) + mass_weight*h(m): returns on a node's "
+        "mass beyond its first instance."
     )
     mass_weight: float = Field(
-        0.25,
+        0.1,
         ge=0,
-        description="Weight of h(c) against a node's first coverage. 0: pure weighted "
-        "coverage; higher: more repeats of rare, high-quality nodes before covering common ones.",
+        description="Weight of h(m) against a node's coverage. 0: pure coverage; higher: more "
+        "repeats in nodes already covered before covering new ones at lower levels.",
+    )
+    quality_weight: float = Field(
+        0.5,
+        ge=0,
+        description="Weight of q(x) in the objective, in units of one newly covered leaf. "
+        "Higher: quality counts more against coverage; 0: coverage only.",
     )
     level_decay: float = Field(
         0.7,
         gt=0,
-        description="gamma_l = decay**l: weight of level l (0 = leaves). Lower: leaves "
-        "dominate; higher: upper levels count more.",
+        description="gamma = decay**(levels below the top): weight of covering a node at each "
+        "level. Lower: the top level dominates more; 1: every level counts the same.",
     )
     strategy: Literal["lazy", "stochastic"] = Field(
         "lazy",

@@ -6,6 +6,9 @@ All computed on the knowledge tree, so any method's selection is judged by the s
 - ``entropy_l<l>``: entropy of the selection's instance-normalised mass over the nodes of level
   l, divided by log(number of nodes the pool reaches there) (0..1, up = more even);
 - ``kl_target``: KL(pi || p_S) in nats to the target's smoothed leaf distribution (>= 0, down);
+- ``kl_target_aligned``: the same KL on the nodes of the alignment level for this selection's
+  size (``align_level``: the lowest level where the target touches at most k nodes), the level
+  TAGS aligns on (>= 0, down);
 - ``mean_quality``: mean q(x) of the selection (0..1, up);
 - ``same_leaves``: selected instances grounded on exactly the leaves of an earlier pick (down);
 - ``near_duplicates``: selected instances with cosine >= ``dup_threshold`` to an earlier pick,
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tagtree.align import leaf_mass, selection_kl, smoothed
+from tagtree.align import alignment_level, leaf_mass, level_kl, selection_kl, smoothed
 from tagtree.sampling import SelectionProblem
 
 
@@ -86,6 +89,10 @@ def evaluate(problem: SelectionProblem, rows, *, smoothing: float = 0.01,
     pi = problem.target_pi(smoothing)
     if pi is not None:
         out["kl_target"] = selection_kl(pi, problem.leaf_dist, rows, smoothing)
+        level = alignment_level(problem.tree, problem.target_mass, len(rows))
+        out["align_level"] = float(level)
+        out["kl_target_aligned"] = level_kl(problem.tree, problem.target_mass,
+                                            problem.leaf_dist, rows, level, smoothing)
     out["mean_quality"] = float(problem.quality[rows].mean()) if len(rows) else 0.0
     out["same_leaves"] = float(count_same_leaves(problem, rows))
     if near_duplicates and problem.embeddings is not None and len(rows):

@@ -2,22 +2,37 @@
 
 Objective (reconstruction; the paper gives no formula):
 
-    F(S) = sum_l gamma_l * sum_{v at level l} IC(v) * g(c_S(v)),   gamma_l = level_decay ** l
-    c_S(v) = sum_{x in S} q(x) * w(x, v)                             (quality-weighted mass)
-    g(c)   = [c > 0] + mass_weight * h(c),   h = log1p or sqrt
+    F(S) = sum_v gamma_v * max_{x in S} a(x, v)                  (coverage, facility location)
+         + mass_weight * sum_v gamma_v * h(m_S(v))                (mass, h = log1p or sqrt)
+         + quality_weight * gamma_leaf * sum_{x in S} q(x)        (quality, modular)
+    a(x, v) = w(x, v) if v is on x's primary path, else 0;  gamma_v = level_decay ** (top - level)
+    m_S(v)  = number of selected instances whose primary path runs through v
 
-g is concave and non-decreasing on c >= 0 (the indicator is the limit of min(1, c / eps)), so F
-is monotone submodular and greedy selection keeps the (1 - 1/e) guarantee. The indicator makes a
-node's first coverage worth much more than piling onto it (the sampler covers every leaf before
-repeating one unless IC ratios are extreme); the h term keeps quality and mass mattering.
+- Each instance counts once per level, on its *primary path* (``primary_paths``: its heaviest
+  top-level node, the heaviest child of that, down to a leaf), so a 12-tag instance no longer
+  outscores a 2-tag one by touching 12 leaves (the old first-coverage indicator [m > 0] over
+  every leaf of every tag made selections 1.5x longer than the pool on average).
+- A node's coverage is the best membership w(x, v) (share of x's tags under v) among the picks:
+  the most typical instance covers a node, an instance half in two topics covers each half,
+  and a second pick in a covered node earns only what it adds in typicality. (Soft mass with
+  min(1, m) was tried: a second pick into the same two half-covered nodes then earned as
+  much as the first.)
+- Top-down at any budget: an instance in an uncovered top-level node also lands in uncovered
+  nodes on every level below, so the greedy covers the top level first, then the next one,
+  down to the leaves; the mass term keeps spreading once every reachable node is covered.
+- Quality is a modular bonus: among instances that cover the same, the better one wins, and
+  quality never buys a repeat of a covered node.
 
-Alignment ``penalty`` maximises F(S) - lambda' * KL(pi || p_S), p_S the selection's smoothed leaf
-distribution. For a fixed budget k, -KL(pi || p_S) = sum_v pi(v) log(m_S(v) + alpha) + const(k),
-a concave-over-modular (submodular) term, so the penalised objective stays greedy-friendly.
-lambda' = align_lambda * k * s with s the mean leaf weight gamma_0 * IC(leaf): lambda = 1 makes
-one unit of KL worth about one new leaf per selected instance. ``quota`` mode instead caps how
-many instances each node at ``quota_level`` may take: quotas from pi by largest remainder; slots
-no pool instance can fill are then filled by the unconstrained greedy.
+Facility location and concave-over-modular terms are monotone submodular, so F is too and
+greedy keeps (1 - 1/e).
+
+Alignment works on the *alignment level*: the lowest level at which the target touches at most
+k nodes (``tagtree.align.alignment_level``), or ``align_level`` when set. ``penalty`` maximises
+F(S) - lambda' * KL(pi || p_S) on that level's nodes: for a fixed k, -KL(pi || p_S) =
+sum_v pi(v) log(m_S(v) + alpha) + const(k), concave-over-modular, so still greedy-friendly;
+lambda' = align_lambda * k * sum_l gamma_l. ``quota`` gives each node of that level a quota
+from pi by largest remainder (an instance counts for its heaviest node there); slots no pool
+instance can fill are then filled by the unconstrained greedy.
 """
 
 from __future__ import annotations
@@ -30,15 +45,47 @@ import numpy as np
 import scipy.sparse as sp
 
 from tagtree.align import (
-    ancestor_at,
+    alignment_level,
     largest_remainder,
+    level_mass,
     normalise_rows,
     primary_leaves,
     smoothed,
 )
 from tagtree.hierarchy import KnowledgeTree
 
-METHODS = ("tags", "random", "instag", "deita", "kcenter", "quality")
+METHODS = ("tags", "random", "instag", "deita", "kcenter", "quality", "kmeans")
+
+
+def primary_paths(tree: KnowledgeTree, weights: sp.csr_matrix) -> sp.csr_matrix:
+    """(n x n_nodes): each instance's path chosen top-down -- its heaviest top-level node, then
+    the heaviest child of that node, and so on to a leaf -- holding the instance's weight on
+    each path node (the share of its tags under it). One node per level, however many tags
+    the instance has: what the coverage term counts. Ties go to the lowest node id."""
+    w = sp.coo_matrix(weights)
+    r, c, v = w.row.astype(np.int64), w.col.astype(np.int64), w.data
+    n = weights.shape[0]
+    chosen = np.full(n, -1, dtype=np.int64)  # the node picked on the level above
+    rows, cols, vals = [], [], []
+    for level in range(tree.depth - 1, -1, -1):
+        at = tree.level[c] == level
+        if level < tree.depth - 1:
+            at &= tree.parent[c] == chosen[r]
+        rr, cc, vv = r[at], c[at], v[at]
+        order = np.lexsort((cc, -vv, rr))  # per row: heaviest first, then lowest id
+        rr, cc, vv = rr[order], cc[order], vv[order]
+        first = np.ones(len(rr), dtype=bool)
+        first[1:] = rr[1:] != rr[:-1]
+        chosen = np.full(n, -1, dtype=np.int64)
+        chosen[rr[first]] = cc[first]
+        rows.append(rr[first])
+        cols.append(cc[first])
+        vals.append(vv[first])
+    r_all, c_all = np.concatenate(rows), np.concatenate(cols)
+    out = sp.csr_matrix((np.concatenate(vals).astype(np.float64), (r_all, c_all)),
+                        shape=weights.shape)
+    out.sort_indices()
+    return out
 
 
 @dataclass
@@ -62,6 +109,13 @@ class SelectionProblem:
     @property
     def n(self) -> int:
         return self.weights.shape[0]
+
+    @property
+    def paths(self) -> sp.csr_matrix:
+        """(n x n_nodes): each instance's primary path with its weights (``primary_paths``)."""
+        if getattr(self, "_paths", None) is None:
+            self._paths = primary_paths(self.tree, self.weights)
+        return self._paths
 
     def target_pi(self, smoothing: float) -> np.ndarray | None:
         if self.target_mass is None or np.sum(self.target_mass) <= 0:
@@ -88,8 +142,11 @@ class _Block:
         w = self.weight[cols]
         if self.kind == "align":
             return w * (np.log(self.alpha + c + vals) - np.log(self.alpha + c))
-        first = ((c <= 0) & (vals > 0)).astype(np.float64)
-        return w * (first + self.beta * (self._h(c + vals) - self._h(c)))
+        if self.kind == "linear":
+            return w * vals
+        if self.kind == "facility":  # c is the best membership so far
+            return w * np.maximum(0.0, vals - c)
+        return w * (self._h(c + vals) - self._h(c))  # "mass"
 
     def gains(self, rows: np.ndarray) -> np.ndarray:
         indptr = self.X.indptr
@@ -107,13 +164,19 @@ class _Block:
 
     def add(self, row: int) -> None:
         lo, hi = self.X.indptr[row], self.X.indptr[row + 1]
-        np.add.at(self.c, self.X.indices[lo:hi], self.X.data[lo:hi])
+        cols = self.X.indices[lo:hi]
+        if self.kind == "facility":
+            self.c[cols] = np.maximum(self.c[cols], self.X.data[lo:hi])
+        else:
+            np.add.at(self.c, cols, self.X.data[lo:hi])
 
     def value(self) -> float:
         c = self.c
         if self.kind == "align":
             return float(np.sum(self.weight * (np.log(self.alpha + c) - np.log(self.alpha))))
-        return float(np.sum(self.weight * ((c > 0) + self.beta * self._h(c))))
+        if self.kind in ("linear", "facility"):
+            return float(np.sum(self.weight * c))
+        return float(np.sum(self.weight * self._h(c)))
 
 
 class _Objective:
@@ -288,17 +351,18 @@ class TagsSampler:
     name = "tags"
 
     def __init__(self, level_decay: float = 0.7, concave: str = "log1p",
-                 mass_weight: float = 0.25, align: str = "penalty", align_lambda: float = 1.0,
-                 align_smoothing: float = 0.01, quota_level: int = 0, strategy: str = "lazy",
-                 epsilon: float = 0.01, batch: int = 256, window: int = 4096,
-                 random_state: int = 0):
+                 mass_weight: float = 0.1, quality_weight: float = 0.5, align: str = "penalty",
+                 align_lambda: float = 1.0, align_smoothing: float = 0.01, align_level: int = -1,
+                 strategy: str = "lazy", epsilon: float = 0.01, batch: int = 256,
+                 window: int = 4096, random_state: int = 0):
         self.level_decay = level_decay
         self.concave = concave
         self.mass_weight = mass_weight
+        self.quality_weight = quality_weight
         self.align = align
         self.align_lambda = align_lambda
         self.align_smoothing = align_smoothing
-        self.quota_level = quota_level
+        self.align_level = align_level
         self.strategy = strategy
         self.epsilon = epsilon
         self.batch = batch
@@ -306,22 +370,42 @@ class TagsSampler:
         self.random_state = random_state
 
     def level_weights(self, tree: KnowledgeTree) -> np.ndarray:
-        return self.level_decay ** tree.level.astype(np.float64)
+        """gamma per node: level_decay ** (levels between the node's level and the top)."""
+        return self.level_decay ** (tree.depth - 1 - tree.level).astype(np.float64)
+
+    def alignment_level(self, problem: SelectionProblem, k: int) -> int:
+        tree = problem.tree
+        if self.align_level >= 0:
+            return min(self.align_level, tree.depth - 1)
+        return alignment_level(tree, problem.target_mass, k)
 
     def objective(self, problem: SelectionProblem, k: int) -> tuple[_Objective, np.ndarray | None]:
-        """The objective's blocks for budget k, and pi when alignment applies."""
-        node_w = self.level_weights(problem.tree) * problem.ic
-        coverage = sp.csr_matrix(sp.diags(problem.quality) @ problem.weights)
-        blocks = [_Block(coverage, node_w, "tree", beta=self.mass_weight, shape=self.concave)]
-        pi = problem.target_pi(self.align_smoothing) if self.align != "none" else None
-        if pi is not None and self.align == "penalty" and self.align_lambda > 0 and k > 0:
-            n_leaves = problem.tree.n_leaves
-            leaf_ic = problem.ic[:n_leaves][problem.ic[:n_leaves] > 0]
-            scale = float(leaf_ic.mean()) if len(leaf_ic) else 1.0
-            eps = self.align_smoothing
-            alpha = eps * k / ((1.0 - eps) * n_leaves) if eps < 1 else 1.0
-            blocks.append(_Block(problem.leaf_dist, self.align_lambda * k * scale * pi, "align",
-                                 alpha=max(alpha, 1e-12)))
+        """The objective's blocks for budget k, and pi (on the alignment level's nodes, in
+        ``tree.nodes_at`` order) when alignment applies."""
+        tree = problem.tree
+        gamma = self.level_weights(tree)
+        blocks = [_Block(problem.paths, gamma, "facility")]
+        if self.mass_weight > 0:
+            counts = problem.paths.copy()
+            counts.data[:] = 1.0
+            blocks.append(_Block(counts, self.mass_weight * gamma, "mass", shape=self.concave))
+        if self.quality_weight > 0:
+            leaf_gamma = float(self.level_decay ** (tree.depth - 1))
+            blocks.append(_Block(sp.csr_matrix(problem.quality.reshape(-1, 1)),
+                                 np.array([self.quality_weight * leaf_gamma]), "linear"))
+        pi = None
+        if self.align != "none" and problem.target_pi(self.align_smoothing) is not None:
+            self.level_ = self.alignment_level(problem, k)
+            nodes = tree.nodes_at(self.level_)
+            pi = smoothed(level_mass(tree, problem.target_mass, self.level_),
+                          self.align_smoothing)
+            if self.align == "penalty" and self.align_lambda > 0 and k > 0:
+                eps, n_nodes = self.align_smoothing, len(nodes)
+                alpha = eps * k / ((1.0 - eps) * n_nodes) if eps < 1 else 1.0
+                scale = self.align_lambda * k * float(
+                    (self.level_decay ** np.arange(tree.depth)).sum())
+                blocks.append(_Block(problem.weights[:, nodes], scale * pi, "align",
+                                     alpha=max(alpha, 1e-12)))
         return _Objective(blocks), pi
 
     def fit(self, problem: SelectionProblem, k: int) -> TagsSampler:
@@ -343,13 +427,10 @@ class TagsSampler:
         return self
 
     def _quotas(self, problem: SelectionProblem, pi: np.ndarray, k: int):
-        """Group = the ancestor at ``quota_level`` of an instance's heaviest leaf; quota of a
-        group = its share of pi (summed over its leaves) times k, by largest remainder."""
+        """Group = an instance's heaviest node on the alignment level; quota of a group = its
+        share of the target's (unsmoothed) mass there times k, by largest remainder."""
         tree = problem.tree
-        level = min(self.quota_level, tree.depth - 1)
-        leaf_group = ancestor_at(tree.parent, tree.level, np.arange(tree.n_leaves), level)
-        group_pi = np.bincount(leaf_group, weights=pi, minlength=tree.n_nodes)
-        quotas = largest_remainder(group_pi, k)
-        primary = primary_leaves(problem.leaf_dist)
-        groups = np.where(primary >= 0, leaf_group[np.maximum(primary, 0)], -1)
-        return groups, quotas
+        nodes = tree.nodes_at(self.level_)
+        quotas = largest_remainder(level_mass(tree, problem.target_mass, self.level_), k)
+        primary = primary_leaves(problem.weights[:, nodes].tocsr())
+        return primary, quotas

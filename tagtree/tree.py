@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from tagtree.hierarchy import KnowledgeTree
 
-ALGORITHM_VERSION = "tree@3"  # bump when clustering or naming changes: trees are rebuilt
+ALGORITHM_VERSION = "tree@4"  # bump when clustering or naming changes: trees are rebuilt
 
 
 # -- clustering ---------------------------------------------------------------------------------
@@ -179,6 +179,34 @@ def split_oversized(x: np.ndarray, labels: np.ndarray, target: int, max_size: in
     return compact(labels)
 
 
+# -- context: what the instances say about a tag -----------------------------------------------
+def tag_context_vectors(incidence: sp.spmatrix, instance_vectors: np.ndarray) -> np.ndarray:
+    """(n_tags x d) each tag's context vector: the normalised mean of the (normalised) vectors
+    of the instances it occurs in; zero for a tag that occurs in none.
+
+    ``incidence`` is (n_instances x n_tags), non-zero where an instance carries a tag. Tags of
+    one instance share its context, so tags that occur together end up together: the string of
+    a keyphrase ("two scenarios", "following") says little about the subject it came from, the
+    instances it occurs in say a lot."""
+    m = sp.csr_matrix(incidence, dtype=np.float32)
+    m.data[:] = 1.0
+    x = normalise_rows(np.asarray(instance_vectors, dtype=np.float32))
+    sums = np.asarray(m.T @ x)
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return np.where(norms > 1e-9, sums / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+
+
+def mix(strings: np.ndarray, context: np.ndarray | None, context_weight: float) -> np.ndarray:
+    """normalise((1 - w) * string + w * context) per row; a row without context keeps its
+    string vector (new tags grounded later have no context either)."""
+    strings = normalise_rows(strings)
+    if context is None or context_weight <= 0:
+        return strings
+    has = (np.linalg.norm(context, axis=1) > 0)[:, None]
+    w = np.where(has, context_weight, 0.0).astype(np.float32)
+    return normalise_rows((1.0 - w) * strings + w * normalise_rows(context))
+
+
 # -- naming without an LLM ----------------------------------------------------------------------
 def representative_tags(tag_node: np.ndarray, n_nodes: int, tag_vectors: np.ndarray,
                         node_vectors: np.ndarray, freqs: np.ndarray, *, top: int = 5,
@@ -241,6 +269,18 @@ def extractive_names(reps: list[list[int]], tags: list[str], tag_vectors: np.nda
     return names, descriptions
 
 
+def silhouette(x: np.ndarray, labels: np.ndarray, seed: int = 0, sample: int = 3000) -> float:
+    """Mean cosine silhouette of a clustering (on a random sample of at most ``sample`` items);
+    -1 when there is a single cluster or every item is its own."""
+    from sklearn.metrics import silhouette_score
+
+    k = len(np.unique(labels))
+    if k < 2 or k >= len(labels):
+        return -1.0
+    return float(silhouette_score(x, labels, metric="cosine",
+                                  sample_size=min(sample, len(labels)), random_state=seed))
+
+
 def holdout_similarity(x: np.ndarray, leaf: np.ndarray, n_leaves: int) -> np.ndarray:
     """Each tag's cosine similarity to its leaf's centroid computed *without* the tag (NaN for
     single-tag leaves): what a new tag of the same kind would see, so drift thresholds
@@ -268,13 +308,14 @@ class BuildState:
     (tags at first, then the nodes of the level below as centroids weighted by their size)."""
 
     tags: list[str]
-    x: np.ndarray  # normalised tag vectors
+    x: np.ndarray  # normalised tag string vectors: names, leaf centroids for grounding
     freqs: np.ndarray
     tag_node: np.ndarray  # each tag's node at the current top level
     items_vec: np.ndarray
     items_w: np.ndarray | None
     items_names: list[str]
     k: int  # clusters to ask for at the next level
+    x_up: np.ndarray | None = None  # tag vectors whose node means the upper levels cluster
     levels: list[Level] = field(default_factory=list)
     done: bool = False
 
@@ -288,12 +329,19 @@ class TreeBuilder:
     capped at ``root_max`` nodes). A cluster with more than ``max_fanout_factor`` times the
     average members is split (catch-all clusters of generic tags). ``refiner``: an object with
     ``refine_level`` (see ``tagtree.refine.LLMRefiner``) applied to levels >= ``refine_min_level``.
+
+    With ``context`` vectors (``tag_context_vectors``) the leaves cluster
+    ``mix(string, context, context_weight)`` and the upper levels the node means of
+    ``mix(string, context, upper_context_weight)``: leaves follow which tags occur together,
+    upper levels add what the tags mean. Names always come from the strings.
     """
 
     def __init__(self, *, branching: int = 8, leaf_size: int = 6, root_max: int = 20,
                  max_depth: int = 6, random_state: int = 0, refiner=None,
                  refine_min_level: int = 1, name_parts: int = 2, direct_max: int = 512,
-                 max_fanout_factor: int = 3):
+                 max_fanout_factor: int = 3, context_weight: float = 0.0,
+                 upper_context_weight: float = 0.0, k_search: bool = False,
+                 k_search_max: int = 200_000):
         self.branching = branching
         self.leaf_size = leaf_size
         self.root_max = root_max
@@ -304,28 +352,36 @@ class TreeBuilder:
         self.name_parts = name_parts
         self.direct_max = direct_max
         self.max_fanout_factor = max_fanout_factor
+        self.context_weight = context_weight
+        self.upper_context_weight = upper_context_weight
+        self.k_search = k_search
+        self.k_search_max = k_search_max
 
     def fit(self, tags: list[str], vectors: np.ndarray, freqs: np.ndarray | None = None,
-            run_level=None):
+            run_level=None, context: np.ndarray | None = None):
         """Build the tree bottom-up. ``run_level(builder, state)`` builds each level (default
-        ``TreeBuilder.fit_level``): a caller can wrap it to run, report or retry levels alone."""
-        state = self.begin(tags, vectors, freqs)
+        ``TreeBuilder.fit_level``): a caller can wrap it to run, report or retry levels alone.
+        ``context``: (n_tags x d) context vectors, zero rows where unknown."""
+        state = self.begin(tags, vectors, freqs, context)
         while not state.done:
             (run_level or TreeBuilder.fit_level)(self, state)
         return self.finish(state)
 
     # fit() in steps, so a caller can run (and report, retry) each level on its own.
-    def begin(self, tags: list[str], vectors: np.ndarray,
-              freqs: np.ndarray | None = None) -> BuildState:
+    def begin(self, tags: list[str], vectors: np.ndarray, freqs: np.ndarray | None = None,
+              context: np.ndarray | None = None) -> BuildState:
         """The state before level 0: every tag is an item to cluster."""
         n = len(tags)
         if n == 0:
             raise ValueError("no tags to build a tree from")
         x = normalise_rows(vectors)
+        if context is not None and len(context) != n:
+            raise ValueError("one context vector (or a zero row) per tag expected")
         freqs = np.ones(n, np.int64) if freqs is None else np.asarray(freqs, np.int64)
         return BuildState(tags=list(tags), x=x, freqs=freqs, tag_node=np.arange(n),
-                          items_vec=x, items_w=None, items_names=list(tags),
-                          k=max(1, math.ceil(n / self.leaf_size)))
+                          items_vec=mix(x, context, self.context_weight), items_w=None,
+                          items_names=list(tags), k=max(1, math.ceil(n / self.leaf_size)),
+                          x_up=mix(x, context, self.upper_context_weight))
 
     def fit_level(self, state: BuildState) -> Level:
         """Cluster the current items into the next level up, name it, and advance ``state``
@@ -334,20 +390,18 @@ class TreeBuilder:
         k = state.k
         if depth == self.max_depth:  # max_depth levels above the leaves: this is the last
             k = min(k, self.root_max)
-        # Upper levels are small and one bad seed there misplaces a whole branch: restart.
-        labels = two_stage_kmeans(state.items_vec, k, weights=state.items_w,
-                                  seed=self.random_state + 1000 * depth,
-                                  direct_max=self.direct_max,
-                                  restarts=1 if depth == 0 else 5)
+        labels = self._cluster(state, depth, k)
         # Catch-all clusters (generic tags crowd together) are split: at most
         # max_fanout_factor x the average members (leaf_size, or branching above).
         target = self.leaf_size if depth == 0 else self.branching
         if depth < self.max_depth:
             labels = split_oversized(state.items_vec, labels, target,
                                      self.max_fanout_factor * target, self.random_state)
-        level, state.tag_node, centroids = self._name_level(
+        level, state.tag_node, _ = self._name_level(
             depth, labels, state.tag_node, state.x, state.freqs, state.tags, state.items_names,
             state.items_vec)
+        x_up = state.x if state.x_up is None else state.x_up
+        centroids = group_means(x_up, state.tag_node, len(level.names))
         state.levels.append(level)
         n_nodes = len(level.names)
         stalled = depth > 0 and n_nodes == len(state.items_names)  # k-means could not reduce
@@ -359,6 +413,62 @@ class TreeBuilder:
             centroids, sizes.astype(np.float32), level.names)
         state.k = self.next_k(n_nodes)
         return level
+
+    def _cluster(self, state: BuildState, depth: int, k: int) -> np.ndarray:
+        """k-means of the level's items; with ``k_search`` the k among ``k_candidates`` around
+        the asked-for one whose clustering has the best silhouette (cosine, on a sample): the
+        level sizes follow the data instead of a fixed ratio (a planted set of 32 subtopics
+        got 43 leaves from leaf_size = 6, splitting subtopics that a budget then covered twice)."""
+        # Upper levels are small and one bad seed there misplaces a whole branch: restart.
+        def run(kk: int) -> np.ndarray:
+            return two_stage_kmeans(state.items_vec, kk, weights=state.items_w,
+                                    seed=self.random_state + 1000 * depth,
+                                    direct_max=self.direct_max,
+                                    restarts=1 if depth == 0 else 20)
+
+        n = len(state.items_vec)
+        candidates = self.k_candidates(k, n, top=k <= self.root_max)
+        top_search = k <= self.root_max and n > 2
+        if not self.k_search or n > self.k_search_max or (len(candidates) < 2
+                                                           and not top_search):
+            return run(k)
+        scores: dict[int, tuple[float, np.ndarray]] = {}
+
+        def score(kk: int) -> float:
+            if kk not in scores:
+                labels = run(kk)
+                scores[kk] = (silhouette(state.items_vec, labels, self.random_state), labels)
+            return scores[kk][0]
+
+        top = k <= self.root_max
+        if top:
+            # A few dozen centroids give a flat, noisy silhouette: score the top level on the
+            # tags it groups, by what they mean (string vectors; in context space every leaf
+            # is tight and the score only rewards keeping leaves apart).
+            x_tags = state.x
+            for kk in range(max(2, self.root_max // 4), min(self.root_max, n - 1) + 1):
+                labels = run(kk)
+                scores[kk] = (silhouette(x_tags, labels[state.tag_node], self.random_state),
+                              labels)
+        for kk in candidates:
+            score(kk)
+        if not top:  # refine around the best: steps of 2**(1/4), 2**(1/8)
+            for step in (2 ** 0.25, 2 ** 0.125):
+                best = max(scores, key=lambda c: (scores[c][0], -c))
+                for kk in {round(best * step), round(best / step)}:
+                    if 2 <= kk < n:
+                        score(kk)
+        best = max(scores, key=lambda c: (scores[c][0], -c))
+        return scores[best][1]
+
+    def k_candidates(self, k: int, n: int, *, top: bool) -> list[int]:
+        """Cluster counts tried around k: a factor of 2 either way in steps of sqrt(2); the top
+        level (k <= root_max) is not searched."""
+        if top:  # searched on the tags instead (see _cluster)
+            cands = []
+        else:
+            cands = (round(k * f) for f in (0.5, 0.71, 1.0, 1.41, 2.0))
+        return sorted({c for c in cands if 2 <= c < n})
 
     def finish(self, state: BuildState):
         """Assemble the levels into ``tree_`` and the per-tag results."""

@@ -21,7 +21,7 @@ from tasks.score import StoreContent
 
 ALGORITHM_VERSION = "sample-1"
 EMBED_SHARD = 5_000  # instances embedded and written per shard: an interrupted run resumes
-NEEDS_EMBEDDINGS = ("deita", "kcenter")
+NEEDS_EMBEDDINGS = ("deita", "kcenter", "kmeans")
 
 
 def ensure_embeddings(store: Store, config: Config, ids: list[str]) -> np.ndarray:
@@ -75,8 +75,9 @@ def selector_params(config: Config, method: str, seed: int | None = None) -> dic
     seed = s.seed if seed is None else seed
     if method == "tags":
         return {"level_decay": s.level_decay, "concave": s.concave, "mass_weight": s.mass_weight,
-                "align": s.align, "align_lambda": s.align_lambda,
-                "align_smoothing": s.align_smoothing, "quota_level": s.quota_level,
+                "quality_weight": s.quality_weight, "align": s.align,
+                "align_lambda": s.align_lambda, "align_smoothing": s.align_smoothing,
+                "align_level": s.align_level,
                 "strategy": s.strategy, "epsilon": s.epsilon, "random_state": seed}
     return {"random_state": seed, "threshold": s.deita_threshold, "max_pool": s.kcenter_max_pool}
 

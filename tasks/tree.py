@@ -100,16 +100,26 @@ def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None
     tagger = pick_tagger(store, tagger or cfg.tree.tagger)
     prep = prepare_tags(store, cfg, embedder, tagger)
     tags, freqs = store.tag_frequencies()
+    # With context vectors the tree also depends on which tags occur together, which the tag
+    # set and its frequencies do not pin down: the annotations' digest enters the version.
+    with_context = cfg.tree.context != "none" and (cfg.tree.context_weight > 0
+                                                   or cfg.tree.upper_context_weight > 0)
     version = tree_version(tags, freqs, cfg, [embedder.fingerprint, tagger]
-                           + (refiner_fingerprints or []))
+                           + (refiner_fingerprints or [])
+                           + ([store.annotations_digest(tagger)] if with_context else []))
     summary = {"tree_version": version, "tagger": tagger, "embedder": embedder.fingerprint} | prep
     if store.tree_exists(version):
         return summary | store.tree_stats(version) | {"reused": True}
     t = cfg.tree
     builder = TreeBuilder(branching=t.branching, leaf_size=t.leaf_size, root_max=t.root_max,
                           max_depth=t.max_depth, random_state=t.seed, refiner=refiner,
-                          refine_min_level=t.refine_min_level)
-    builder.fit(tags, store.tag_vectors(embedder.fingerprint, tags), freqs, run_level=fit_level)
+                          refine_min_level=t.refine_min_level,
+                          context_weight=t.context_weight,
+                          upper_context_weight=t.upper_context_weight,
+                          k_search=t.k_search)
+    vectors = store.tag_vectors(embedder.fingerprint, tags)
+    context = tag_contexts(store, cfg, embedder, tagger, tags, vectors)
+    builder.fit(tags, vectors, freqs, run_level=fit_level, context=context)
     stats = {"tagger": tagger, "embedder": embedder.fingerprint, "n_tags": len(tags),
              "n_leaves": builder.tree_.n_leaves, "levels": builder.level_sizes_,
              "far_similarity": far_similarity(builder.holdout_similarity_, t.far_quantile),
@@ -117,6 +127,27 @@ def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None
     store.write_tree(version, builder.tree_, builder.centroids_, tags, builder.tag_leaf_,
                      builder.tag_similarity_, cfg.model_dump(include={"tree", "embed"}), stats)
     return summary | stats | {"reused": False}
+
+
+def tag_contexts(store: Store, cfg: Config, embedder, tagger: str, tags: list[str],
+                 vectors: np.ndarray) -> np.ndarray | None:
+    """Each tag's context vector (``tagtree.tree.tag_context_vectors``) from the instances it
+    occurs in: their text embeddings (``tree.context = "instances"``, computed once per
+    instance and kept in ``instance_embeddings``) or the mean string vector of their tags
+    (``"tags"``, no extra embedding); None for ``"none"``."""
+    from tagtree.tree import tag_context_vectors
+
+    mode = cfg.tree.context
+    if mode == "none" or (cfg.tree.context_weight <= 0 and cfg.tree.upper_context_weight <= 0):
+        return None
+    ids, incidence = store.instance_tag_incidence(tagger, tags)
+    if mode == "instances":
+        from tasks.sample import ensure_embeddings
+
+        inst = ensure_embeddings(store, cfg, ids)
+    else:
+        inst = tag_context_vectors(incidence.T, vectors)  # instance = mean of its tags
+    return tag_context_vectors(incidence, inst)
 
 
 class _Build:

@@ -18,6 +18,19 @@ def problem_for(tree, grounding, quality=None, target=None):
     return SelectionProblem(tree, scorer.weights_, q, scorer.ic_, target_mass=target)
 
 
+def test_gains_do_not_grow_with_the_number_of_tags():
+    """Two instances on the same top-level branch, one with 1 leaf, one spread over 3 leaves of
+    it: the coverage term gives the spread one no more (its path holds a third of its mass),
+    so the concentrated, typical instance is picked first."""
+    import scipy.sparse as sp
+
+    tree = balanced_tree(2, 3)
+    g = sp.csr_matrix(np.array([[1, 0, 0, 0, 0, 0], [1 / 3, 1 / 3, 1 / 3, 0, 0, 0]]))
+    p = problem_for(tree, g, quality=np.ones(2))
+    s = TagsSampler(align="none").fit(p, 1)
+    assert s.selected_.tolist() == [0]
+
+
 def test_covers_every_leaf_before_repeating_one_even_with_a_duplicate_heavy_branch():
     tree = balanced_tree(3, 4)
     balanced = [3] * 12
@@ -112,7 +125,8 @@ def test_ungrounded_instances_come_last():
     p = problem_for(tree, g.tocsr())
     s = TagsSampler().fit(p, 6)
     assert set(s.selected_[:4].tolist()) == {0, 1, 2, 3}
-    assert s.gains_[-1] == 0
+    assert s.gains_[4:].max() < s.gains_[:4].min()  # only their quality bonus is left
+    assert TagsSampler(quality_weight=0).fit(p, 6).gains_[-1] == 0
 
 
 def test_lazy_greedy_breaks_ties_like_plain_greedy():

@@ -189,6 +189,24 @@ class TreeQueries:
             "JOIN tag_leaf tl ON tl.tree_version = ? AND tl.tag = al.tag "
             "WHERE a.status = 'ok' AND a.tagger = ?", [version, tagger])
 
+    def instance_tag_incidence(self, tagger: str, tags: list[str]):
+        """(instance ids, (n_instances x len(tags)) 0/1 CSR): which canonical tags each of the
+        tagger's usable annotations carries (through ``tag_aliases``), ids in key order."""
+        t = self.arrow(
+            "SELECT DISTINCT a.instance_id, al.tag FROM annotations a, unnest(a.tags) AS t(raw) "
+            "JOIN tag_aliases al ON al.raw_tag = t.raw WHERE a.status = 'ok' AND a.tagger = ?",
+            [tagger])
+        ids = sorted(set(t.column("instance_id").to_pylist()))
+        row = {iid: i for i, iid in enumerate(ids)}
+        col = {tag: j for j, tag in enumerate(tags)}
+        pairs = [(row[i], col[g]) for i, g in zip(t.column("instance_id").to_pylist(),
+                                                  t.column("tag").to_pylist(), strict=True)
+                 if g in col]
+        r = np.array([p[0] for p in pairs], dtype=np.int64)
+        c = np.array([p[1] for p in pairs], dtype=np.int64)
+        return ids, sp.csr_matrix((np.ones(len(r), np.float32), (r, c)),
+                                  shape=(len(ids), len(tags)))
+
     def write_instance_nodes(self, version: str, instance_ids: list[str],
                              weights: sp.csr_matrix) -> int:
         """Replace the grounding of ``version`` with the non-zero (instance, node) weights."""

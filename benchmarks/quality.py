@@ -1,0 +1,321 @@
+"""Selection quality on real labelled data: is the knowledge tree more faithful than flat
+embeddings, and does TAGS cover more of the data than every baseline?
+
+    .venv/bin/python benchmarks/quality.py [--sets mtbench selfinstruct mmlu planted]
+        [--cache DIR] [--llm-base-url URL --llm-model M] [--set tree.leaf_size=8 ...]
+
+For each labelled set (see benchmarks/quality_data.py) the real default pipeline runs on a DuckDB
+file under ``--cache`` (ingest, annotate with the configured tagger -- the offline default, or the
+endpoint given; the planted set's tags come from a loopback fake LLM -- tree, ground, score), then:
+
+- tree: purity / NMI of the top level against the coarse labels and of the leaf level against
+  the finest labels, beside the *flat anchor* (k-means of the instance embeddings with the same
+  number of clusters) measured in the same run;
+- selection at 1%, 5% and 10%: labels covered and label entropy for tags, random (mean of 20
+  seeds), kcenter, deita, instag, quality and kmeans (one pick per k-means cluster); the
+  selection's mean instruction length over the pool's;
+- alignment (sets with a target): the share of the target's labels in the selection (pool share
+  beside it) and KL(target || selection) on the tree's leaves for tags with penalty and with
+  quota alignment, beside every unaligned baseline's.
+
+Annotations are kept in the cache, so a second run only rebuilds trees and selections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from quality_data import LOADERS, LabelledSet  # noqa: E402
+
+BUDGETS = (0.01, 0.05, 0.10)
+BASELINES = ("random", "kcenter", "deita", "instag", "quality", "kmeans")
+RANDOM_SEEDS = 20
+REBUILD = False
+
+
+def parse_sets(pairs: list[str]) -> dict:
+    out: dict = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        section, _, knob = key.partition(".")
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass
+        out.setdefault(section, {})[knob] = value
+    return out
+
+
+def planted_responder(tags_by_prompt: dict[str, list[str]]):
+    def respond(body: dict) -> str:
+        text = " ".join(str(m.get("content", "")) for m in body.get("messages", [])
+                        if m.get("role") == "user")
+        for prompt, tags in tags_by_prompt.items():
+            if prompt in text:
+                return json.dumps({"tags": tags})
+        return json.dumps({"tags": ["unknown topic", "unknown request"]})
+    return respond
+
+
+def prepare(ds: LabelledSet, db: Path, overrides: dict, llm: dict) -> dict:
+    """Ingest and annotate (both resumable and idempotent); returns the config used."""
+    from tagtree.config import Config
+    from tagtree.io.annotator import annotate_store, open_tagger
+    from tagtree.io.ingest import ingest_files
+    from tagtree.io.store import Store
+
+    with Store(str(db)) as store:
+        ingest_files(store, [str(ds.pool)], fmt="auto", dataset=ds.name, role="pool")
+        if ds.target is not None:
+            ingest_files(store, [str(ds.target)], fmt="auto", dataset=ds.name + "_target",
+                         role="target")
+    cfg = dict(overrides)
+    server = None
+    if ds.planted_tags is not None:
+        from tests.support.openai_server import FakeOpenAIServer
+
+        server = FakeOpenAIServer(responder=planted_responder(ds.planted_tags)).start()
+        cfg["llm"] = {"base_url": server.base_url, "model": "planted-tagger"}
+    elif llm:
+        cfg["llm"] = llm
+    try:
+        config = Config.model_validate(cfg)
+        t0 = time.perf_counter()
+        with Store(str(db)) as store, open_tagger(config) as tagger:
+            summary = annotate_store(store, tagger)
+        print(f"  annotate: {summary.ok:,} ok, {summary.failed:,} failed, "
+              f"{summary.cached:,} cached ({time.perf_counter() - t0:.0f} s)", flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+    cfg.setdefault("tree", {})["tagger"] = summary.tagger
+    cfg.pop("llm", None)  # the tree, score and sample stages of this benchmark need no LLM
+    return cfg
+
+
+def pool_labels(store, ids: list[str], fields: tuple[str, ...]) -> dict[str, np.ndarray]:
+    import orjson
+
+    raw = dict(store.rows("SELECT id, raw FROM instances"))
+    rows = [orjson.loads(raw[i]) for i in ids]
+    return {f: np.array([str(r.get(f, "?")) for r in rows]) for f in fields}
+
+
+def instruction_lengths(store, ids: list[str]) -> np.ndarray:
+    instructions, _ = store.instance_texts(ids)
+    return np.array([len(t or "") for t in instructions], dtype=np.float64)
+
+
+def build(db: Path, cfg_dict: dict):
+    """Tree, grounding and scores with the library's stage bodies; the pool as a problem."""
+    from tagtree.config import Config
+    from tagtree.io.embedder import make_embedder
+    from tagtree.io.store import Store
+    from tasks.sample import load_problem
+    from tasks.score import run_score
+    from tasks.tree import build_tree_in, ground_in
+
+    config = Config.model_validate(cfg_dict)
+    embedder = make_embedder(config)
+    t0 = time.perf_counter()
+    with Store(str(db)) as store:
+        if REBUILD:  # trees of this benchmark's own cache only: the tree code changed
+            for table in ("trees", "tree_nodes", "tag_leaf", "instance_nodes", "scores"):
+                store.run(f"DELETE FROM {table}")
+        built = build_tree_in(store, config, embedder)
+        ground_in(store, config, embedder, built["tree_version"])
+    tree_s = time.perf_counter() - t0
+    run_score(str(db), config.model_dump(), built["tree_version"])
+    with Store(str(db)) as store:
+        problem, ids, _ = load_problem(store, config, built["tree_version"], embeddings=True,
+                                       target=[])
+    return config, built, problem, ids, tree_s
+
+
+def tree_rows(problem, labels_top, labels_leaf, seed: int = 0) -> dict:
+    from tagtree.label_metrics import assignment, flat_anchor, nmi, purity
+
+    tree = problem.tree
+    top_level = tree.depth - 1
+    top = assignment(tree, problem.weights, top_level)
+    leaf = assignment(tree, problem.weights, 0)
+    ok = top >= 0
+    k_top = len(np.unique(top[ok]))
+    k_leaf = len(np.unique(leaf[ok]))
+    flat_top = flat_anchor(problem.embeddings[ok], k_top, seed)
+    flat_leaf = flat_anchor(problem.embeddings[ok], min(k_leaf, 4 * len(set(labels_leaf))), seed)
+    return {
+        "grounded": int(ok.sum()), "levels": [len(tree.nodes_at(lv)) for lv in range(tree.depth)],
+        "top_k": k_top, "top_purity": purity(top[ok], labels_top[ok]),
+        "top_nmi": nmi(top[ok], labels_top[ok]),
+        "flat_top_purity": purity(flat_top, labels_top[ok]),
+        "flat_top_nmi": nmi(flat_top, labels_top[ok]),
+        "leaf_k": k_leaf, "leaf_nmi": nmi(leaf[ok], labels_leaf[ok]),
+        "flat_leaf_k": len(np.unique(flat_leaf)), "flat_leaf_nmi": nmi(flat_leaf, labels_leaf[ok]),
+        "top_names": [tree.name[i] for i in tree.nodes_at(top_level)],
+    }
+
+
+def select(method: str, problem, config, k: int, seed: int = 0, align: str = "none"):
+    from tagtree.baselines import make_selector
+    from tasks.sample import selector_params
+
+    params = selector_params(config, method, seed)
+    if method == "tags":
+        params["align"] = align
+    return make_selector(method, **params).fit(problem, k).selected_
+
+
+def selection_rows(problem, config, labels, lengths, budgets=BUDGETS) -> dict:
+    from tagtree.config import parse_budget
+    from tagtree.label_metrics import label_entropy, labels_covered
+
+    out = {}
+    pool_len = float(lengths.mean())
+    for b in budgets:
+        k = max(1, parse_budget(str(b), problem.n))
+        row = {}
+        for method in ("tags",) + BASELINES:
+            seeds = range(RANDOM_SEEDS) if method == "random" else [config.sample.seed]
+            sels = [select(method, problem, config, k, seed=s) for s in seeds]
+            row[method] = {
+                "covered": float(np.mean([labels_covered(labels, s) for s in sels])),
+                "entropy": float(np.mean([label_entropy(labels, s) for s in sels])),
+                "length": float(np.mean([lengths[s].mean() for s in sels])) / pool_len,
+            }
+        out[b] = {"k": k, "methods": row}
+    return out
+
+
+def alignment_rows(db: Path, config, tree_version: str, labels, target_labels: set,
+                   budgets=(0.05, 0.10)) -> dict:
+    from tagtree.align import alignment_level, level_kl, selection_kl
+    from tagtree.config import parse_budget
+    from tagtree.io.store import Store
+    from tagtree.label_metrics import label_share
+    from tagtree.metrics import pool_kl
+    from tasks.sample import load_problem
+
+    with Store(str(db)) as store:
+        problem, _, info = load_problem(store, config, tree_version, embeddings=True, target=[])
+    eps = config.sample.align_smoothing
+    pi = problem.target_pi(eps)
+    out = {"pool_share": label_share(labels, None, target_labels),
+           "pool_kl": pool_kl(problem, eps), "target_grounded": info["target_grounded"]}
+    for b in budgets:
+        k = max(1, parse_budget(str(b), problem.n))
+        tree, tm = problem.tree, problem.target_mass
+        level = alignment_level(tree, tm, k)
+        row = {}
+        for name, method, align in [("tags+penalty", "tags", "penalty"),
+                                    ("tags+quota", "tags", "quota"), ("tags", "tags", "none")] \
+                + [(m, m, "none") for m in BASELINES]:
+            seeds = range(RANDOM_SEEDS) if method == "random" else [config.sample.seed]
+            sels = [select(method, problem, config, k, seed=s, align=align) for s in seeds]
+            row[name] = {"share": float(np.mean([label_share(labels, s, target_labels)
+                                                 for s in sels])),
+                         "kl": float(np.mean([level_kl(tree, tm, problem.leaf_dist, s, level,
+                                                       eps) for s in sels])),
+                         "kl_leaf": float(np.mean([selection_kl(pi, problem.leaf_dist, s, eps)
+                                                   for s in sels]))}
+        out[b] = {"k": k, "level": level, "pool_kl": level_kl(tree, tm, problem.leaf_dist, None,
+                                                              level, eps), "methods": row}
+    return out
+
+
+def run_set(name: str, cache: Path, overrides: dict, llm: dict) -> dict:
+    from tagtree.io.store import Store
+
+    work = cache / name
+    work.mkdir(parents=True, exist_ok=True)
+    ds = LOADERS[name](work)
+    tag_key = "llm" if llm and ds.planted_tags is None else "default"
+    db = work / f"{name}-{tag_key}.duckdb"
+    print(f"{name}: preparing {db}", flush=True)
+    cfg = prepare(ds, db, overrides, llm)
+    config, built, problem, ids, tree_s = build(db, cfg)
+    with Store(str(db)) as store:
+        labels = pool_labels(store, ids, (ds.top_field, ds.leaf_field))
+        lengths = instruction_lengths(store, ids)
+    result = {"set": name, "pool": problem.n, "tags": built["n_tags"] if "n_tags" in built
+              else built.get("tags"), "tree_seconds": round(tree_s, 1),
+              "tree": tree_rows(problem, labels[ds.top_field], labels[ds.leaf_field]),
+              "selection": selection_rows(problem, config, labels[ds.leaf_field], lengths)}
+    if ds.target is not None:
+        result["alignment"] = alignment_rows(db, config, built["tree_version"],
+                                             labels[ds.leaf_field], ds.target_labels)
+    return result
+
+
+def print_result(r: dict) -> None:
+    t = r["tree"]
+    print(f"\n== {r['set']}: {r['pool']:,} instances, {r['tags']:,} tags, levels {t['levels']}, "
+          f"tree {r['tree_seconds']} s")
+    print(f"tree top level (k={t['top_k']}): purity {t['top_purity']:.3f} NMI {t['top_nmi']:.3f}"
+          f" | flat anchor: purity {t['flat_top_purity']:.3f} NMI {t['flat_top_nmi']:.3f}"
+          f" | margin {t['top_nmi'] - t['flat_top_nmi']:+.3f}")
+    print(f"tree leaf level (k={t['leaf_k']}): NMI {t['leaf_nmi']:.3f} | flat anchor "
+          f"(k={t['flat_leaf_k']}): NMI {t['flat_leaf_nmi']:.3f}")
+    print("top-level names: " + " | ".join(t["top_names"]))
+    methods = ("tags",) + BASELINES
+    print(f"{'budget':>7} {'k':>5} " + " ".join(f"{m:>8}" for m in methods)
+          + "   (labels covered; entropy; mean length / pool's)")
+    for b, row in r["selection"].items():
+        m = row["methods"]
+        print(f"{b:>7.0%} {row['k']:>5} " + " ".join(f"{m[x]['covered']:>8.1f}" for x in methods))
+        print(f"{'':>13} " + " ".join(f"{m[x]['entropy']:>8.3f}" for x in methods))
+        print(f"{'':>13} " + " ".join(f"{m[x]['length']:>8.2f}" for x in methods))
+    if "alignment" in r:
+        a = r["alignment"]
+        print(f"alignment: pool target-label share {a['pool_share']:.3f}, pool KL "
+              f"{a['pool_kl']:.3f}, target grounded {a['target_grounded']}")
+        for b, row in a.items():
+            if not isinstance(row, dict) or "methods" not in row:
+                continue
+            names = list(row["methods"])
+            print(f"{b:>7.0%} {row['k']:>5} " + " ".join(f"{n:>13}" for n in names))
+            print(f"{'share':>13} " + " ".join(f"{row['methods'][n]['share']:>13.3f}"
+                                              for n in names))
+            print(f"{'KL L' + str(row['level']):>13} " + " ".join(
+                f"{row['methods'][n]['kl']:>13.3f}" for n in names)
+                + f"   (pool {row['pool_kl']:.3f})")
+            print(f"{'KL leaves':>13} " + " ".join(f"{row['methods'][n]['kl_leaf']:>13.3f}"
+                                                  for n in names))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sets", nargs="+", default=list(LOADERS), choices=list(LOADERS))
+    ap.add_argument("--cache", default="/tmp/tagtree-quality")
+    ap.add_argument("--llm-base-url", default=None)
+    ap.add_argument("--llm-model", default=None)
+    ap.add_argument("--set", dest="overrides", nargs="*", default=[],
+                    help="config overrides, e.g. tree.leaf_size=8 sample.level_decay=0.5")
+    ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    ap.add_argument("--rebuild", action="store_true",
+                    help="drop the cached trees first (after changing the tree code)")
+    args = ap.parse_args()
+    global REBUILD
+    REBUILD = args.rebuild
+    llm = {"base_url": args.llm_base_url, "model": args.llm_model} if args.llm_base_url else {}
+    results = []
+    for name in args.sets:
+        r = run_set(name, Path(args.cache), parse_sets(args.overrides), llm)
+        print_result(r)
+        results.append(r)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
