@@ -97,10 +97,11 @@ def sample(
                                help="tags|random|instag|deita|kcenter|quality [tags]."),
     align: str = typer.Option(None, "--align", help="penalty|quota|none [penalty]."),
     seed: int = typer.Option(None, "--seed", help="Random seed [0]."),
-    out: Path = typer.Option(None, "--out", "-o", help="Write the selection to this file (its "
-                             "stem names the files; a manifest goes next to it)."),
-    fmt: str = typer.Option(None, "--format", "-f", help="Export format input|jsonl|parquet "
-                            "[input: the records as they came in]."),
+    out: Path = typer.Option(None, "--out", "-o", help="Write the selection here: a path "
+                             "with a file extension (sel.jsonl) is the data file, the manifest "
+                             "goes beside it (sel.manifest.json); one without is a directory."),
+    fmt: str = typer.Option(None, "--format", "-f", help="Export format auto|input|jsonl|"
+                            "parquet|hf|llamafactory|axolotl [auto: one training file]."),
     db: str = DbOption,
     config: str = ConfigOption,
 ) -> None:
@@ -116,9 +117,12 @@ def sample(
     if out is not None:
         from tasks.export import run_export
 
-        result = run_export(cfg.store.db, cfg.model_dump(), run_id, str(out.parent or "."),
-                            name=out.stem.removesuffix(".jsonl").removesuffix(".json"))
+        result = run_export(cfg.store.db, cfg.model_dump(), run_id, str(out))
         console.print(result["line"], markup=False, highlight=False, soft_wrap=True)
+        for path in result.get("config", []):
+            if path.endswith(".yml"):
+                console.print(Path(path).read_text(encoding="utf-8"), markup=False,
+                              highlight=False)
 
 
 def compare(
