@@ -22,33 +22,25 @@ def register(app: typer.Typer) -> None:
     app.command(epilog="Example: tagtree compare --budget 0.05")(compare)
 
 
-def _target_names(store, target: Path | None) -> list[str] | None:
-    """None (every stored target sample) or the dataset the --target file was ingested as."""
-    if target is None:
-        return None
-    from tagtree.io.ingest import dataset_name
-
-    names = store.target_datasets()
-    for candidate in (target.name, dataset_name(str(target))):
-        if candidate in names:
-            return [candidate]
-    raise TagtreeError(
-        f"target sample {target} is not in the store; ingest, tag and ground it first: "
-        f"`tagtree curate INPUT... --target {target}` (or `tagtree ingest --target {target}` then "
-        "`tagtree annotate` and grounding)")
-
-
 def _prepare(cfg, target: Path | None, kind: str) -> tuple[str, list[str] | None]:
-    """A new run id (recorded in ``runs``), the target names, and scores if none exist yet."""
+    """A new run id (recorded in ``runs``), the target names (the --target file ingested,
+    tagged and grounded first when the store lacks it), and scores if none exist yet."""
     from tagtree.io.store import Store
+    from tasks.sample import ensure_target
     from tasks.score import run_score
 
     run_id = f"{kind}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     with Store(cfg.store.db) as store:
-        names = _target_names(store, target)
         version = store.latest_tree_version()
-        if version is None:
-            raise TagtreeError("no knowledge tree in the store (run `tagtree curate` or build one)")
+    if version is None:
+        raise TagtreeError("no knowledge tree in the store (run `tagtree curate` or build one)")
+    names = None
+    if target is not None:
+        prepared = ensure_target(cfg.store.db, cfg.model_dump(), str(target), version)
+        for line in prepared["lines"]:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+        names = prepared["names"]
+    with Store(cfg.store.db) as store:
         scored = store.scalar("SELECT count(*) FROM scores WHERE tree_version = ?", [version])
         store.start_run(run_id, kind, cfg.model_dump())
     if not scored:
@@ -91,8 +83,10 @@ def _run(cfg, target, kind, methods, seeds=1):
 def sample(
     budget: str = typer.Option(None, "--budget", "-b", help="Fraction (0.05) or count (5000) "
                                "[sample.budget: 0.05]."),
-    target: Path = typer.Option(None, "--target", help="Align to this target sample (ingested "
-                                "with --target) [default: every stored target sample]."),
+    target: Path = typer.Option(None, "--target", help="Align to this target sample: a file (or "
+                                "dataset directory) is ingested, tagged and grounded on the "
+                                "current tree when the store lacks it [default: every stored "
+                                "target sample]."),
     method: str = typer.Option(None, "--method", "-m",
                                help="tags|random|instag|deita|kcenter|quality [tags]."),
     align: str = typer.Option(None, "--align", help="penalty|quota|none [penalty]."),

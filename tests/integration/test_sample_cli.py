@@ -41,7 +41,7 @@ def test_sample_with_a_baseline_and_a_named_target(grounded):  # noqa: F811
 def test_an_unknown_target_is_a_clear_error(grounded, tmp_path):  # noqa: F811
     res = runner.invoke(app, ["sample", "--db", grounded, "--target", str(tmp_path / "x.jsonl")])
     assert isinstance(res.exception, TagtreeError)
-    assert "not in the store" in str(res.exception)
+    assert "neither in the store nor a file" in str(res.exception)
 
 
 def test_compare_prints_every_method(grounded):  # noqa: F811
