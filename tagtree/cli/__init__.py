@@ -16,8 +16,8 @@ from tagtree import __version__
 from tagtree.errors import TagtreeError
 
 # Order is the order of `tagtree --help`.
-COMMAND_MODULES = ("curate", "ingest", "annotate", "tree", "sample", "report", "orchestrate",
-                   "config_cmd")
+COMMAND_MODULES = ("curate", "ingest", "annotate", "tree", "score", "sample", "report",
+                   "orchestrate", "config_cmd")
 
 app = typer.Typer(
     name="tagtree",
