@@ -204,6 +204,29 @@ def ensure_target(db: str, cfg: dict, path: str, tree_version: str | None = None
     return out | {"names": names}
 
 
+def comparison_notes(db: str, run_id: str, summary: dict) -> list[str]:
+    """Why methods print the same figures: selections that are identical, and quality ranking
+    by richness alone when no judge scores exist (quality, deita and instag then all order by
+    the tree's richness, so they tend to pick alike)."""
+    notes = []
+    with Store(db) as store:
+        sets = store.selection_sets(run_id)
+        judged = store.judged_scores(summary["tree_version"])
+    groups: dict[frozenset, list[str]] = {}
+    for method in summary["methods"]:
+        if method in sets and method != "random":  # random's row is a mean over seeds
+            groups.setdefault(sets[method], []).append(method)
+    for members, methods in groups.items():
+        if len(methods) > 1:
+            notes.append(f"{', '.join(methods)} selected the same {len(members):,} instances, "
+                         "so their rows are identical")
+    if not judged and any(m in summary["methods"] for m in ("quality", "deita", "instag")):
+        notes.append("no judge scores: quality q(x) is the tree richness alone, so 'quality' "
+                     "ranks by richness, as do deita's score and instag's tie-break (run "
+                     "`tagtree score --judge` to separate them)")
+    return notes
+
+
 def metrics_rows(summary: dict) -> list[dict]:
     """One row for the whole pool (before selection), then one per method."""
     rows = [("pool (before)", summary["pool_metrics"])] + list(summary["methods"].items())

@@ -22,7 +22,7 @@ def test_sample_scores_selects_and_exports(grounded, tmp_path):  # noqa: F811
                         env=WIDE)
     assert res.exit_code == 0, res.output
     assert "scored 252 instances" in res.output  # no scores yet: computed first
-    assert "KL to target" in res.output and "leaf_coverage" in res.output
+    assert "KL to target" in res.output and "leaf cover" in res.output
     assert len(out.read_text().splitlines()) == 13
     manifest = json.loads((tmp_path / "picked.manifest.json").read_text())
     assert manifest["selected"] == 13
