@@ -73,6 +73,9 @@ class LLMConfig(_Section):
     )
     price_in_per_mtok: float = Field(0.0, ge=0, description="USD per 1M prompt tokens (cost).")
     price_out_per_mtok: float = Field(0.0, ge=0, description="USD per 1M completion tokens.")
+    batch_price_share: float = Field(
+        0.5, ge=0, le=1, description="Batch API price as a share of the online price (OpenAI: "
+        "0.5, a 50% discount); applied to tokens of batch results in cost estimates.")
 
 
 class AnnotateConfig(_Section):

@@ -76,7 +76,8 @@ def stats(db: str = DbOption, config: str = ConfigOption) -> None:
     cfg = settings(config, {"store.db": db})
     with Store(cfg.store.db, read_only=True) as store:
         s = store.stats()
-        annotated = store.annotation_stats(cfg.llm.price_in_per_mtok, cfg.llm.price_out_per_mtok)
+        annotated = store.annotation_stats(cfg.llm.price_in_per_mtok, cfg.llm.price_out_per_mtok,
+                                           cfg.llm.batch_price_share)
     console.print(f"[bold]{cfg.store.db}[/]: {s['instances']:,} distinct instances")
     t = Table("dataset", "role", "format", "distinct", "rows", title="datasets")
     for name, role, fmt, distinct, rows in s["datasets"]:
