@@ -62,10 +62,10 @@ class OutPlan:
 
 
 def plan_out(out: str | Path, name: str = "selection") -> OutPlan:
-    """``out`` with a file extension is a file, without one (or an existing directory) a
-    directory holding ``name.*``."""
+    """``out`` with a file extension is a file, without one (or an existing directory, or a
+    path ending in a slash) a directory holding ``name.*``."""
     path = Path(out)
-    if path.suffix and not path.is_dir():
+    if path.suffix and not path.is_dir() and not str(out).endswith(("/", "\\")):
         return OutPlan(path.parent, path.name[: -len(path.suffix)], path)
     return OutPlan(path, name)
 

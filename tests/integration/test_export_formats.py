@@ -81,6 +81,7 @@ def fmt(name: str) -> dict:
 def test_out_with_an_extension_is_a_file_and_without_one_a_directory(grounded, tmp_path):  # noqa: F811
     assert plan_out(tmp_path / "sel.jsonl").file == tmp_path / "sel.jsonl"
     assert plan_out(tmp_path / "sel").file is None
+    assert plan_out(f"{tmp_path}/run.v1/").file is None  # a trailing slash: a directory
     assert report_path(tmp_path / "sel.jsonl", "selection") == tmp_path / "sel.report.html"
     assert report_path(tmp_path / "d", "selection") == tmp_path / "d" / "report.html"
     run_sample(grounded, cfg(budget="0.05"), VERSION, "run1")
