@@ -7,7 +7,8 @@ Inputs this reads, each a directory:
 - a Hub-style Parquet folder (``data/train-00000-of-00001.parquet``, ``train/*.parquet``,
   ``test.parquet`` ...), read with pyarrow (no ``datasets`` needed): the split is named by a
   file's prefix before ``-NNNNN-of-NNNNN`` or by its directory.
-Plus a ``datasets.Dataset``/``DatasetDict`` object in a notebook: ``ingest_dataset``.
+Plus a ``datasets.Dataset``/``DatasetDict`` object in a notebook: ``ingest_dataset``; and a
+selection back out as a ``datasets.Dataset``: ``selection_dataset``.
 
 A DatasetDict (or a folder) with several splits needs ``split``; with one split, or a ``train``
 split when none is named, that split is read. ``datasets`` is an optional extra:
@@ -186,13 +187,28 @@ def ingest_dataset(store, ds, *, name: str | None = None, split: str | None = No
     return summary
 
 
-def save_messages_dataset(conversations: list[list[dict]], path: str | Path) -> Path:
-    """Write a ``datasets`` directory (``save_to_disk``) with one ``messages`` column of
-    ``{role, content}`` lists: what TRL's SFTTrainer reads as a conversational dataset."""
+def messages_dataset(conversations: list[list[dict]]):
+    """A ``datasets.Dataset`` with one ``messages`` column of ``{role, content}`` lists."""
     datasets = _datasets()
     features = datasets.Features({"messages": [{"role": datasets.Value("string"),
                                                 "content": datasets.Value("string")}]})
-    ds = datasets.Dataset.from_dict({"messages": conversations}, features=features)
+    return datasets.Dataset.from_dict({"messages": conversations}, features=features)
+
+
+def selection_dataset(store, run_id: str, method: str = "tags"):
+    """The selection of (run, method) as an in-memory ``datasets.Dataset`` (``messages``, rank
+    order): hand it to a trainer in a notebook without writing files."""
+    from tagtree.io.export import messages_of
+
+    records = store.selection_records(run_id, method)
+    return messages_dataset([messages_of(r, f) for r, f in zip(
+        records.column("raw").to_pylist(), records.column("format").to_pylist(), strict=True)])
+
+
+def save_messages_dataset(conversations: list[list[dict]], path: str | Path) -> Path:
+    """Write a ``datasets`` directory (``save_to_disk``) with one ``messages`` column of
+    ``{role, content}`` lists: what TRL's SFTTrainer reads as a conversational dataset."""
+    ds = messages_dataset(conversations)
     path = Path(path)
     ds.save_to_disk(str(path))
     return path

@@ -138,6 +138,17 @@ def test_hf_export_loads_with_load_from_disk_and_has_the_same_rows(grounded, tmp
     assert firsts == _selected_instructions(grounded)
 
 
+def test_a_selection_as_a_dataset_object_in_memory(grounded, tmp_path):  # noqa: F811
+    from tagtree.io.hf import selection_dataset
+
+    run_sample(grounded, cfg(budget="0.05"), VERSION, "run1")
+    run_export(grounded, fmt("jsonl"), "run1", str(tmp_path / "chat.jsonl"))
+    with Store(grounded) as store:
+        ds = selection_dataset(store, "run1")
+    chat = [json.loads(line)["messages"] for line in (tmp_path / "chat.jsonl").open()]
+    assert isinstance(ds, datasets.Dataset) and ds["messages"] == chat
+
+
 def test_llamafactory_export_matches_its_dataset_info_schema(mixed, tmp_path):
     out_dir = tmp_path / "data"
     out_dir.mkdir()
