@@ -270,7 +270,7 @@ def axolotl_block(data_file: Path) -> str:
         "field_messages": "messages",
         "message_property_mappings": {"role": "role", "content": "content"},
         "roles_to_train": ["assistant"]}]}
-    return ("# Paste into your axolotl config (written by tagtree export --format axolotl)\n"
+    return ("# Paste into your axolotl config (written by tagtree, --format axolotl)\n"
             + yaml.safe_dump(block, sort_keys=False))
 
 
