@@ -8,7 +8,6 @@ Each step is one task from ``tasks/``; this module only wires them in order and 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -18,6 +17,7 @@ from flows.annotate_stage import annotate_stage
 from flows.ingest_stage import ingest_stage
 from tagtree.config import load_config
 from tagtree.errors import TagtreeError
+from tagtree.io.export import report_path
 from tagtree.io.store import Store
 from tasks.export import export
 from tasks.report import report
@@ -78,7 +78,7 @@ def curate(
         with Store(db) as store:  # before the report, so the report shows the finished run
             store.finish_run(run_id, "completed", metrics=result, timings=timings)
         page = step("report", report, db, conf, run_id,
-                    str(Path(cfg.export.out) / cfg.report.filename))
+                    str(report_path(cfg.export.out, cfg.export.name, cfg.report.filename)))
         result["outputs"]["report"] = page["path"]
     except BaseException:
         with Store(db) as store:

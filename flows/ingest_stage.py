@@ -24,9 +24,10 @@ def ingest_stage(db: str, inputs: list[str], cfg, role: str) -> dict:
     ing = cfg.ingest
     fmt = ing.format if role == "pool" else "auto"
     dataset = ing.dataset if role == "pool" else None
+    split = ing.split if role == "pool" else None
     if not on_cluster():
         return ingest(db, inputs, fmt, dataset, role, ing.batch_rows, ing.workers,
-                      ing.memory_limit)
+                      ing.memory_limit, split)
     plan = plan_ingest(inputs, fmt)
     out_dir = new_shard_dir(cfg, db)
     # Every file's shards are submitted before any is awaited: the cluster parses them all at
@@ -46,7 +47,7 @@ def ingest_stage(db: str, inputs: list[str], cfg, role: str) -> dict:
                                            role, ing.memory_limit))
             else:
                 results.append(ingest(db, [path], fmt, dataset, role, ing.batch_rows,
-                                      ing.workers, ing.memory_limit))
+                                      ing.workers, ing.memory_limit, split))
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
     summary = IngestSummary(files=[FileSummary(**f) for r in results for f in r["files"]],

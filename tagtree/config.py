@@ -48,6 +48,11 @@ class IngestConfig(_Section):
     memory_limit: str = Field(
         "1GB", description="DuckDB memory limit while ingesting (bounds the writer's peak RSS).",
     )
+    split: str | None = Field(
+        None, description="Split read from a Hugging Face dataset directory with several "
+        "(DatasetDict save_to_disk or Hub-style Parquet folder); unset: the only split, else "
+        "'train'.",
+    )
 
 
 class LLMConfig(_Section):
@@ -68,6 +73,9 @@ class LLMConfig(_Section):
     )
     price_in_per_mtok: float = Field(0.0, ge=0, description="USD per 1M prompt tokens (cost).")
     price_out_per_mtok: float = Field(0.0, ge=0, description="USD per 1M completion tokens.")
+    batch_price_share: float = Field(
+        0.5, ge=0, le=1, description="Batch API price as a share of the online price (OpenAI: "
+        "0.5, a 50% discount); applied to tokens of batch results in cost estimates.")
 
 
 class AnnotateConfig(_Section):
@@ -82,7 +90,8 @@ class AnnotateConfig(_Section):
     min_tags: int = Field(2, ge=1, description="Fewest tags accepted per instance.")
     max_tags: int = Field(12, ge=1, description="Most tags kept per instance.")
     critic_rounds: int = Field(
-        0, ge=0, le=5, description="Act-critic refinement rounds (paper: <=3); 2 requests each."
+        0, ge=0, le=3,
+        description="Act-critic refinement rounds, 0-3 (the paper: at most 3); 2 requests each.",
     )
     max_input_tokens: int = Field(
         1024,
@@ -283,14 +292,20 @@ class SampleConfig(_Section):
 
 
 class ExportConfig(_Section):
-    out: str = Field("out", description="Directory for the selection, manifest and report.")
-    format: Literal["input", "jsonl", "parquet"] = Field(
-        "input",
-        description="'input': the original records in the input's container (JSONL, "
-        "JSON array, Parquet); 'jsonl': OpenAI chat messages per line; 'parquet': one row per "
-        "instance with normalised columns.",
+    out: str = Field(
+        "out", description="Where the selection goes: a path with a file extension is the data "
+        "file (manifest and report beside it), one without is a directory.")
+    format: Literal["auto", "input", "jsonl", "parquet", "hf", "llamafactory", "axolotl"] = Field(
+        "auto",
+        description="'auto': one training file, the records as they came in when they share one "
+        "format, else merged into chat messages; 'input': the original records in the input's "
+        "container, one file per input format; 'jsonl': OpenAI chat messages per line; "
+        "'parquet': one row per instance with normalised columns; 'hf': a datasets "
+        "save_to_disk directory; 'llamafactory': ShareGPT JSON + dataset_info.json entry; "
+        "'axolotl': messages JSONL + the datasets: block to paste.",
     )
-    name: str = Field("selection", description="File name stem of the exported selection.")
+    name: str = Field("selection", description="File name stem of the exported selection "
+                      "(when export.out is a directory).")
 
 
 class RunnerConfig(_Section):
@@ -366,7 +381,8 @@ class ReportConfig(_Section):
     )
     example_chars: int = Field(280, ge=20, description="Example instructions cut to this length.")
     quality_bins: int = Field(30, ge=2, description="Bins of the quality score histogram.")
-    filename: str = Field("report.html", description="Report file name inside export.out.")
+    filename: str = Field("report.html", description="Report file name inside export.out (next "
+                          "to an export.out file: <stem>.<filename>).")
 
 
 class Config(BaseModel):

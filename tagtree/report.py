@@ -1,10 +1,11 @@
 """Report stage (render): the report-data dict (``tagtree.io.report_data``) -> one self-contained
-HTML page (plotly's JavaScript inlined, no network, all data text escaped).
+HTML page (its own small SVG chart code inlined, no network, all data text escaped).
 
 Safety: static parts go through ``html.escape``; the data travels as JSON inside a
 ``<script type="application/json">`` with ``<``, ``>`` and ``&`` written as ``\\u003c`` etc.,
-so no ``</script>`` can close it; the page's JavaScript writes data text only through
-``textContent`` and entity-escapes labels given to plotly (whose labels accept a little HTML);
+so no ``</script>`` can close it; the page's JavaScript (and the chart code in
+``tagtree/resources/report/charts.js``, ~15 KB: a sunburst, bars and lines as inline SVG, in
+place of plotly.js's 4.8 MB) writes data text only through ``textContent``;
 a Content-Security-Policy with a per-page nonce runs only the page's own two scripts and forbids
 every network request.
 """
@@ -21,15 +22,20 @@ import orjson
 _SCRIPT_END = re.compile(r"</(script)", re.IGNORECASE)
 
 
-def render_report(data: dict[str, Any], *, plotly_js: str | None = None) -> str:
-    """The report page as one string. ``plotly_js``: the library source (default: the copy in
-    the installed plotly wheel)."""
-    if plotly_js is None:
-        from plotly.offline import get_plotlyjs
+def chart_library() -> str:
+    """The report's chart code (shipped with the package)."""
+    from importlib.resources import files
 
-        plotly_js = get_plotlyjs()
+    return files("tagtree").joinpath("resources/report/charts.js").read_text(encoding="utf-8")
+
+
+def render_report(data: dict[str, Any], *, chart_js: str | None = None) -> str:
+    """The report page as one string. ``chart_js``: the chart code (default: the package's
+    ``resources/report/charts.js``)."""
+    if chart_js is None:
+        chart_js = chart_library()
     payload = script_json(_compact(data))
-    library = _SCRIPT_END.sub(r"<\\/\1", plotly_js)  # "</script" may not occur inside a script
+    library = _SCRIPT_END.sub(r"<\\/\1", chart_js)  # "</script" may not occur inside a script
     nonce = hashlib.sha256(payload.encode()).hexdigest()[:32]
     meta = data.get("meta", {})
     title = f"tagtree report · {meta.get('run_id') or 'no run'}"
@@ -201,12 +207,11 @@ table.kv td:first-child{color:#667085}tr.mark td{font-weight:600;background:#eef
 pre{background:#f6f8fa;padding:10px;overflow:auto;max-height:400px}
 """
 
-# Data text reaches the DOM only through textContent; labels handed to plotly are
-# entity-escaped because plotly renders a subset of HTML tags in them.
+# Data text reaches the DOM only through textContent (here and in the chart code).
 _JS = r"""
 (function () {
   "use strict";
-  performance.mark("tagtree-start");  // after plotly.js is parsed; benchmarks read these marks
+  performance.mark("tagtree-start");  // after the chart code is parsed; benchmarks read these
   var D = JSON.parse(document.getElementById("report-data").textContent);
   var C = D.tree.columns, nodes = [], byId = {}, kids = {};
   C.id.forEach(function (id, i) {
@@ -215,9 +220,6 @@ _JS = r"""
     nodes.push(n); byId[id] = n;
     (kids[n.parent] = kids[n.parent] || []).push(n);
   });
-  var esc = function (s) {
-    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-  };
   var el = function (tag, text, cls) {
     var e = document.createElement(tag);
     if (text !== undefined && text !== null) e.textContent = String(text);
@@ -227,10 +229,6 @@ _JS = r"""
   var pct = function (x) {
     return x === null || x === undefined ? "–" : (100 * x).toFixed(1) + "%";
   };
-  var cfg = {displaylogo: false, responsive: true};
-  var base = {margin: {l: 50, r: 20, t: 40, b: 50},
-              legend: {orientation: "h", x: 0, y: 1.02, yanchor: "bottom"}};
-  var lay = function (extra) { return Object.assign({}, base, extra || {}); };
   var colour = {pool: "#98a2b3", target: "#f59e0b"};
   var seriesColour = function (name) {
     return colour[name] || (name === D.meta.method ? "#2563eb" : undefined);
@@ -276,7 +274,7 @@ _JS = r"""
     }
   }
 
-  // The knowledge tree. Only `levels_shown` levels below the current root are handed to plotly
+  // The knowledge tree. Only `levels_shown` levels below the current root are drawn
   // (a 100K-instance tree has ~30K nodes); a click re-roots the view at the clicked node.
   var ratio = function (n) {
     if (!n.pool_share) return 0;
@@ -314,31 +312,20 @@ _JS = r"""
       }, 0);
       return Math.max(0, n.pool_mass - covered);
     });
-    // Plotly fits a label into every sector, which is what costs time: tiny sectors get none.
+    // Tiny sectors get no label: unreadable, and every label costs drawing time.
     var whole = shown.reduce(function (acc, n) {
       return acc + (n.id === rootId || (rootId === null && n.parent < 0) ? n.pool_mass : 0);
     }, 0) || 1;
-    var trace = {
-      type: kind, branchvalues: "remainder", values: values,
-      texttemplate: shown.map(function (n) {
-        return n.pool_mass / whole >= 0.004 ? "%{label}" : "";
-      }),
-      ids: shown.map(function (n) { return String(n.id); }),
-      labels: shown.map(function (n) { return esc(n.name); }),
-      parents: shown.map(function (n) {
-        return n.id !== rootId && inView[n.parent] ? String(n.parent) : "";
-      }),
-      customdata: shown.map(function (n) {
-        return [n.pool, n.selected, n.target_share === null ? 0 : n.target_share];
-      }),
-      hovertemplate: "<b>%{label}</b><br>pool: %{customdata[0]:,}<br>selected: " +
-        "%{customdata[1]:,}<br>share of target: %{customdata[2]:.1%}<extra></extra>",
-      marker: hasSel ? {colors: shown.map(ratio), colorscale: "RdBu", reversescale: true,
-        cmin: -3, cmax: 3, showscale: true,
-        colorbar: {title: {text: "selection/pool<br>(log2)"}, thickness: 12}} : {},
-      insidetextorientation: "radial"
-    };
-    Plotly.react(treeDiv, [trace], {margin: {l: 0, r: 0, t: 0, b: 0}}, cfg);
+    var items = shown.map(function (n, i) {
+      var share = n.target_share === null ? 0 : n.target_share;
+      return {id: n.id, parent: n.id !== rootId && inView[n.parent] ? n.parent : null,
+              value: values[i], label: n.name, showLabel: n.pool_mass / whole >= 0.004,
+              colour: hasSel ? TTCharts.diverging(ratio(n), 3) : null,
+              tip: n.name + "\npool: " + n.pool.toLocaleString() + "\nselected: " +
+                   n.selected.toLocaleString() + "\nshare of target: " + pct(share)};
+    });
+    TTCharts.sunburst(treeDiv, items, {scale: hasSel ? "selection/pool\n(log2)" : null,
+                                       onclick: clicked, shape: kind});
     var crumbs = document.getElementById("tree-path"), path = [], p = byId[rootId];
     while (p) { path.unshift(p); p = byId[p.parent]; }
     crumbs.replaceChildren();
@@ -353,15 +340,13 @@ _JS = r"""
     });
   }
 
-  drawTree(null);
-  treeDiv.on("plotly_" + kind + "click", function (ev) {
-    if (!ev || !ev.points || !ev.points.length) return false;
-    var n = byId[+ev.points[0].id];
+  function clicked(id) {
+    var n = byId[id];
     showNode(n.id);
     if (n.id === root) drawTree(n.parent >= 0 ? n.parent : null);  // the centre: one level up
     else if (kids[n.id]) drawTree(n.id);
-    return false;  // our re-rooting replaces plotly's own zoom
-  });
+  }
+  drawTree(null);
   performance.mark("tagtree-tree");
   var tops = nodes.filter(function (n) { return n.parent < 0; });
   var chips = document.getElementById("top-nodes");
@@ -372,26 +357,26 @@ _JS = r"""
   });
   // The first screen (header + tree) paints before the charts below it are drawn.
   requestAnimationFrame(function () { setTimeout(drawCharts, 0); });
+  var resized = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resized);
+    resized = setTimeout(function () { drawTree(root); drawCharts(); }, 150);
+  });
 
   function drawCharts() {
-    var T = D.top_level, names = T.names.map(esc), bars = [];
-    bars.push({type: "bar", name: "pool", x: names, y: T.pool, marker: {color: colour.pool}});
-    if (hasSel) bars.push({type: "bar", name: "selection (" + esc(D.meta.method) + ")", x: names,
-                           y: T.selected, marker: {color: seriesColour(D.meta.method)}});
-    if (T.target.length) bars.push({type: "bar", name: "target", x: names, y: T.target,
-                                    marker: {color: colour.target}});
-    Plotly.newPlot("top-bars", bars, lay({barmode: "group", yaxis: {tickformat: ".0%"},
-      xaxis: {automargin: true, tickangle: names.length > 6 ? -30 : 0}}), cfg);
+    var T = D.top_level, series = [{name: "pool", values: T.pool, colour: colour.pool}];
+    if (hasSel) series.push({name: "selection (" + D.meta.method + ")", values: T.selected,
+                             colour: seriesColour(D.meta.method)});
+    if (T.target.length) series.push({name: "target", values: T.target, colour: colour.target});
+    TTCharts.bars(document.getElementById("top-bars"), {labels: T.names, series: series,
+                                                        percent: true});
 
     if (D.kl.length) {
-      Plotly.newPlot("kl-bars", [{type: "bar", orientation: "h",
-        y: D.kl.map(function (r) { return esc(r.label); }),
-        x: D.kl.map(function (r) { return r.kl; }),
-        marker: {color: D.kl.map(function (r) { return seriesColour(r.method) || "#7c8da6"; })},
-        text: D.kl.map(function (r) { return r.kl.toFixed(3); }), textposition: "auto"}],
-        lay({margin: {l: 20, r: 20, t: 10, b: 40}, xaxis: {title: {text: "KL(target ‖ group)"}},
-             yaxis: {autorange: "reversed", automargin: true}}),
-        cfg);
+      TTCharts.hbars(document.getElementById("kl-bars"), {
+        labels: D.kl.map(function (r) { return r.label; }),
+        values: D.kl.map(function (r) { return r.kl; }),
+        colours: D.kl.map(function (r) { return seriesColour(r.method) || "#7c8da6"; }),
+        xTitle: "KL(target ‖ group)"});
     } else {
       document.getElementById("kl-bars").replaceChildren(
         el("p", "No target sample in this store: ingest one with --target to see alignment.",
@@ -402,11 +387,11 @@ _JS = r"""
       return lv === 0 ? "leaves (" + L.n_nodes[i] + ")" : "level " + lv + " (" + L.n_nodes[i] + ")";
     });
     ["coverage", "entropy"].forEach(function (metric) {
-      var traces = Object.keys(L[metric]).map(function (name) {
-        return {type: "scatter", mode: "lines+markers", name: esc(name), x: xs, y: L[metric][name],
-                line: {color: seriesColour(name), width: name === D.meta.method ? 3 : 1.5}};
-      });
-      Plotly.newPlot(metric, traces, lay({yaxis: {range: [0, 1.05]}}), cfg);
+      TTCharts.lines(document.getElementById(metric), {labels: xs, yMax: 1.05,
+        series: Object.keys(L[metric]).map(function (name) {
+          return {name: name, values: L[metric][name], colour: seriesColour(name),
+                  width: name === D.meta.method ? 3 : 1.5};
+        })});
     });
 
     var Q = D.quality;
@@ -416,13 +401,12 @@ _JS = r"""
         var s = c.reduce(function (a, b) { return a + b; }, 0) || 1;
         return c.map(function (x) { return x / s; });
       };
-      var qt = [{type: "bar", name: "pool (mean " + Q.pool_mean + ")", x: mids, y: norm(Q.pool),
-                 marker: {color: colour.pool}, opacity: 0.7}];
-      if (hasSel) qt.push({type: "bar", name: "selection (mean " + Q.selected_mean + ")", x: mids,
-                           y: norm(Q.selected), marker: {color: seriesColour(D.meta.method)},
-                           opacity: 0.6});
-      Plotly.newPlot("quality", qt, lay({barmode: "overlay", bargap: 0.02,
-        xaxis: {title: {text: "quality score"}}, yaxis: {tickformat: ".0%"}}), cfg);
+      var qs = [{name: "pool (mean " + Q.pool_mean + ")", values: norm(Q.pool),
+                 colour: colour.pool}];
+      if (hasSel) qs.push({name: "selection (mean " + Q.selected_mean + ")",
+                           values: norm(Q.selected), colour: seriesColour(D.meta.method)});
+      TTCharts.bars(document.getElementById("quality"), {labels: mids, series: qs,
+        percent: true, overlay: true, numeric: true, xTitle: "quality score"});
     } else {
       document.getElementById("quality").replaceChildren(el("p", "No scores stored.", "muted"));
     }

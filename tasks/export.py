@@ -13,8 +13,9 @@ from tagtree.io.store import Store
 
 def run_export(db: str, cfg: dict, run_id: str, out: str | None = None, *,
                method: str | None = None, name: str | None = None) -> dict:
-    """Write the run's selection (``sample.method`` unless ``method``) into ``out`` (default
-    ``export.out``) in ``export.format``, with a manifest of config, tree, budget and metrics."""
+    """Write the run's selection (``sample.method`` unless ``method``) to ``out`` (default
+    ``export.out``: a file path with an extension, or a directory) in ``export.format``, with a
+    manifest of config, tree, budget and metrics."""
     config = Config.model_validate(cfg)
     method = method or config.sample.method
     with Store(db) as store:
@@ -37,7 +38,7 @@ def run_export(db: str, cfg: dict, run_id: str, out: str | None = None, *,
         result = export_selection(store, run_id, method, out or config.export.out,
                                   fmt=config.export.format, name=name or config.export.name,
                                   manifest=manifest)
-    return result | {"line": f"exported {result['rows']:,} instances to "
+    return result | {"line": f"exported {result['rows']:,} instances ({result['format']}) to "
                              f"{', '.join(result['files'][:-1])} (manifest {result['manifest']})"}
 
 

@@ -38,10 +38,11 @@ from tagtree.io.store import Store
       timeout_seconds=6 * 3600)
 def ingest(db: str, inputs: list[str], fmt: str = "auto", dataset: str | None = None,
            role: str = "pool", batch_rows: int = 50_000, workers: int = 0,
-           memory_limit: str = "1GB") -> dict:
+           memory_limit: str = "1GB", split: str | None = None) -> dict:
     with Store(db) as store:
         summary = ingest_files(store, inputs, fmt=fmt, dataset=dataset, role=role,
-                               batch_rows=batch_rows, workers=workers, memory_limit=memory_limit)
+                               batch_rows=batch_rows, workers=workers, memory_limit=memory_limit,
+                               split=split)
     return summary.to_dict() | {"line": summary.line()}
 
 

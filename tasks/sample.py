@@ -143,6 +143,91 @@ def run_sample(db: str, cfg: dict, tree_version: str | None, run_id: str, *,
             "line": line} | info
 
 
+def ensure_target(db: str, cfg: dict, path: str, tree_version: str | None = None) -> dict:
+    """Make the target sample at ``path`` usable for alignment on the tree: ingest it (role
+    target) if the store has not seen it, tag what is untagged with the configured tagger, and
+    ground it on ``tree_version`` (the latest when None) when it has no grounding there. Each
+    step runs only when needed; returns {names, ingested, annotated, grounded, lines}."""
+    from pathlib import Path
+
+    from tagtree.io import hf
+    from tagtree.io.annotator import annotate_store, open_tagger, tagger_fingerprint_for
+    from tagtree.io.embedder import make_embedder
+    from tagtree.io.ingest import dataset_name, ingest_files
+    from tasks.tree import ground_in
+
+    config = Config.model_validate(cfg)
+    target = Path(path)
+    candidates = [target.name, dataset_name(str(target))]
+    if hf.is_hf_input(target):
+        candidates.insert(0, hf.dataset_name(target, None))
+    out = {"ingested": 0, "annotated": 0, "grounded": 0, "lines": []}
+    with Store(db) as store:
+        version = tree_version or store.latest_tree_version()
+        if version is None:
+            raise TagtreeError("no knowledge tree in the store (run `tagtree curate` or build one)")
+        known = store.target_datasets()
+        names = [n for n in candidates if n in known][:1]
+        if not names:
+            if not target.exists():
+                raise TagtreeError(f"target sample {target} is neither in the store nor a file")
+            summary = ingest_files(store, [str(target)], role="target",
+                                   batch_rows=config.ingest.batch_rows,
+                                   workers=config.ingest.workers,
+                                   memory_limit=config.ingest.memory_limit)
+            if summary.valid == 0:
+                raise TagtreeError(f"target sample {target}: no usable record (see `tagtree "
+                                   "stats` for the quarantine reasons)")
+            names = [summary.files[0].dataset]
+            out["ingested"] = summary.valid
+            out["lines"].append(f"target: {summary.line()}")
+        tids = store.target_ids(names)
+        _, leaves = store.instance_leaf_matrix(version, tids)
+        if int((np.diff(leaves.indptr) > 0).sum()) == len(tids):
+            return out | {"names": names, "grounded": len(tids)}
+        tree_tagger = store.tree_stats(version).get("tagger")
+        wanted = tagger_fingerprint_for(config)
+        if tree_tagger and wanted != tree_tagger:
+            raise TagtreeError(
+                f"the tree {version} was built from tagger {tree_tagger}, but the current "
+                f"settings tag with {wanted}: pass the --llm-base-url/--llm-model (or "
+                "annotate.tagger) the tree was built with to tag the target sample")
+        embedder = make_embedder(config)
+        with open_tagger(config, embedder=embedder) as tagger:
+            tagged = annotate_store(store, tagger, page=config.annotate.batch_size)
+        out["annotated"] = tagged.requested
+        out["lines"].append(f"target: {tagged.line()}")
+        grounded = ground_in(store, config, embedder, version, tree_tagger)
+        _, leaves = store.instance_leaf_matrix(version, tids)
+        out["grounded"] = int((np.diff(leaves.indptr) > 0).sum())
+        out["lines"].append(f"target: grounded {out['grounded']:,} of {len(tids):,} target "
+                            f"instances on tree {version} ({grounded['new_tags']:,} new tags)")
+    return out | {"names": names}
+
+
+def comparison_notes(db: str, run_id: str, summary: dict) -> list[str]:
+    """Why methods print the same figures: selections that are identical, and quality ranking
+    by richness alone when no judge scores exist (quality, deita and instag then all order by
+    the tree's richness, so they tend to pick alike)."""
+    notes = []
+    with Store(db) as store:
+        sets = store.selection_sets(run_id)
+        judged = store.judged_scores(summary["tree_version"])
+    groups: dict[frozenset, list[str]] = {}
+    for method in summary["methods"]:
+        if method in sets and method != "random":  # random's row is a mean over seeds
+            groups.setdefault(sets[method], []).append(method)
+    for members, methods in groups.items():
+        if len(methods) > 1:
+            notes.append(f"{', '.join(methods)} selected the same {len(members):,} instances, "
+                         "so their rows are identical")
+    if not judged and any(m in summary["methods"] for m in ("quality", "deita", "instag")):
+        notes.append("no judge scores: quality q(x) is the tree richness alone, so 'quality' "
+                     "ranks by richness, as do deita's score and instag's tie-break (run "
+                     "`tagtree score --judge` to separate them)")
+    return notes
+
+
 def metrics_rows(summary: dict) -> list[dict]:
     """One row for the whole pool (before selection), then one per method."""
     rows = [("pool (before)", summary["pool_metrics"])] + list(summary["methods"].items())

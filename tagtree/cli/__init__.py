@@ -16,8 +16,8 @@ from tagtree import __version__
 from tagtree.errors import TagtreeError
 
 # Order is the order of `tagtree --help`.
-COMMAND_MODULES = ("curate", "ingest", "annotate", "tree", "sample", "report", "orchestrate",
-                   "config_cmd")
+COMMAND_MODULES = ("curate", "ingest", "annotate", "tree", "score", "sample", "report",
+                   "orchestrate", "config_cmd")
 
 app = typer.Typer(
     name="tagtree",
@@ -25,6 +25,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Help texts carry defaults in brackets ("[auto]"): with rich markup on, "[auto]" and the
+    # like were taken for style tags and vanished from --help.
+    rich_markup_mode=None,
 )
 
 

@@ -24,7 +24,13 @@ def annotate(
     tagger: str = typer.Option(
         None, "--tagger",
         help="Offline tagger without an endpoint: keyphrase or llm (default keyphrase)."),
-    limit: int = typer.Option(None, "--limit", help="Annotate at most this many now."),
+    limit: int = typer.Option(None, "--limit", min=0,
+                              help="Annotate at most this many now (batch mode: submit at most "
+                              "this many requests)."),
+    critic_rounds: int = typer.Option(
+        None, "--critic-rounds", min=0, max=3,
+        help="Act-critic refinement rounds, 0-3 (the paper: at most 3); each costs 2 more "
+        "requests per instance; online mode only [annotate.critic_rounds: 0]."),
     show: int = typer.Option(3, "--show", help="Print this many tagged examples."),
     db: str = DbOption,
     config: str = ConfigOption,
@@ -35,7 +41,7 @@ def annotate(
 
     cfg = settings(config, {"store.db": db, "llm.base_url": llm_base_url, "llm.model": llm_model,
                             "annotate.concurrency": concurrency, "annotate.mode": mode,
-                            "annotate.tagger": tagger})
+                            "annotate.tagger": tagger, "annotate.critic_rounds": critic_rounds})
     bar = Progress(TextColumn("annotating"), BarColumn(), MofNCompleteColumn(),
                    TimeRemainingColumn(), console=console, transient=True)
     task = bar.add_task("annotate", total=None)
@@ -48,7 +54,7 @@ def annotate(
             if cfg.annotate.mode == "batch":
                 from tagtree.io.batch import annotate_batch
 
-                summary = annotate_batch(store, t, cfg, progress=progress)
+                summary = annotate_batch(store, t, cfg, limit=limit, progress=progress)
             else:
                 summary = annotate_store(store, t, page=cfg.annotate.batch_size, limit=limit,
                                          progress=progress)

@@ -6,18 +6,28 @@ from pathlib import Path
 
 import typer
 
-from tagtree.cli.common import ConfigOption, DbOption, console, quiet_prefect, settings
+from tagtree.cli.common import (
+    ConfigOption,
+    DbOption,
+    console,
+    err_console,
+    quiet_prefect,
+    settings,
+)
 
 
 def register(app: typer.Typer) -> None:
     app.command(
         epilog="Example: tagtree curate examples/self_instruct_alpaca.jsonl "
-        "--target examples/target_coding_math.jsonl --budget 0.05 --out out/"
+        "--target examples/target_coding_math.jsonl --budget 0.05 --out out/; "
+        "tagtree curate data/ --split train --out sel.jsonl --format llamafactory"
     )(curate)
 
 
 def curate(
-    inputs: list[Path] = typer.Argument(..., help="Instruction data files (JSONL/JSON/Parquet)."),
+    inputs: list[Path] = typer.Argument(
+        ..., help="Instruction data: JSONL/JSON/Parquet files, or Hugging Face dataset "
+        "directories (save_to_disk or Hub-style Parquet folders)."),
     target: Path = typer.Option(None, "--target", help="Target-domain sample to align to."),
     budget: str = typer.Option(
         None, "--budget", "-b", help="Fraction (0.05) or count (5000) to select [0.05]."
@@ -26,9 +36,21 @@ def curate(
         None, "--method", help="tags|random|instag|deita|kcenter|quality [tags]."
     ),
     out: str = typer.Option(
-        None, "--out", "-o", help="Directory for selection, manifest and report [out]."
+        None, "--out", "-o", help="Where the selection goes. A path with a file extension "
+        "(sel.jsonl, sel.parquet) is the data file, with the manifest and report beside it "
+        "(sel.manifest.json, sel.report.html); a path without one is a directory holding "
+        "selection.*, the manifest and report.html [out]."
     ),
-    fmt: str = typer.Option(None, "--format", "-f", help="Force the input format [auto]."),
+    fmt: str = typer.Option(
+        None, "--format", "-f", help="Export format: auto (one training file: records as they "
+        "came in, or chat messages when inputs mix formats) | input (one file per input "
+        "format) | jsonl | parquet | hf | llamafactory | axolotl [auto]."),
+    input_format: str = typer.Option(
+        None, "--input-format", help="Force the input format "
+        "alpaca|sharegpt|openai|dolly|prompt_response|turns [auto]."),
+    split: str = typer.Option(
+        None, "--split", help="Split to read from a Hugging Face dataset directory with "
+        "several [the only one, else train]."),
     tagger: str = typer.Option(
         None, "--tagger", help="Offline tagger when no endpoint is set: keyphrase|llm."
     ),
@@ -45,8 +67,16 @@ def curate(
     Runs the Prefect `curate` flow in ephemeral mode: no server needed. Finished stages are kept
     in the store, so an interrupted run resumes where it stopped.
     """
+    from tagtree.formats import FORMATS as INPUT_FORMATS
+
+    if fmt in INPUT_FORMATS:  # the old meaning of --format: still understood
+        err_console.print(f"note: --format {fmt} names an input format; use --input-format "
+                          f"{fmt} (--format is the export format)", highlight=False)
+        input_format, fmt = fmt, None
     overrides = {
-        "ingest.format": fmt,
+        "ingest.format": input_format,
+        "ingest.split": split,
+        "export.format": fmt,
         "annotate.tagger": tagger,
         "llm.base_url": llm_base_url,
         "llm.model": llm_model,

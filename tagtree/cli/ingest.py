@@ -13,18 +13,23 @@ from tagtree.errors import TagtreeError
 
 def register(app: typer.Typer) -> None:
     app.command(
-        epilog="Example: tagtree ingest data/alpaca.jsonl data/chats.parquet --db pool.duckdb"
+        epilog="Examples: tagtree ingest data/alpaca.jsonl data/chats.parquet --db pool.duckdb; "
+        "tagtree ingest my_dataset_dict/ --split train (a datasets save_to_disk directory)"
     )(ingest)
     app.command(epilog="Example: tagtree stats --db pool.duckdb")(stats)
 
 
 def ingest(
-    inputs: list[Path] = typer.Argument(..., help="JSONL, JSON-array or Parquet files (.gz ok)."),
+    inputs: list[Path] = typer.Argument(
+        ..., help="JSONL, JSON-array or Parquet files (.gz ok), or Hugging Face dataset "
+        "directories (save_to_disk of a Dataset/DatasetDict, Hub-style Parquet folders)."),
     fmt: str = typer.Option(
         None, "--format", "-f", help="alpaca|sharegpt|openai|dolly|prompt_response|turns [auto]."
     ),
     dataset: str = typer.Option(None, "--dataset", help="Dataset name [file name]."),
     target: bool = typer.Option(False, "--target", help="Mark as a target-domain sample."),
+    split: str = typer.Option(None, "--split", help="Split of a Hugging Face dataset directory "
+                              "with several [the only one, else train]."),
     db: str = DbOption,
     config: str = ConfigOption,
 ) -> None:
@@ -32,7 +37,8 @@ def ingest(
     from tagtree.io.ingest import ingest_files
     from tagtree.io.store import Store
 
-    cfg = settings(config, {"store.db": db, "ingest.format": fmt, "ingest.dataset": dataset})
+    cfg = settings(config, {"store.db": db, "ingest.format": fmt, "ingest.dataset": dataset,
+                            "ingest.split": split})
     with Store(cfg.store.db) as store, console.status("ingesting...") as status:
         summary = ingest_files(
             store,
@@ -43,6 +49,7 @@ def ingest(
             batch_rows=cfg.ingest.batch_rows,
             workers=cfg.ingest.workers,
             memory_limit=cfg.ingest.memory_limit,
+            split=cfg.ingest.split,
             progress=lambda path, n: status.update(f"ingesting {path}: {n:,} rows read"),
         )
         bad = store.quarantine_rows(limit=5) if summary.quarantined else []
@@ -69,7 +76,8 @@ def stats(db: str = DbOption, config: str = ConfigOption) -> None:
     cfg = settings(config, {"store.db": db})
     with Store(cfg.store.db, read_only=True) as store:
         s = store.stats()
-        annotated = store.annotation_stats(cfg.llm.price_in_per_mtok, cfg.llm.price_out_per_mtok)
+        annotated = store.annotation_stats(cfg.llm.price_in_per_mtok, cfg.llm.price_out_per_mtok,
+                                           cfg.llm.batch_price_share)
     console.print(f"[bold]{cfg.store.db}[/]: {s['instances']:,} distinct instances")
     t = Table("dataset", "role", "format", "distinct", "rows", title="datasets")
     for name, role, fmt, distinct, rows in s["datasets"]:

@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
 def report(
     run: str = typer.Option(None, "--run", help="Run id [latest run with a selection]."),
     out: Path = typer.Option(None, "--out", "-o",
-                             help="HTML file to write [<export.out>/<report.filename>]."),
+                             help="HTML file to write [<export.out>/<report.filename>, or "
+                             "beside an export.out file]."),
     method: str = typer.Option(None, "--method",
                                help="Selection shown as 'selected' [the run's sample.method]."),
     db: str = DbOption,
@@ -27,12 +28,13 @@ def report(
     It shows the knowledge tree, where the pool, the selection and the target put their mass,
     KL to the target, coverage, entropy, quality, baselines and the run manifest.
     """
+    from tagtree.io.export import report_path
     from tagtree.io.report_data import gather_report_data
     from tagtree.io.store import Store
     from tagtree.report import render_report
 
     cfg = settings(config, {"store.db": db})
-    target = out or Path(cfg.export.out) / cfg.report.filename
+    target = out or report_path(cfg.export.out, cfg.export.name, cfg.report.filename)
     with Store(cfg.store.db, read_only=True) as store, console.status("gathering..."):
         data = gather_report_data(store, run_id=run, method=method, cfg=cfg.model_dump())
     page = render_report(data)

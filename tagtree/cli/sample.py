@@ -22,37 +22,33 @@ def register(app: typer.Typer) -> None:
     app.command(epilog="Example: tagtree compare --budget 0.05")(compare)
 
 
-def _target_names(store, target: Path | None) -> list[str] | None:
-    """None (every stored target sample) or the dataset the --target file was ingested as."""
-    if target is None:
-        return None
-    from tagtree.io.ingest import dataset_name
-
-    names = store.target_datasets()
-    for candidate in (target.name, dataset_name(str(target))):
-        if candidate in names:
-            return [candidate]
-    raise TagtreeError(
-        f"target sample {target} is not in the store; ingest, tag and ground it first: "
-        f"`tagtree curate INPUT... --target {target}` (or `tagtree ingest --target {target}` then "
-        "`tagtree annotate` and grounding)")
-
-
-def _prepare(cfg, target: Path | None, kind: str) -> tuple[str, list[str] | None]:
-    """A new run id (recorded in ``runs``), the target names, and scores if none exist yet."""
+def _prepare(cfg, target: Path | None, kind: str,
+             quiet: bool = False) -> tuple[str, list[str] | None]:
+    """A new run id (recorded in ``runs``), the target names (the --target file ingested,
+    tagged and grounded first when the store lacks it), and scores if none exist yet."""
     from tagtree.io.store import Store
+    from tasks.sample import ensure_target
     from tasks.score import run_score
 
     run_id = f"{kind}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     with Store(cfg.store.db) as store:
-        names = _target_names(store, target)
         version = store.latest_tree_version()
-        if version is None:
-            raise TagtreeError("no knowledge tree in the store (run `tagtree curate` or build one)")
+    if version is None:
+        raise TagtreeError("no knowledge tree in the store (run `tagtree curate` or build one)")
+    names = None
+    if target is not None:
+        prepared = ensure_target(cfg.store.db, cfg.model_dump(), str(target), version)
+        for line in prepared["lines"]:
+            (err_console if quiet else console).print(line, markup=False, highlight=False,
+                                                      soft_wrap=True)
+        names = prepared["names"]
+    with Store(cfg.store.db) as store:
         scored = store.scalar("SELECT count(*) FROM scores WHERE tree_version = ?", [version])
         store.start_run(run_id, kind, cfg.model_dump())
     if not scored:
-        console.print(run_score(cfg.store.db, cfg.model_dump(), version)["line"], markup=False)
+        line = run_score(cfg.store.db, cfg.model_dump(), version)["line"]
+        (err_console if quiet else console).print(line, markup=False, highlight=False,
+                                                  soft_wrap=True)
     return run_id, names
 
 
@@ -63,21 +59,78 @@ def _finish(cfg, run_id: str, status: str, metrics: dict) -> None:
         store.finish_run(run_id, status, metrics=metrics)
 
 
-def metrics_table(summary: dict, title: str) -> Table:
+# The narrow table (fits 80 columns): few, well-named columns; --wide shows every metric.
+NARROW = (("selected", "picked"), ("leaf_coverage", "leaf cover"), ("entropy_l0", "entropy"),
+          ("kl_target", "KL tgt"), ("mean_quality", "quality"), ("same_leaves", "repeats"))
+COUNTS = {"selected", "same_leaves", "near_duplicates", "seeds"}
+NARROW_LEGEND = ("picked: instances selected; leaf cover: share of the pool's leaves covered; "
+                 "entropy: normalised entropy over leaves (1 = even); KL tgt: KL(target || "
+                 "selection), nats, lower = closer; quality: mean q(x); repeats: picks on exactly "
+                 "the leaves of an earlier pick. --wide: every metric.")
+
+
+def _cell(metric: str, value) -> str:
+    if value is None:
+        return ""
+    if metric in COUNTS:
+        return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+    return f"{value:.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _columns(rows: list[dict], wide: bool) -> list[tuple[str, str]]:
+    cols = [(c, c) for c in _COLUMNS] if wide else list(NARROW)
+    return [(c, label) for c, label in cols if any(r.get(c) is not None for r in rows)]
+
+
+def metrics_table(summary: dict, title: str, wide: bool = True) -> Table:
+    from rich import box
+
     from tasks.sample import metrics_rows
 
     rows = metrics_rows(summary)
-    cols = [c for c in _COLUMNS if any(c in r for r in rows)]
-    t = Table("method", *cols, title=title)
+    cols = _columns(rows, wide)
+    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    t.add_column("method", no_wrap=True)
+    for _, label in cols:
+        t.add_column(label, justify="right")
     for r in rows:
-        t.add_row(r["method"], *("" if r.get(c) is None else f"{r[c]:,.4g}" for c in cols))
+        t.add_row(r["method"], *(_cell(c, r.get(c)) for c, _ in cols))
     return t
 
 
-def _run(cfg, target, kind, methods, seeds=1):
+def metrics_text(summary: dict, fmt: str, extra: dict) -> str:
+    """The comparison as json (every metric, notes, skipped), csv or markdown."""
+    import csv
+    import io
+    import json
+
+    from tasks.sample import metrics_rows
+
+    rows = metrics_rows(summary)
+    if fmt == "json":
+        return json.dumps(extra | {"pool": summary["pool"], "budget": summary["budget"],
+                                   "tree_version": summary["tree_version"],
+                                   "kl_before": summary["kl_before"], "methods": rows,
+                                   "skipped": summary["skipped"]}, indent=2)
+    metrics = [c for c in _COLUMNS if any(c in r for r in rows)]
+    metrics += sorted({k for r in rows for k in r} - set(metrics) - {"method"})
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, ["method", *metrics], lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        return buf.getvalue().rstrip("\n")
+    lines = ["| method | " + " | ".join(metrics) + " |",
+             "|---|" + "---:|" * len(metrics)]
+    lines += ["| " + r["method"] + " | " + " | ".join(_cell(c, r.get(c)) for c in metrics)
+              + " |" for r in rows]
+    return "\n".join(lines + [""] + [f"- {n}" for n in extra.get("notes", [])]).rstrip()
+
+
+def _run(cfg, target, kind, methods, seeds=1, quiet=False):
     from tasks.sample import run_sample
 
-    run_id, names = _prepare(cfg, target, kind)
+    run_id, names = _prepare(cfg, target, kind, quiet)
     try:
         summary = run_sample(cfg.store.db, cfg.model_dump(), None, run_id, methods=methods,
                              target=names, random_seeds=seeds)
@@ -91,16 +144,19 @@ def _run(cfg, target, kind, methods, seeds=1):
 def sample(
     budget: str = typer.Option(None, "--budget", "-b", help="Fraction (0.05) or count (5000) "
                                "[sample.budget: 0.05]."),
-    target: Path = typer.Option(None, "--target", help="Align to this target sample (ingested "
-                                "with --target) [default: every stored target sample]."),
+    target: Path = typer.Option(None, "--target", help="Align to this target sample: a file (or "
+                                "dataset directory) is ingested, tagged and grounded on the "
+                                "current tree when the store lacks it [default: every stored "
+                                "target sample]."),
     method: str = typer.Option(None, "--method", "-m",
                                help="tags|random|instag|deita|kcenter|quality [tags]."),
     align: str = typer.Option(None, "--align", help="penalty|quota|none [penalty]."),
     seed: int = typer.Option(None, "--seed", help="Random seed [0]."),
-    out: Path = typer.Option(None, "--out", "-o", help="Write the selection to this file (its "
-                             "stem names the files; a manifest goes next to it)."),
-    fmt: str = typer.Option(None, "--format", "-f", help="Export format input|jsonl|parquet "
-                            "[input: the records as they came in]."),
+    out: Path = typer.Option(None, "--out", "-o", help="Write the selection here: a path "
+                             "with a file extension (sel.jsonl) is the data file, the manifest "
+                             "goes beside it (sel.manifest.json); one without is a directory."),
+    fmt: str = typer.Option(None, "--format", "-f", help="Export format auto|input|jsonl|"
+                            "parquet|hf|llamafactory|axolotl [auto: one training file]."),
     db: str = DbOption,
     config: str = ConfigOption,
 ) -> None:
@@ -108,7 +164,7 @@ def sample(
     cfg = settings(config, {"store.db": db, "sample.budget": budget, "sample.method": method,
                             "sample.align": align, "sample.seed": seed, "export.format": fmt})
     run_id, summary = _run(cfg, target, "sample", [cfg.sample.method])
-    console.print(metrics_table(summary, f"run {run_id}"))
+    console.print(metrics_table(summary, f"run {run_id}", wide=False))
     console.print(summary["line"], markup=False, highlight=False, soft_wrap=True)
     if summary["target_instances"] and not summary["target_grounded"]:
         err_console.print("warning: the target sample has no grounding on this tree, so the "
@@ -116,27 +172,47 @@ def sample(
     if out is not None:
         from tasks.export import run_export
 
-        result = run_export(cfg.store.db, cfg.model_dump(), run_id, str(out.parent or "."),
-                            name=out.stem.removesuffix(".jsonl").removesuffix(".json"))
+        result = run_export(cfg.store.db, cfg.model_dump(), run_id, str(out))
         console.print(result["line"], markup=False, highlight=False, soft_wrap=True)
+        for path in result.get("config", []):
+            if path.endswith(".yml"):
+                console.print(Path(path).read_text(encoding="utf-8"), markup=False,
+                              highlight=False)
 
 
 def compare(
     budget: str = typer.Option(None, "--budget", "-b", help="Fraction or count [0.05]."),
-    target: Path = typer.Option(None, "--target", help="Target sample to measure KL against "
+    target: Path = typer.Option(None, "--target", help="Target sample to measure KL against: a "
+                                "file is ingested, tagged and grounded first when needed "
                                 "[default: every stored target sample]."),
     seeds: int = typer.Option(20, "--seeds", help="Random baseline: mean over this many seeds."),
+    wide: bool = typer.Option(False, "--wide", help="Every metric (the default table fits 80 "
+                              "columns)."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table|json|csv|markdown; json "
+                            "and csv carry every metric."),
     db: str = DbOption,
     config: str = ConfigOption,
 ) -> None:
     """Run TAGS and every baseline on the current pool and print their metrics side by side."""
     from tagtree.sampling import METHODS
+    from tasks.sample import comparison_notes
 
+    if fmt not in ("table", "json", "csv", "markdown"):
+        raise TagtreeError(f"unknown --format {fmt!r}; choose table, json, csv or markdown")
     cfg = settings(config, {"store.db": db, "sample.budget": budget})
-    run_id, summary = _run(cfg, target, "compare", list(METHODS), seeds)
-    console.print(metrics_table(summary, f"compare: budget {cfg.sample.budget}, "
-                                         f"pool {summary['pool']:,} (run {run_id})"))
+    quiet = fmt != "table"
+    run_id, summary = _run(cfg, target, "compare", list(METHODS), seeds, quiet=quiet)
+    notes = comparison_notes(cfg.store.db, run_id, summary)
+    if quiet:
+        typer.echo(metrics_text(summary, fmt, {"run_id": run_id, "notes": notes}))
+    else:
+        console.print(metrics_table(summary, f"compare: budget {cfg.sample.budget}, pool "
+                                             f"{summary['pool']:,} (run {run_id})", wide=wide))
+        if not wide:
+            console.print(NARROW_LEGEND, style="dim", highlight=False)
+        if summary["aligned"]:
+            console.print(f"KL(target || pool) before selection: {summary['kl_before']:.4f}")
+        for note in notes:
+            console.print(f"note: {note}", markup=False, highlight=False)
     for method, why in summary["skipped"].items():
         err_console.print(f"skipped {method}: {why}", markup=False, highlight=False)
-    if summary["aligned"]:
-        console.print(f"KL(target || pool) before selection: {summary['kl_before']:.4f}")

@@ -86,7 +86,9 @@ def _load(store, client, tagger: LLMTagger, batch, stats: TagStats) -> None:
         store.write_annotations(fp, list(results.values()))
         store.save_batch_job(batch.id, fp, "loaded" if batch.status == "completed"
                              else batch.status, batch.input_file_id, batch.output_file_id,
-                             len(results))
+                             len(results),
+                             sum(r.prompt_tokens for r in results.values()),
+                             sum(r.completion_tokens for r in results.values()))
     for result in results.values():
         stats.add(result)
 
@@ -101,8 +103,10 @@ def _wait(client, batch_id: str, poll_s: float, progress=None):
         time.sleep(poll_s)
 
 
-def annotate_batch(store, tagger, cfg, *, wait: bool = True,
+def annotate_batch(store, tagger, cfg, *, wait: bool = True, limit: int | None = None,
                    progress: Callable[[int, int], None] | None = None) -> AnnotateSummary:
+    """Submit the pending instances (at most ``limit`` new requests) as batches of
+    ``annotate.batch_max_requests``, load finished ones; see the module docstring."""
     if not isinstance(tagger, LLMTagger):
         raise TagtreeError("--mode batch needs an LLM endpoint (--llm-base-url/--llm-model)")
     if tagger.critic_rounds:
@@ -128,6 +132,8 @@ def annotate_batch(store, tagger, cfg, *, wait: bool = True,
         "SELECT i.id, i.instruction, i.response, coalesce(i.system, '') FROM instances i "
         "LEFT JOIN annotations a ON a.instance_id = i.id AND a.tagger = ? "
         "WHERE a.status IS NULL OR a.status NOT IN ('ok', ?) ORDER BY i.id", [fp, SUBMITTED])
+    if limit is not None:
+        rows = rows[:max(limit, 0)]
     size = cfg.annotate.batch_max_requests
     batch_ids = []
     for start in range(0, len(rows), size):

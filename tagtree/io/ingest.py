@@ -31,6 +31,7 @@ from tagtree.formats import (
     detect_format,
     normalize_record,
 )
+from tagtree.io import hf
 from tagtree.io.readers import iter_records, parse_line, sniff_container
 
 _RAW_QUARANTINE_CHARS = 2000  # enough to see what went wrong, bounded for huge bad lines
@@ -331,8 +332,9 @@ def check_inputs(paths: Iterable[str], fmt: str = "auto") -> list[str]:
     for p in paths:
         if not Path(p).exists():
             raise TagtreeError(f"input file not found: {p}")
-        if Path(p).is_dir():
-            raise TagtreeError(f"{p} is a directory; pass the files in it")
+        if Path(p).is_dir() and not hf.is_hf_input(p):
+            raise TagtreeError(f"{p} is a directory (not a Hugging Face dataset directory); "
+                               "pass the files in it")
     return paths
 
 
@@ -347,9 +349,12 @@ def ingest_files(
     workers: int | None = None,
     memory_limit: str | None = "1GB",
     progress: Callable[[str, int], None] | None = None,
+    split: str | None = None,
 ) -> IngestSummary:
     """Load every file into ``store``. Raises TagtreeError only for unusable inputs (missing
-    file, unknown format name); bad rows are quarantined, never fatal."""
+    file, unknown format name); bad rows are quarantined, never fatal. A Hugging Face dataset
+    directory (``save_to_disk`` or a Hub-style Parquet folder) is an input too; ``split``
+    names the split to read from one with several (``tagtree.io.hf``)."""
     paths = check_inputs(paths, fmt)
     workers = workers or min(os.cpu_count() or 1, 4)
     summary = IngestSummary()
@@ -361,11 +366,13 @@ def ingest_files(
                     store,
                     path,
                     None if fmt == "auto" else fmt,
-                    dataset or dataset_name(path),
+                    dataset or (hf.dataset_name(path, split) if hf.is_hf_input(path)
+                                else dataset_name(path)),
                     role,
                     batch_rows,
                     workers,
                     progress,
+                    split,
                 )
             )
     summary.seconds = time.perf_counter() - start
@@ -433,7 +440,13 @@ def shard_dir_for(store) -> str | None:
     return str(Path(store.path).resolve().parent) if store.path != ":memory:" else None
 
 
-def _ingest_one(store, path, fmt, dataset, role, batch_rows, workers, progress) -> FileSummary:
+def _ingest_one(store, path, fmt, dataset, role, batch_rows, workers, progress,
+                split=None) -> FileSummary:
+    if hf.is_hf_input(path):  # a Hugging Face dataset directory: its own reader
+        groups = ([batch] for batch in parse_batches(hf.iter_hf_records(path, split), fmt,
+                                                     batch_rows))
+        return write_file(store, hf.source_name(path, split), dataset, role, fmt, groups,
+                          progress)
     if workers > 1 and chunkable(path):
         with tempfile.TemporaryDirectory(prefix=".tagtree-ingest-", dir=shard_dir_for(store)) \
                 as out_dir:

@@ -19,6 +19,7 @@ import orjson
 from tagtree import align
 from tagtree.config import ReportConfig, SampleConfig
 from tagtree.errors import TagtreeError
+from tagtree.io.store.annotate import token_cost
 
 # Node -> itself and every ancestor, for one tree version (parent_id NULL or < 0 marks a root).
 _ANCESTORS = """
@@ -423,8 +424,12 @@ def _manifest(store, run: dict | None, tv: str, cfg: dict) -> dict:
         "coalesce(sum(completion_tokens), 0) FROM judgements GROUP BY 1 ORDER BY 2 DESC")
     prompt = sum(r[3] for r in tokens) + sum(r[2] for r in judges)
     completion = sum(r[4] for r in tokens) + sum(r[3] for r in judges)
-    usd = (prompt * float(llm.get("price_in_per_mtok") or 0)
-           + completion * float(llm.get("price_out_per_mtok") or 0)) / 1e6
+    batch = store.batch_tokens()
+    b_in = min(sum(r[1] or 0 for r in batch), prompt)
+    b_out = min(sum(r[2] or 0 for r in batch), completion)
+    usd = token_cost(prompt, completion, float(llm.get("price_in_per_mtok") or 0),
+                     float(llm.get("price_out_per_mtok") or 0), b_in, b_out,
+                     float(llm.get("batch_price_share", 0.5)))
     levels = store.rows("SELECT level, count(*) FROM tree_nodes WHERE tree_version = ? "
                         "GROUP BY 1 ORDER BY 1 DESC", [tv])
     return {
@@ -444,6 +449,7 @@ def _manifest(store, run: dict | None, tv: str, cfg: dict) -> dict:
         "timings": _timings(store, run, tv),
         "cost": {"prompt tokens": prompt, "completion tokens": completion,
                  "estimated USD": round(usd, 4),
+                 "of which Batch API tokens (in/out)": f"{b_in:,} / {b_out:,}",
                  "prices (USD per 1M in/out)": f"{llm.get('price_in_per_mtok', 0)} / "
                                                f"{llm.get('price_out_per_mtok', 0)}"},
         "config": config if isinstance(config, dict) else {},

@@ -81,7 +81,7 @@ def test_a_version_1_database_gains_the_claim_columns_on_open(db_path):
     con.close()
 
     with Store(db_path) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 2
+        assert store.schema_version() == SCHEMA_VERSION
         cols = [r[0] for r in store.rows(
             "SELECT column_name FROM information_schema.columns "
             "WHERE table_name = 'landed_objects' ORDER BY ordinal_position")]

@@ -22,7 +22,7 @@ def test_sample_scores_selects_and_exports(grounded, tmp_path):  # noqa: F811
                         env=WIDE)
     assert res.exit_code == 0, res.output
     assert "scored 252 instances" in res.output  # no scores yet: computed first
-    assert "KL to target" in res.output and "leaf_coverage" in res.output
+    assert "KL to target" in res.output and "leaf cover" in res.output
     assert len(out.read_text().splitlines()) == 13
     manifest = json.loads((tmp_path / "picked.manifest.json").read_text())
     assert manifest["selected"] == 13
@@ -41,7 +41,7 @@ def test_sample_with_a_baseline_and_a_named_target(grounded):  # noqa: F811
 def test_an_unknown_target_is_a_clear_error(grounded, tmp_path):  # noqa: F811
     res = runner.invoke(app, ["sample", "--db", grounded, "--target", str(tmp_path / "x.jsonl")])
     assert isinstance(res.exception, TagtreeError)
-    assert "not in the store" in str(res.exception)
+    assert "neither in the store nor a file" in str(res.exception)
 
 
 def test_compare_prints_every_method(grounded):  # noqa: F811

@@ -196,7 +196,9 @@ def test_export_keeps_json_array_and_parquet_containers_per_format(db_path, tmp_
         g = sp.csr_matrix((np.ones(9), (np.arange(9), np.arange(9) % 2)), shape=(9, 2))
         store.write_instance_nodes(VERSION, ids, node_weights(tree, g))
     run_sample(db_path, cfg(budget="100"), VERSION, "all")  # more than the pool: all 9
-    out = run_export(db_path, cfg(), "all", str(tmp_path / "out"))
+    c = cfg()
+    c["export"]["format"] = "input"  # the default, auto, would merge them into one chat file
+    out = run_export(db_path, c, "all", str(tmp_path / "out"))
     assert out["rows"] == 9
     array = json.loads((tmp_path / "out" / "selection.alpaca.json").read_text())
     assert sorted(r["instruction"] for r in array) == [f"Task {i}" for i in range(5)]

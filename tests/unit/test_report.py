@@ -16,7 +16,7 @@ from tagtree.io.store import Store
 from tagtree.report import render_report, script_json
 
 XSS = "<script>alert(1)</script>"
-STUB_JS = "window.Plotly = {};"  # the real library is 4.8 MB; the browser test uses it
+STUB_JS = "window.TTCharts = {};"  # the real chart code is drawn by the browser test
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_details_only_for_the_most_prominent_nodes(report_db):
     assert all(n["tags"] and n["examples"] for n in detailed)
     assert not any(n["tags"] or n["examples"] or n["description"] for n in nodes
                    if not n["detail"])
-    page = render_report(data, plotly_js=STUB_JS)
+    page = render_report(data, chart_js=STUB_JS)
     payload = re.search(r'id="report-data">(.*?)</script>', page, flags=re.DOTALL).group(1)
     assert len(json.loads(payload)["tree"]["details"]) == 3
 
@@ -169,7 +169,7 @@ def test_a_tree_without_selection_or_target_still_renders(report_db):
         data = gather_report_data(store)
     assert data["meta"]["method"] is None and data["kl"] == []
     assert data["tree"]["n_selected"] == 0
-    assert "<html" in render_report(data, plotly_js=STUB_JS)
+    assert "<html" in render_report(data, chart_js=STUB_JS)
 
 
 def test_metric_helpers():
@@ -200,7 +200,7 @@ def test_script_json_never_contains_markup_and_round_trips(value):
 
 def test_page_escapes_data_and_runs_only_its_own_scripts(data):
     data["manifest"]["fingerprints"]["<img src=x onerror=alert(2)>"] = "</td><script>x()</script>"
-    page = render_report(data, plotly_js=STUB_JS + " // </script> in a comment")
+    page = render_report(data, chart_js=STUB_JS + " // </script> in a comment")
     assert XSS not in page and "<img src=x" not in page and "<script>x()" not in page
     assert "&lt;img src=x onerror=alert(2)&gt;" in page  # static tables show it as text
     scripts = re.findall(r"<script\b[^>]*>", page, flags=re.IGNORECASE)
@@ -215,13 +215,14 @@ def test_page_escapes_data_and_runs_only_its_own_scripts(data):
     assert "connect-src 'none'" in page and "default-src 'none'" in page
 
 
-def test_page_inlines_plotly_from_the_wheel(data):
+def test_page_carries_only_its_own_chart_code(data):
     page = render_report(data)
-    assert "plotly.js v" in page and "cdn" not in page.lower().split("plotly.js v")[0]
     library = re.search(r"<script nonce=[^>]*>(.*?)</script>", page, flags=re.DOTALL).group(1)
-    assert len(library) > 1_000_000 and "Plotly" in library
-    outside = page.replace(library, "")  # the library's own strings mention plotly.com links
-    assert not re.search(r"(src|href)=", outside) and "<link" not in outside
+    assert "TTCharts" in library and "function sunburst" in library
+    assert len(library) < 40_000  # a sunburst, bars and lines, not a whole charting library
+    assert "plotly" not in page.lower()
+    assert not re.search(r"(src|href)=", page) and "<link" not in page
+    assert len(page.encode()) < 2_000_000
 
 
 def test_task_writes_the_file_and_returns_a_summary(report_db, tmp_path):

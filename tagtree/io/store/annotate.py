@@ -96,10 +96,12 @@ class AnnotateQueries:
             "ON i.id = a.instance_id WHERE a.tagger = ? AND a.status = 'ok' ORDER BY i.id LIMIT ?",
             [tagger, n])
 
-    def annotation_stats(self, price_in_per_mtok: float = 0.0,
-                         price_out_per_mtok: float = 0.0) -> list[dict]:
-        """Per tagger: rows ok/failed, attempts, tokens, estimated cost (USD), top failures."""
+    def annotation_stats(self, price_in_per_mtok: float = 0.0, price_out_per_mtok: float = 0.0,
+                         batch_price_share: float = 0.5) -> list[dict]:
+        """Per tagger: rows ok/failed, attempts, tokens, estimated cost (USD), top failures.
+        Tokens of Batch API results (``batch_jobs``) cost ``batch_price_share`` of the price."""
         out = []
+        batch = dict((t, (p, c)) for t, p, c in self.batch_tokens())
         for tagger, ok, failed, attempts, p_tok, c_tok, avg_tags in self.rows(
                 "SELECT tagger, count(*) FILTER (status = 'ok'), "
                 "count(*) FILTER (status = 'failed'), sum(attempts), sum(prompt_tokens), "
@@ -109,25 +111,49 @@ class AnnotateQueries:
                 "SELECT split_part(error, ':', 1), count(*) FROM annotations "
                 "WHERE tagger = ? AND status = 'failed' GROUP BY 1 ORDER BY 2 DESC LIMIT 5",
                 [tagger])
-            cost = (p_tok * price_in_per_mtok + c_tok * price_out_per_mtok) / 1e6
+            b_in, b_out = batch.get(tagger, (0, 0))
+            b_in, b_out = min(b_in, p_tok), min(b_out, c_tok)
+            cost = token_cost(p_tok, c_tok, price_in_per_mtok, price_out_per_mtok,
+                              b_in, b_out, batch_price_share)
             out.append({"tagger": tagger, "ok": ok, "failed": failed, "attempts": int(attempts),
                         "prompt_tokens": int(p_tok), "completion_tokens": int(c_tok),
+                        "batch_prompt_tokens": int(b_in), "batch_completion_tokens": int(b_out),
                         "avg_tags": round(avg_tags or 0.0, 2), "cost_usd": round(cost, 4),
                         "failures": dict(reasons)})
         return out
 
+    def batch_tokens(self) -> list[tuple]:
+        """(tagger, prompt tokens, completion tokens) of loaded Batch API results."""
+        return self.rows("SELECT tagger, sum(prompt_tokens), sum(completion_tokens) "
+                         "FROM batch_jobs GROUP BY tagger ORDER BY tagger")
+
     # -- batch mode ------------------------------------------------------------------------------
     def save_batch_job(self, batch_id: str, tagger: str, status: str, input_file_id: str | None,
-                       output_file_id: str | None, n_requests: int) -> None:
+                       output_file_id: str | None, n_requests: int, prompt_tokens: int = 0,
+                       completion_tokens: int = 0) -> None:
         self.rows(
             "INSERT INTO batch_jobs (batch_id, tagger, status, input_file_id, output_file_id, "
-            "n_requests, updated_at) VALUES (?, ?, ?, ?, ?, ?, current_timestamp) "
+            "n_requests, updated_at, prompt_tokens, completion_tokens) VALUES (?, ?, ?, ?, ?, ?, "
+            "current_timestamp, ?, ?) "
             "ON CONFLICT (batch_id) DO UPDATE SET status = excluded.status, "
-            "output_file_id = excluded.output_file_id, updated_at = now()",
-            [batch_id, tagger, status, input_file_id, output_file_id, n_requests])
+            "output_file_id = excluded.output_file_id, updated_at = now(), "
+            "prompt_tokens = greatest(batch_jobs.prompt_tokens, excluded.prompt_tokens), "
+            "completion_tokens = greatest(batch_jobs.completion_tokens, "
+            "excluded.completion_tokens)",
+            [batch_id, tagger, status, input_file_id, output_file_id, n_requests, prompt_tokens,
+             completion_tokens])
 
     def open_batch_jobs(self, tagger: str) -> list[tuple]:
         """(batch_id, status) of this tagger's batches not yet loaded into annotations."""
         return self.rows(
             "SELECT batch_id, status FROM batch_jobs WHERE tagger = ? AND status NOT IN "
             "('loaded', 'failed', 'expired', 'cancelled') ORDER BY created_at", [tagger])
+
+
+def token_cost(prompt: float, completion: float, price_in: float, price_out: float,
+               batch_prompt: float = 0, batch_completion: float = 0,
+               batch_share: float = 0.5) -> float:
+    """USD for the tokens (prices per 1M); the batch part of them at ``batch_share`` of it."""
+    online = (prompt - batch_prompt) * price_in + (completion - batch_completion) * price_out
+    batched = (batch_prompt * price_in + batch_completion * price_out) * batch_share
+    return (online + batched) / 1e6

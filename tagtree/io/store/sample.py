@@ -159,6 +159,19 @@ class SampleQueries:
         return [r[0] for r in self.rows(
             "SELECT DISTINCT method FROM selections WHERE run_id = ? ORDER BY 1", [run_id])]
 
+    def selection_sets(self, run_id: str) -> dict[str, frozenset[str]]:
+        """Method -> the set of instance ids it selected in ``run_id``."""
+        out: dict[str, set[str]] = {}
+        for method, iid in self.rows("SELECT method, instance_id FROM selections "
+                                     "WHERE run_id = ?", [run_id]):
+            out.setdefault(method, set()).add(iid)
+        return {m: frozenset(v) for m, v in out.items()}
+
+    def judged_scores(self, tree_version: str) -> int:
+        """Scores on ``tree_version`` that include an LLM judge rating."""
+        return self.scalar("SELECT count(*) FROM scores WHERE tree_version = ? AND judge IS NOT "
+                           "NULL AND NOT isnan(judge)", [tree_version]) or 0
+
     def latest_selection_run(self) -> str | None:
         """The run whose selection was written last (runs table first, else any)."""
         return self.scalar(

@@ -5,7 +5,7 @@ Table flow: instances -> annotations -> tags/tag_aliases -> tag_embeddings -> tr
 landed_objects. Bump SCHEMA_VERSION and add a step to MIGRATIONS whenever a table changes.
 """
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TABLES: dict[str, str] = {
     "meta": """
@@ -60,7 +60,9 @@ TABLES: dict[str, str] = {
         CREATE TABLE IF NOT EXISTS batch_jobs (
             batch_id VARCHAR PRIMARY KEY, tagger VARCHAR NOT NULL, status VARCHAR NOT NULL,
             input_file_id VARCHAR, output_file_id VARCHAR, n_requests INTEGER,
-            created_at TIMESTAMP DEFAULT current_timestamp, updated_at TIMESTAMP)""",
+            created_at TIMESTAMP DEFAULT current_timestamp, updated_at TIMESTAMP,
+            -- tokens of the loaded results: billed at the Batch API's price (llm.batch_price_share)
+            prompt_tokens BIGINT DEFAULT 0, completion_tokens BIGINT DEFAULT 0)""",
     "tags": """
         CREATE TABLE IF NOT EXISTS tags (
             tag VARCHAR PRIMARY KEY, frequency BIGINT NOT NULL)""",
@@ -132,5 +134,10 @@ MIGRATIONS: dict[int, list[str]] = {
     2: [
         "ALTER TABLE IF EXISTS landed_objects ADD COLUMN IF NOT EXISTS claimed_by VARCHAR",
         "ALTER TABLE IF EXISTS landed_objects ADD COLUMN IF NOT EXISTS claimed_at TIMESTAMP",
+    ],
+    3: [
+        "ALTER TABLE IF EXISTS batch_jobs ADD COLUMN IF NOT EXISTS prompt_tokens BIGINT DEFAULT 0",
+        "ALTER TABLE IF EXISTS batch_jobs ADD COLUMN IF NOT EXISTS completion_tokens BIGINT "
+        "DEFAULT 0",
     ],
 }

@@ -1,0 +1,118 @@
+"""Ingest from Hugging Face ``datasets``: save_to_disk directories (Dataset, DatasetDict with a
+split chosen), Hub-style Parquet folders, and a Dataset object through the Python API. The real
+``datasets`` library builds the inputs in the test (no downloads)."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from tagtree.cli import app
+from tagtree.errors import TagtreeError
+from tagtree.io.hf import ingest_dataset
+from tagtree.io.ingest import ingest_files
+from tagtree.io.store import Store
+
+datasets = pytest.importorskip("datasets")
+
+TRAIN = [{"instruction": f"Write a haiku about {w}", "input": "", "output": f"{w} haiku"}
+         for w in ("rain", "snow", "wind", "sun", "fog")]
+TEST = [{"messages": [{"role": "user", "content": f"What is {i} + {i}?"},
+                      {"role": "assistant", "content": str(2 * i)}]} for i in range(3)]
+
+
+@pytest.fixture
+def dataset_dict(tmp_path):
+    path = tmp_path / "mydata"
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(TRAIN),
+                          "test": datasets.Dataset.from_list(TEST)}).save_to_disk(str(path))
+    return path
+
+
+def _instructions(store, dataset: str) -> list[str]:
+    return sorted(r[0] for r in store.rows(
+        "SELECT i.instruction FROM instances i JOIN instance_sources s ON s.instance_id = i.id "
+        "WHERE s.dataset = ?", [dataset]))
+
+
+def test_a_dataset_dict_saved_to_disk_ingests_the_split_chosen(dataset_dict, db_path):
+    with Store(db_path) as store:
+        summary = ingest_files(store, [str(dataset_dict)], split="test")
+        assert summary.loaded == 3 and summary.quarantined == 0
+        assert summary.files[0].format == "openai" and summary.files[0].dataset == "mydata-test"
+        assert _instructions(store, "mydata-test") == [f"What is {i} + {i}?" for i in range(3)]
+        # no split named: 'train' of several
+        summary = ingest_files(store, [str(dataset_dict)])
+        assert summary.loaded == 5 and summary.files[0].format == "alpaca"
+        assert _instructions(store, "mydata-train") == sorted(r["instruction"] for r in TRAIN)
+        # both splits kept side by side: re-reading one does not forget the other
+        assert store.count("instances") == 8
+        with pytest.raises(TagtreeError, match="no split 'dev'.*train, test|no split 'dev'.*test"):
+            ingest_files(store, [str(dataset_dict)], split="dev")
+
+
+def test_a_plain_dataset_directory_and_the_cli_split_option(dataset_dict, tmp_path, db_path):
+    single = tmp_path / "single"
+    datasets.Dataset.from_list(TRAIN[:2]).save_to_disk(str(single))
+    runner = CliRunner()
+    res = runner.invoke(app, ["ingest", str(single), "--db", db_path])
+    assert res.exit_code == 0, res.output
+    assert "loaded 2" in res.output
+    res = runner.invoke(app, ["ingest", str(dataset_dict), "--split", "test", "--db", db_path])
+    assert res.exit_code == 0, res.output
+    assert "loaded 3" in res.output
+    with Store(db_path) as store:
+        assert {r[0] for r in store.rows("SELECT name FROM datasets")} == {"single",
+                                                                          "mydata-test"}
+
+
+def test_several_splits_without_train_need_split(tmp_path, db_path):
+    path = tmp_path / "evals"
+    datasets.DatasetDict({"a": datasets.Dataset.from_list(TEST),
+                          "b": datasets.Dataset.from_list(TEST)}).save_to_disk(str(path))
+    with Store(db_path) as store, pytest.raises(TagtreeError, match="choose one with --split"):
+        ingest_files(store, [str(path)])
+
+
+def test_a_hub_style_parquet_folder(tmp_path, db_path):
+    root = tmp_path / "hub"
+    (root / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(TRAIN[:3]), root / "data" / "train-00000-of-00002.parquet")
+    pq.write_table(pa.Table.from_pylist(TRAIN[3:]), root / "data" / "train-00001-of-00002.parquet")
+    pq.write_table(pa.Table.from_pylist(TEST), root / "data" / "test-00000-of-00001.parquet")
+    (root / "README.md").write_text("---\nconfigs: []\n---\n")
+    with Store(db_path) as store:
+        summary = ingest_files(store, [str(root)], split="train")
+        assert summary.loaded == 5  # both shards of the split
+        assert _instructions(store, "hub-train") == sorted(r["instruction"] for r in TRAIN)
+        summary = ingest_files(store, [str(root)], split="test")
+        assert summary.loaded == 3
+        lines = sorted(r[0] for r in store.rows(
+            "SELECT source_line FROM instance_sources WHERE dataset = 'hub-train'"))
+        assert lines == [1, 2, 3, 4, 5]  # rows count on across the shards
+
+
+def test_a_dataset_object_through_the_python_api(db_path):
+    rows = TRAIN + [{"instruction": "", "input": "", "output": "no instruction"}]
+    ds = datasets.Dataset.from_list(rows)
+    with Store(db_path) as store:
+        summary = ingest_dataset(store, ds, name="notebook")
+        assert summary.loaded == 5 and summary.quarantined == 1  # the empty one, not lost
+        again = ingest_dataset(store, ds, name="notebook")  # idempotent
+        assert again.loaded == 0 and again.duplicates == 5
+        assert store.count("instances") == 5
+        raw = store.rows("SELECT raw FROM instances ORDER BY source_line LIMIT 1")[0][0]
+        assert json.loads(raw) == TRAIN[0]  # exported as it came in
+        dd = datasets.DatasetDict({"train": ds, "test": datasets.Dataset.from_list(TEST)})
+        assert ingest_dataset(store, dd, name="dd", split="test").loaded == 3
+
+
+def test_a_directory_that_is_not_a_dataset_is_still_refused(tmp_path, db_path):
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "notes.txt").write_text("hi")
+    with Store(db_path) as store, pytest.raises(TagtreeError, match="is a directory"):
+        ingest_files(store, [str(tmp_path / "plain")])
