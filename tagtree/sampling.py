@@ -30,9 +30,9 @@ Alignment works on the *alignment level*: the lowest level at which the target t
 k nodes (``tagtree.align.alignment_level``), or ``align_level`` when set. ``penalty`` maximises
 F(S) - lambda' * KL(pi || p_S) on that level's nodes: for a fixed k, -KL(pi || p_S) =
 sum_v pi(v) log(m_S(v) + alpha) + const(k), concave-over-modular, so still greedy-friendly;
-lambda' = align_lambda * k * sum_l gamma_l. ``quota`` gives each node of that level a quota
-from pi by largest remainder (an instance counts for its heaviest node there); slots no pool
-instance can fill are then filled by the unconstrained greedy.
+lambda' = align_lambda * k * sum_l gamma_l. ``quota`` adds to the same objective a quota per node
+of that level from the target's mass by largest remainder (an instance counts for its heaviest
+node there); slots no pool instance can fill are then filled by the greedy without quotas.
 """
 
 from __future__ import annotations
@@ -399,7 +399,9 @@ class TagsSampler:
             nodes = tree.nodes_at(self.level_)
             pi = smoothed(level_mass(tree, problem.target_mass, self.level_),
                           self.align_smoothing)
-            if self.align == "penalty" and self.align_lambda > 0 and k > 0:
+            # quota mode keeps the KL term too: the quotas cap each node, the term steers which
+            # instances fill them and the slots no quota can take.
+            if self.align_lambda > 0 and k > 0:
                 eps, n_nodes = self.align_smoothing, len(nodes)
                 alpha = eps * k / ((1.0 - eps) * n_nodes) if eps < 1 else 1.0
                 scale = self.align_lambda * k * float(

@@ -416,8 +416,8 @@ class TreeBuilder:
 
     def _cluster(self, state: BuildState, depth: int, k: int) -> np.ndarray:
         """k-means of the level's items; with ``k_search`` the k among ``k_candidates`` around
-        the asked-for one whose clustering has the best silhouette (cosine, on a sample): the
-        level sizes follow the data instead of a fixed ratio (a planted set of 32 subtopics
+        the asked-for one whose clustering has the best silhouette (cosine, on a sample), below
+        the top level: the level sizes follow the data instead of a fixed ratio (a planted set of 32 subtopics
         got 43 leaves from leaf_size = 6, splitting subtopics that a budget then covered twice)."""
         # Upper levels are small and one bad seed there misplaces a whole branch: restart.
         def run(kk: int) -> np.ndarray:
@@ -428,9 +428,7 @@ class TreeBuilder:
 
         n = len(state.items_vec)
         candidates = self.k_candidates(k, n, top=k <= self.root_max)
-        top_search = k <= self.root_max and n > 2
-        if not self.k_search or n > self.k_search_max or (len(candidates) < 2
-                                                           and not top_search):
+        if not self.k_search or n > self.k_search_max or len(candidates) < 2:
             return run(k)
         scores: dict[int, tuple[float, np.ndarray]] = {}
 
@@ -441,15 +439,6 @@ class TreeBuilder:
             return scores[kk][0]
 
         top = k <= self.root_max
-        if top:
-            # A few dozen centroids give a flat, noisy silhouette: score the top level on the
-            # tags it groups, by what they mean (string vectors; in context space every leaf
-            # is tight and the score only rewards keeping leaves apart).
-            x_tags = state.x
-            for kk in range(max(2, self.root_max // 4), min(self.root_max, n - 1) + 1):
-                labels = run(kk)
-                scores[kk] = (silhouette(x_tags, labels[state.tag_node], self.random_state),
-                              labels)
         for kk in candidates:
             score(kk)
         if not top:  # refine around the best: steps of 2**(1/4), 2**(1/8)
@@ -464,7 +453,7 @@ class TreeBuilder:
     def k_candidates(self, k: int, n: int, *, top: bool) -> list[int]:
         """Cluster counts tried around k: a factor of 2 either way in steps of sqrt(2); the top
         level (k <= root_max) is not searched."""
-        if top:  # searched on the tags instead (see _cluster)
+        if top:  # silhouette over a few dozen centroids is flat and noisy: next_k's count
             cands = []
         else:
             cands = (round(k * f) for f in (0.5, 0.71, 1.0, 1.41, 2.0))

@@ -54,7 +54,7 @@ def planted():
     inst_vecs = embedder.embed([r["prompt"] for r in rows])
     freqs = np.asarray(incidence.sum(axis=0)).ravel().astype(np.int64)
     builder = TreeBuilder(context_weight=1.0, upper_context_weight=0.5, k_search=True,
-                          root_max=8).fit(tags, tag_vecs, freqs,
+                          root_max=10).fit(tags, tag_vecs, freqs,
                                           context=tag_context_vectors(incidence, inst_vecs))
     tree = builder.tree_
     rr, cc = incidence.nonzero()
