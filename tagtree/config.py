@@ -254,6 +254,11 @@ class SampleConfig(_Section):
         description="Weight of h(m) against a node's coverage. 0: pure coverage; higher: more "
         "repeats in nodes already covered before covering new ones at lower levels.",
     )
+    coverage: Literal["path", "typical"] = Field(
+        "path",
+        description="How a pick covers the nodes of its primary path: 'path' fully, "
+        "'typical' by the share of its tags under each (prefers few-tag, typical instances).",
+    )
     quality_weight: float = Field(
         0.5,
         ge=0,

@@ -354,7 +354,7 @@ class TagsSampler:
                  mass_weight: float = 0.1, quality_weight: float = 0.5, align: str = "penalty",
                  align_lambda: float = 1.0, align_smoothing: float = 0.01, align_level: int = -1,
                  strategy: str = "lazy", epsilon: float = 0.01, batch: int = 256,
-                 window: int = 4096, random_state: int = 0):
+                 window: int = 4096, random_state: int = 0, typical: bool = False):
         self.level_decay = level_decay
         self.concave = concave
         self.mass_weight = mass_weight
@@ -368,6 +368,7 @@ class TagsSampler:
         self.batch = batch
         self.window = window
         self.random_state = random_state
+        self.typical = typical
 
     def level_weights(self, tree: KnowledgeTree) -> np.ndarray:
         """gamma per node: level_decay ** (levels between the node's level and the top)."""
@@ -384,7 +385,11 @@ class TagsSampler:
         ``tree.nodes_at`` order) when alignment applies."""
         tree = problem.tree
         gamma = self.level_weights(tree)
-        blocks = [_Block(problem.paths, gamma, "facility")]
+        paths = problem.paths
+        if not self.typical:  # covered or not: no preference for few- or many-tag instances
+            paths = paths.copy()
+            paths.data[:] = 1.0
+        blocks = [_Block(paths, gamma, "facility")]
         if self.mass_weight > 0:
             counts = problem.paths.copy()
             counts.data[:] = 1.0

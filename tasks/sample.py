@@ -24,11 +24,14 @@ EMBED_SHARD = 5_000  # instances embedded and written per shard: an interrupted 
 NEEDS_EMBEDDINGS = ("deita", "kcenter", "kmeans")
 
 
-def ensure_embeddings(store: Store, config: Config, ids: list[str]) -> np.ndarray:
-    """Instance vectors (instruction + response) for ``ids``, computing only missing ones."""
-    from tagtree.io.embedder import make_embedder
+def ensure_embeddings(store: Store, config: Config, ids: list[str],
+                      embedder=None) -> np.ndarray:
+    """Instance vectors (instruction + response) for ``ids``, computing only missing ones;
+    ``embedder``: the one to use (default: the configured one)."""
+    if embedder is None:
+        from tagtree.io.embedder import make_embedder
 
-    embedder = make_embedder(config)
+        embedder = make_embedder(config)
     missing = store.missing_instance_embeddings(embedder.fingerprint, ids)
     for start in range(0, len(missing), EMBED_SHARD):
         part = missing[start:start + EMBED_SHARD]
@@ -77,7 +80,7 @@ def selector_params(config: Config, method: str, seed: int | None = None) -> dic
         return {"level_decay": s.level_decay, "concave": s.concave, "mass_weight": s.mass_weight,
                 "quality_weight": s.quality_weight, "align": s.align,
                 "align_lambda": s.align_lambda, "align_smoothing": s.align_smoothing,
-                "align_level": s.align_level,
+                "align_level": s.align_level, "typical": s.coverage == "typical",
                 "strategy": s.strategy, "epsilon": s.epsilon, "random_state": seed}
     return {"random_state": seed, "threshold": s.deita_threshold, "max_pool": s.kcenter_max_pool}
 

@@ -141,12 +141,15 @@ def tag_contexts(store: Store, cfg: Config, embedder, tagger: str, tags: list[st
     if mode == "none" or (cfg.tree.context_weight <= 0 and cfg.tree.upper_context_weight <= 0):
         return None
     ids, incidence = store.instance_tag_incidence(tagger, tags)
+    inst = tag_context_vectors(incidence.T, vectors)  # an instance as the mean of its tags
     if mode == "instances":
         from tasks.sample import ensure_embeddings
 
-        inst = ensure_embeddings(store, cfg, ids)
-    else:
-        inst = tag_context_vectors(incidence.T, vectors)  # instance = mean of its tags
+        # Annotations whose instance row is gone (or never was) keep the tag mean.
+        known = set(store.instance_ids_present(ids))
+        rows = [i for i, iid in enumerate(ids) if iid in known]
+        if rows:
+            inst[rows] = ensure_embeddings(store, cfg, [ids[i] for i in rows], embedder)
     return tag_context_vectors(incidence, inst)
 
 

@@ -48,6 +48,7 @@ def test_tags_beats_random_on_coverage_and_entropy_of_the_example_pool(db_path):
                      random_seeds=20)
     tags, rand = out["methods"]["tags"], out["methods"]["random"]
     assert tags["selected"] == rand["selected"] == 13 and rand["seeds"] == 20
+    print({k: (tags[k], rand[k]) for k in tags if k in rand})
     assert tags["leaf_coverage"] > rand["leaf_coverage"]
     levels = [k for k in tags if k.startswith("entropy_l")]
     assert levels and all(tags[k] > rand[k] for k in levels), (tags, rand)

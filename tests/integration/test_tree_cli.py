@@ -40,6 +40,7 @@ def run(*args):
 def test_build_show_export(annotated, monkeypatch):
     monkeypatch.setenv("TAGTREE_TREE_LEAF_SIZE", "2")
     monkeypatch.setenv("TAGTREE_TREE_ROOT_MAX", "3")
+    monkeypatch.setenv("TAGTREE_TREE_K_SEARCH", "false")  # plumbing, not the count search
     r = run("tree", "build", "--db", annotated)
     assert r.exit_code == 0, r.output
     assert "12 tags" in r.output and "grounded 9 instances" in r.output

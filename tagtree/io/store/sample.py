@@ -38,6 +38,12 @@ class SampleQueries:
             "SELECT name FROM datasets WHERE role = 'target' ORDER BY 1")]
 
     # -- texts -----------------------------------------------------------------------------
+    def instance_ids_present(self, ids: list[str]) -> list[str]:
+        """The ``ids`` that have a row in ``instances``, in ``ids`` order."""
+        t = self._aligned("SELECT w.instance_id FROM _ids w JOIN instances i "
+                          "ON i.id = w.instance_id ORDER BY w.pos", ids, [])
+        return t.column("instance_id").to_pylist()
+
     def instance_texts(self, ids: list[str]) -> tuple[list[str], list[str]]:
         """(instructions, responses) in ``ids`` order."""
         t = self._aligned("SELECT i.instruction, i.response FROM _ids w JOIN instances i "
