@@ -341,7 +341,7 @@ class TreeBuilder:
                  refine_min_level: int = 1, name_parts: int = 2, direct_max: int = 512,
                  max_fanout_factor: int = 3, context_weight: float = 0.0,
                  upper_context_weight: float = 0.0, k_search: bool = False,
-                 k_search_max: int = 200_000):
+                 k_search_max: int = 50_000):
         self.branching = branching
         self.leaf_size = leaf_size
         self.root_max = root_max
