@@ -188,7 +188,7 @@ def _loads_object(content: str | None) -> dict:
             value = _loads(candidate)
             if isinstance(value, dict):
                 return value
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, TypeError, RecursionError):
             return dict(json.loads(content))
     raise TagError("unreadable critique")
 

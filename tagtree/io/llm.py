@@ -233,6 +233,6 @@ def _short(text: str, limit: int = 160) -> str:
     text = " ".join(str(text).split())
     try:  # some servers put a JSON error object in the message
         text = json.loads(text).get("error", {}).get("message", text)
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         pass
     return text[:limit]

@@ -1,0 +1,74 @@
+"""Hostile endpoints (issue 16): answers nested a thousand levels deep, escape sequences, huge
+Retry-After, mid-body closes, refused and hanging endpoints, credentials in the URL. Each case
+runs the real client against the fault-injecting loopback server (tests/support/openai_server.py)
+and a real DuckDB file, and asserts the exit code or outcome, the message, rows kept and that
+nothing secret was written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tagtree.config import load_config
+from tagtree.io.annotator import annotate_store, open_tagger
+from tagtree.io.ingest import ingest_files
+from tagtree.io.store import Store
+from tests.support.openai_server import FakeOpenAIServer, default_responder
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def seed(store, tmp_path, n: int) -> int:
+    path = tmp_path / f"pool{n}.jsonl"
+    path.write_text("".join(json.dumps({"instruction": f"Explain item{i:05d} recursion in python",
+                                        "output": f"Answer {i}."}) + "\n" for i in range(n)))
+    ingest_files(store, [str(path)])
+    return n
+
+
+def config(base_url: str, **knobs):
+    overrides = {"llm.base_url": base_url, "llm.model": "fake-tagger",
+                 "llm.max_retries": 2, "llm.timeout_s": 1.0, "annotate.concurrency": 4}
+    cfg, _ = load_config(None, overrides | knobs, environ={})
+    return cfg
+
+
+def run(store, cfg, **kw):
+    with open_tagger(cfg) as tagger:
+        tagger.llm.backoff_base_s = 0.01
+        return tagger, annotate_store(store, tagger, **kw)
+
+
+def answer_for(item: str, text: str):
+    """A responder answering ``text`` to the instance holding ``item``, tags to the others."""
+    def respond(body: dict) -> str:
+        return text if item in body["messages"][-1]["content"] else default_responder(body)
+    return respond
+
+
+def statuses(store) -> dict[str, int]:
+    return dict(store.rows("SELECT status, count(*) FROM annotations GROUP BY 1"))
+
+
+@pytest.mark.parametrize("depth", [1000, 5000, 100_000])
+def test_an_answer_nested_thousands_deep_fails_that_instance_only(tmp_path, db_path, depth):
+    # The same answer every time (temperature 0): the content retry meets it again.
+    with FakeOpenAIServer(answer_for("item00003", "[" * depth)) as srv, \
+            Store(db_path) as store:
+        seed(store, tmp_path, 12)
+        _, summary = run(store, config(srv.base_url))
+        assert (summary.ok, summary.failed, summary.requested) == (11, 1, 12)
+        assert statuses(store) == {"ok": 11, "failed": 1}
+        (error,) = store.rows("SELECT error FROM annotations WHERE status = 'failed'")[0]
+        assert error.startswith("no tag list in response: '[[[[") and len(error) < 200
+
+
+def test_deeply_nested_list_that_parses_gives_a_bounded_message():
+    from tagtree.annotate import TagError, clean_tags, parse_tags
+
+    nested = "[" * 300 + "]" * 300  # parses (under the recursion limit), holds no string
+    with pytest.raises(TagError, match="too few valid tags") as exc:
+        clean_tags(parse_tags('{"tags": [' + nested + ', "one tag"]}'), 2, 12)
+    assert len(str(exc.value)) < 200
