@@ -262,7 +262,16 @@ def annotate_store(store, tagger: Tagger, *, page: int = 2000, limit: int | None
         if progress:
             progress(stats.requested, total)
 
+    async def flush_while_waiting() -> None:
+        # Results arrive only when a request ends: while every request in flight waits out a
+        # Retry-After or a slow server, what has already arrived is written anyway.
+        while True:
+            await asyncio.sleep(flush_seconds)
+            if buffer and time.monotonic() - last_flush >= flush_seconds:
+                flush()
+
     async def consume() -> None:
+        ticker = asyncio.ensure_future(flush_while_waiting())
         try:
             items = pending_inputs(store, tagger.fingerprint, page, limit)
             async for result in tagger.tag_stream(items):
@@ -271,6 +280,7 @@ def annotate_store(store, tagger: Tagger, *, page: int = 2000, limit: int | None
                 if len(buffer) >= flush_rows or time.monotonic() - last_flush >= flush_seconds:
                     flush()
         finally:
+            ticker.cancel()
             if hasattr(tagger, "aclose"):  # connections belong to this event loop
                 await tagger.aclose()
 
@@ -287,6 +297,7 @@ def _llm_tagger(cfg, base_url: str | None, model: str, *, concurrency: int | Non
     a, llm = cfg.annotate, cfg.llm
     client = AsyncLLM(base_url, model, api_key_env=llm.api_key_env,
                       timeout_s=timeout_s or llm.timeout_s, max_retries=llm.max_retries,
+                      max_retry_after_s=llm.max_retry_after_s,
                       concurrency=concurrency or a.concurrency,
                       requests_per_minute=a.requests_per_minute,
                       tokens_per_minute=a.tokens_per_minute, temperature=llm.temperature,

@@ -100,7 +100,8 @@ class AsyncLLM:
                  timeout_s: float = 60.0, max_retries: int = 6, concurrency: int = 16,
                  requests_per_minute: float | None = None, tokens_per_minute: float | None = None,
                  temperature: float = 0.0, max_tokens: int = 256, structured: bool = True,
-                 backoff_base_s: float = 0.5, backoff_max_s: float = 30.0, seed: int | None = None):
+                 backoff_base_s: float = 0.5, backoff_max_s: float = 30.0, seed: int | None = None,
+                 max_retry_after_s: float = 60.0):
         if not model:
             raise TagtreeError("no model name: set --llm-model or TAGTREE_LLM_MODEL")
         self.base_url = base_url
@@ -111,6 +112,7 @@ class AsyncLLM:
         self.structured = structured
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
+        self.max_retry_after_s = max_retry_after_s
         self.concurrency = concurrency
         self._rpm_rate, self._tpm_rate = requests_per_minute, tokens_per_minute
         self._random = random.Random(seed)
@@ -152,9 +154,10 @@ class AsyncLLM:
         await self.close()
 
     def _backoff(self, attempt: int, server_wait: float | None) -> float:
-        # Full jitter spreads a burst of retries; the server's Retry-After is a floor.
+        # Full jitter spreads a burst of retries; the server's Retry-After is a floor, capped at
+        # max_retry_after_s: one "Retry-After: 100000" would otherwise stall the run for 28 h.
         delay = self._random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
-        return max(delay, server_wait or 0.0)
+        return max(delay, min(server_wait or 0.0, self.max_retry_after_s))
 
     async def chat(self, messages: list[dict[str, str]], *, schema: dict | None = None,
                    name: str = "tags") -> ChatResult:

@@ -7,6 +7,11 @@ nothing secret was written."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,3 +77,63 @@ def test_deeply_nested_list_that_parses_gives_a_bounded_message():
     with pytest.raises(TagError, match="too few valid tags") as exc:
         clean_tags(parse_tags('{"tags": [' + nested + ', "one tag"]}'), 2, 12)
     assert len(str(exc.value)) < 200
+
+
+def test_retry_after_is_capped(tmp_path, db_path):
+    from tagtree.io.llm import AsyncLLM
+
+    assert AsyncLLM("http://127.0.0.1:9/v1", "m")._backoff(0, 100_000.0) == 60.0  # the default
+    with FakeOpenAIServer() as srv, Store(db_path) as store:
+        seed(store, tmp_path, 8)
+        srv.inject("429", count=3, retry_after=100_000)  # ~28 h if obeyed
+        started = time.monotonic()
+        _, summary = run(store, config(srv.base_url, **{"llm.max_retry_after_s": 0.3}))
+        assert time.monotonic() - started < 10
+        assert (summary.ok, summary.failed) == (8, 0)
+        statuses_seen = [r["status"] for r in srv.requests if r["path"].endswith("completions")]
+        assert statuses_seen.count(429) == 3
+
+
+WAIT_SCRIPT = """
+import sys
+from tagtree.config import load_config
+from tagtree.io.annotator import annotate_store, open_tagger
+from tagtree.io.store import Store
+cfg, _ = load_config(None, {"llm.base_url": sys.argv[2], "llm.model": "fake-tagger",
+                            "annotate.concurrency": 4, "llm.max_retry_after_s": 3600},
+                     environ={})
+with Store(sys.argv[1]) as store, open_tagger(cfg) as tagger:
+    print(annotate_store(store, tagger).line(), flush=True)
+"""
+
+
+def test_answers_are_stored_while_every_request_waits_out_a_retry_after(tmp_path, db_path):
+    """The stall that lost 43 of 299 answers: every request in flight waits on Retry-After, no
+    result arrives to trigger a flush. A kill during the wait must find the answers stored."""
+    with FakeOpenAIServer(latency=0.02) as srv:
+        with Store(db_path) as store:
+            seed(store, tmp_path, 400)
+        env = os.environ | {"PYTHONPATH": str(REPO)}
+        proc = subprocess.Popen([sys.executable, "-c", WAIT_SCRIPT, db_path, srv.base_url],
+                                env=env, cwd=REPO)
+        try:
+            def answered() -> int:
+                return sum(1 for r in srv.requests
+                           if r["path"].endswith("completions") and r["status"] == 200)
+
+            deadline = time.monotonic() + 60
+            while answered() < 20 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            srv.inject("429", count=10_000, retry_after=100_000)
+            while time.monotonic() < deadline and sum(
+                    1 for r in srv.requests if r["status"] == 429) < 4:
+                time.sleep(0.01)
+            time.sleep(2.0)  # > flush_seconds: every answer has arrived, no new one will
+            assert proc.poll() is None, "the run must be waiting, not finished"
+            n_answered = answered()
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert 20 <= n_answered < 400
+    with Store(db_path) as store:
+        assert statuses(store) == {"ok": n_answered}
