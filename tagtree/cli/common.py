@@ -24,6 +24,17 @@ def settings(config_path: str | None, overrides: dict[str, Any]) -> Config:
     return cfg
 
 
+def keep_out_of_parameters(overrides: dict[str, Any], key: str) -> None:
+    """Move ``key`` from the flow's parameters to its env var: Prefect stores flow-run
+    parameters in its database, and a URL may hold ``user:password@``. The in-process flow reads
+    the same value from the environment (a flag still beats a recipe file)."""
+    from tagtree.config import env_name
+
+    value = overrides.pop(key, None)
+    if value is not None:
+        os.environ[env_name(key)] = str(value)
+
+
 def quiet_prefect() -> None:
     """Offline-friendly Prefect defaults for commands that run flows in ephemeral mode."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

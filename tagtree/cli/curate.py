@@ -59,6 +59,9 @@ def curate(
         | {"store.db": db, "sample.budget": budget, "sample.method": method, "export.out": out},
     )
     quiet_prefect()
+    from tagtree.cli.common import keep_out_of_parameters
+
+    keep_out_of_parameters(overrides, "llm.base_url")
     console.print(f"curating {len(inputs)} file(s) into {cfg.store.db}: ingest, annotate, tree, "
                   "ground, score, sample, export, report ...", highlight=False)
     from flows.curate import curate as curate_flow

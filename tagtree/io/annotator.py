@@ -36,6 +36,7 @@ from tagtree.annotate import (
 )
 from tagtree.errors import TagtreeError
 from tagtree.io.llm import AsyncLLM, RequestFailed
+from tagtree.sanitize import public_url
 
 
 class LLMTagger:
@@ -69,7 +70,7 @@ class LLMTagger:
                 "max_tokens": self.llm.max_tokens}
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "llm", "model": self.llm.model, "base_url": _public(self.llm.base_url),
+        return {"kind": "llm", "model": self.llm.model, "base_url": public_url(self.llm.base_url),
                 **self.params()}
 
     def _values(self, item: TagInput) -> dict[str, Any]:
@@ -146,20 +147,15 @@ class LLMTagger:
                     start(item)
                 yield task.result()  # TagtreeError (fatal) propagates from here
         finally:
-            for task in list(running):
+            # Cancel what is in flight and collect every unreported outcome: a task left with an
+            # unretrieved exception is reported (and finalized) at some later garbage collection.
+            left = list(running)
+            while not done.empty():
+                left.append(done.get_nowait())
+            for task in left:
                 task.cancel()
-
-
-def _public(url: str | None) -> str | None:
-    """An endpoint URL without user:password@ or query string, safe to store."""
-    if not url:
-        return url
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+            if left:
+                await asyncio.gather(*left, return_exceptions=True)
 
 
 def wordpiece_counter() -> Callable[[str], int]:

@@ -23,6 +23,7 @@ import openai
 import orjson
 
 from tagtree.errors import TagtreeError
+from tagtree.sanitize import public_url, scrub_text
 
 
 @dataclass(slots=True)
@@ -105,6 +106,7 @@ class AsyncLLM:
         if not model:
             raise TagtreeError("no model name: set --llm-model or TAGTREE_LLM_MODEL")
         self.base_url = base_url
+        self.public_url = public_url(base_url) or "api.openai.com"  # for messages: no secrets
         self.model = model
         self.max_retries = max_retries
         self.temperature = temperature
@@ -187,7 +189,7 @@ class AsyncLLM:
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 if status in _FATAL_STATUS:
-                    raise TagtreeError(f"LLM endpoint {self.base_url or 'api.openai.com'}: "
+                    raise TagtreeError(f"LLM endpoint {self.public_url}: "
                                        f"{_FATAL_STATUS[status]} (HTTP {status}) for model "
                                        f"{self.model!r}") from None
                 if status == 400 and schema is not None and self.structured \
@@ -233,7 +235,8 @@ class AsyncLLM:
 
 
 def _short(text: str, limit: int = 160) -> str:
-    text = " ".join(str(text).split())
+    """A one-line, bounded reason with any credentials in URLs scrubbed (it gets stored)."""
+    text = scrub_text(" ".join(str(text).split()))
     try:  # some servers put a JSON error object in the message
         text = json.loads(text).get("error", {}).get("message", text)
     except (ValueError, AttributeError, RecursionError):

@@ -137,3 +137,75 @@ def test_answers_are_stored_while_every_request_waits_out_a_retry_after(tmp_path
     assert 20 <= n_answered < 400
     with Store(db_path) as store:
         assert statuses(store) == {"ok": n_answered}
+
+
+PASSWORD, API_KEY = "hunter2pw", "sk-KEYSECRET123"
+
+
+def with_credentials(base_url: str) -> str:
+    return base_url.replace("http://", f"http://bob:{PASSWORD}@")
+
+
+def secrets_in(root: Path) -> list[str]:
+    """Every file under ``root`` holding the password or the API key (bytes, any format)."""
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            if PASSWORD.encode() in data or API_KEY.encode() in data:
+                hits.append(str(path.relative_to(root)))
+    return hits
+
+
+def cli(args, env=None):
+    from typer.testing import CliRunner
+
+    from tagtree.cli import app
+
+    return CliRunner().invoke(app, args, env=env)
+
+
+def test_a_401_names_the_endpoint_without_its_password(tmp_path, db_path):
+    with FakeOpenAIServer() as srv:
+        with Store(db_path) as store:
+            seed(store, tmp_path, 5)
+        srv.inject("status", count=100, code=401, message="bad key")
+        result = cli(["annotate", "--llm-base-url", with_credentials(srv.base_url),
+                      "--llm-model", "fake-tagger", "--db", db_path],
+                     env={"OPENAI_API_KEY": API_KEY})
+    assert "authentication failed (HTTP 401)" in str(result.exception)
+    assert srv.base_url in str(result.exception)
+    assert PASSWORD not in str(result.exception) + result.output
+    assert secrets_in(tmp_path) == []
+
+
+def test_config_show_does_not_print_a_password_in_the_url():
+    result = cli(["config", "show"],
+                 env={"TAGTREE_LLM_BASE_URL": f"http://bob:{PASSWORD}@h:1/v1", "COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "***@h:1" in result.output and PASSWORD not in result.output
+
+
+@pytest.mark.slow
+def test_no_secret_in_store_report_manifest_logs_or_prefect_database(tmp_path):
+    """`tagtree curate` against a URL with user:password@ and an API key in the env: neither is
+    in any file the run leaves (store, selection, manifest, report, Prefect's database and
+    logs), nor in its output."""
+    home = tmp_path / "prefect-home"
+    env = os.environ | {"PYTHONPATH": str(REPO), "PREFECT_HOME": str(home),
+                        "OPENAI_API_KEY": API_KEY, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    tagtree = str(Path(sys.executable).with_name("tagtree"))
+    with FakeOpenAIServer() as srv:
+        proc = subprocess.run(
+            [tagtree, "curate", str(REPO / "examples" / "mt_bench.jsonl"), "--llm-base-url",
+             with_credentials(srv.base_url), "--llm-model", "fake-tagger",
+             "--db", str(tmp_path / "store.duckdb"), "--out", str(tmp_path / "out")],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (tmp_path / "out" / "report.html").exists() and (home / "prefect.db").exists()
+    with Store(str(tmp_path / "store.duckdb"), read_only=True) as store:
+        (config,) = store.rows("SELECT config FROM runs")[0]
+    assert "***@127.0.0.1" in config  # the URL is recorded, scrubbed
+    assert secrets_in(tmp_path) == []
+    assert PASSWORD not in proc.stdout + proc.stderr and API_KEY not in proc.stdout + proc.stderr

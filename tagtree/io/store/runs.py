@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import orjson
 
+from tagtree.sanitize import scrub
+
 
 class RunQueries:
     def start_run(self, run_id: str, kind: str, config: dict) -> None:
         self.rows(
             "INSERT OR REPLACE INTO runs (run_id, kind, status, started_at, config) "
             "VALUES (?, ?, 'running', current_timestamp, ?)",
-            [run_id, kind, orjson.dumps(config).decode()],
+            [run_id, kind, orjson.dumps(scrub(config)).decode()],  # no user:pass@ stored
         )
 
     def finish_run(self, run_id: str, status: str, *, metrics: dict | None = None,
@@ -18,8 +20,9 @@ class RunQueries:
         self.rows(
             "UPDATE runs SET status = ?, finished_at = current_timestamp, metrics = ?, "
             "timings = ?, fingerprints = ? WHERE run_id = ?",
-            [status, orjson.dumps(metrics or {}).decode(), orjson.dumps(timings or {}).decode(),
-             orjson.dumps(fingerprints or {}).decode(), run_id],
+            [status, orjson.dumps(scrub(metrics or {})).decode(),
+             orjson.dumps(timings or {}).decode(),
+             orjson.dumps(scrub(fingerprints or {})).decode(), run_id],
         )
 
     def runs(self, limit: int = 20) -> list[tuple]:
