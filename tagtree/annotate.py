@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from tagtree.sanitize import strip_controls
+
 OK, FAILED = "ok", "failed"
 # Tags longer than this are sentences, not atomic concepts.
 MAX_TAG_CHARS = 64
@@ -257,8 +259,9 @@ def parse_tags(content: str | None) -> list:
 
 
 def normalize_tag(tag: str) -> str:
-    """Lower-case, single spaces, no surrounding quotes/punctuation/bullets."""
-    tag = re.sub(r"\s+", " ", tag.replace("_", " ")).strip().lower()
+    """Lower-case, single spaces, no surrounding quotes/punctuation/bullets, no terminal escape
+    sequences or control/bidi characters (tags are printed and shown everywhere)."""
+    tag = re.sub(r"\s+", " ", strip_controls(tag).replace("_", " ")).strip().lower()
     return tag.strip(" \t\"'`.,;:!?*#-•()[]{}")
 
 

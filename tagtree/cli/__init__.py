@@ -14,6 +14,7 @@ import typer
 
 from tagtree import __version__
 from tagtree.errors import TagtreeError
+from tagtree.sanitize import printable
 
 # Order is the order of `tagtree --help`.
 COMMAND_MODULES = ("curate", "ingest", "annotate", "tree", "sample", "report", "orchestrate",
@@ -49,7 +50,7 @@ def main() -> None:
     try:
         app()
     except TagtreeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: finished work is kept in the store; re-run to resume", file=sys.stderr)

@@ -9,9 +9,21 @@ import typer
 from rich.console import Console
 
 from tagtree.config import Config, load_config
+from tagtree.sanitize import printable
 
-console = Console()
-err_console = Console(stderr=True)
+
+class SafeConsole(Console):
+    """A console that never passes escape sequences from data (LLM tags, file names, instance
+    text, error messages) to the terminal: every string it renders -- printed, in a table cell,
+    a tree label -- has its control characters shown escaped (``\\x1b[2J``), never obeyed.
+    Rich's own styling is added after this, so colours still work."""
+
+    def render_str(self, text: str, **kwargs: Any):
+        return super().render_str(printable(text), **kwargs)
+
+
+console = SafeConsole()
+err_console = SafeConsole(stderr=True)
 
 DbOption = typer.Option(None, "--db", help="DuckDB file [env TAGTREE_DB; default tagtree.duckdb].")
 ConfigOption = typer.Option(

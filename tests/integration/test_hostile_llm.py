@@ -209,3 +209,35 @@ def test_no_secret_in_store_report_manifest_logs_or_prefect_database(tmp_path):
     assert "***@127.0.0.1" in config  # the URL is recorded, scrubbed
     assert secrets_in(tmp_path) == []
     assert PASSWORD not in proc.stdout + proc.stderr and API_KEY not in proc.stdout + proc.stderr
+
+
+def test_escape_sequences_from_the_llm_never_reach_the_terminal(tmp_path, db_path):
+    with FakeOpenAIServer() as srv:
+        with Store(db_path) as store:
+            seed(store, tmp_path, 6)
+        srv.inject("escape", count=100)
+        result = cli(["annotate", "--llm-base-url", srv.base_url, "--llm-model", "fake-tagger",
+                      "--db", db_path, "--show", "6"])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\u202e" not in result.output
+    assert "red alert" in result.output and "click here" in result.output
+    with Store(db_path) as store:
+        tags = {t for (ts,) in store.rows("SELECT tags FROM annotations") for t in ts}
+    assert tags == {"red alert", "window title", "click here", "hidden cursor", "evil bidi"}
+
+
+def test_escape_sequences_in_file_names_and_errors_are_shown_escaped(tmp_path):
+    bad = tmp_path / "pool\x1b]0;owned\x07\x1b[2J.jsonl"
+    bad.write_text(json.dumps({"instruction": "Explain recursion", "output": "It is."}) + "\n")
+    db = str(tmp_path / "s.duckdb")
+    assert cli(["ingest", str(bad), "--db", db]).exit_code == 0
+    stats = cli(["stats", "--db", db], env={"COLUMNS": "200"})
+    assert stats.exit_code == 0 and "pool" in stats.output
+    assert "\x1b" not in stats.output and "\\x1b" in stats.output
+    tagtree = str(Path(sys.executable).with_name("tagtree"))
+    proc = subprocess.run([tagtree, "ingest", str(tmp_path / "gone\x1b[2J.jsonl"), "--db", db],
+                          capture_output=True, text=True, timeout=120,
+                          env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: input file not found:") and "\x1b" not in proc.stderr
+    assert "gone\\x1b[2J.jsonl" in proc.stderr
