@@ -66,6 +66,10 @@ class LLMConfig(_Section):
         60.0, ge=0, description="Longest server-asked wait (Retry-After) honoured before a retry; "
         "longer asks are cut to this.",
     )
+    breaker_failures: int = Field(
+        8, ge=0, description="Connection failures/timeouts in a row that stop annotate with exit "
+        "2 (fewer while the endpoint never answered: all requests in flight); 0: never stop.",
+    )
     temperature: float = Field(0.0, ge=0, description="Sampling temperature for tagging.")
     max_tokens: int = Field(
         256, ge=16, description="Most completion tokens per tagging request (caps cost and time)."

@@ -137,8 +137,11 @@ class LLMTagger:
             running.add(task)
             task.add_done_callback(finished)
 
+        first = list(itertools.islice(it, max(2, 2 * self.llm.concurrency)))
+        if first:
+            await self.llm.probe()  # a dead endpoint is found now, not after every retry
         try:
-            for item in itertools.islice(it, max(2, 2 * self.llm.concurrency)):
+            for item in first:
                 start(item)
             while running or not done.empty():
                 task = await done.get()
@@ -294,6 +297,7 @@ def _llm_tagger(cfg, base_url: str | None, model: str, *, concurrency: int | Non
     client = AsyncLLM(base_url, model, api_key_env=llm.api_key_env,
                       timeout_s=timeout_s or llm.timeout_s, max_retries=llm.max_retries,
                       max_retry_after_s=llm.max_retry_after_s,
+                      breaker_failures=llm.breaker_failures,
                       concurrency=concurrency or a.concurrency,
                       requests_per_minute=a.requests_per_minute,
                       tokens_per_minute=a.tokens_per_minute, temperature=llm.temperature,

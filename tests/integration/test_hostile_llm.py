@@ -241,3 +241,74 @@ def test_escape_sequences_in_file_names_and_errors_are_shown_escaped(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: input file not found:") and "\x1b" not in proc.stderr
     assert "gone\\x1b[2J.jsonl" in proc.stderr
+
+
+def annotate_cli(db: str, base_url: str, *extra: str, timeout_s: float = 1.0):
+    """`tagtree annotate` as a user runs it (a real process): (exit code, stderr, seconds)."""
+    tagtree = str(Path(sys.executable).with_name("tagtree"))
+    env = os.environ | {"PYTHONPATH": str(REPO), "TAGTREE_LLM_TIMEOUT_S": str(timeout_s)}
+    started = time.monotonic()
+    proc = subprocess.run([tagtree, "annotate", "--llm-base-url", base_url, "--llm-model",
+                           "fake-tagger", "--db", db, *extra], capture_output=True, text=True,
+                          timeout=300, env=env)
+    return proc.returncode, proc.stderr, time.monotonic() - started
+
+
+def test_connection_refused_stops_at_once_with_exit_2(tmp_path, db_path):
+    from tests.support.openai_server import refused_url
+
+    with Store(db_path) as store:
+        seed(store, tmp_path, 300)
+    url = refused_url()
+    code, err, seconds = annotate_cli(db_path, with_credentials(url), "--concurrency", "16")
+    assert code == 2, err
+    assert err.startswith(f"error: LLM endpoint {url} is unreachable:") and "refused" in err
+    assert PASSWORD not in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert seconds <= 15
+    with Store(db_path) as store:
+        assert store.scalar("SELECT count(*) FROM instances") == 300  # nothing lost
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_an_endpoint_that_never_answers_chat_trips_the_breaker(tmp_path, db_path, concurrency):
+    """/models answers (the probe passes), every chat request hangs: stopped after at most two
+    request timeouts, exit 2, the URL named; the answers before the outage are kept."""
+    with FakeOpenAIServer() as srv:
+        with Store(db_path) as store:
+            seed(store, tmp_path, 300)
+        code, err, _ = annotate_cli(db_path, srv.base_url, "--limit", "5")
+        assert code == 0, err
+        srv.inject("hang", count=100_000)
+        code, err, seconds = annotate_cli(db_path, srv.base_url, "--concurrency",
+                                          str(concurrency), timeout_s=3.0)
+    assert code == 2, err
+    assert err.startswith(f"error: LLM endpoint {srv.base_url} is unreachable:"), err
+    assert "in a row failed (timeout after 3 s)" in err and len(err.splitlines()) == 1
+    assert seconds <= 2 * 3.0 + 15  # 8 timeouts one after another would take 24 s
+    with Store(db_path) as store:
+        assert statuses(store).get("ok") == 5
+
+
+def test_an_endpoint_that_accepts_and_never_answers_fails_the_probe(tmp_path, db_path):
+    from tests.support.openai_server import SilentServer
+
+    with Store(db_path) as store:
+        seed(store, tmp_path, 300)
+    with SilentServer() as silent:
+        code, err, seconds = annotate_cli(db_path, silent.base_url, timeout_s=2.0)
+    assert code == 2, err
+    assert err.strip() == (f"error: LLM endpoint {silent.base_url} is unreachable: no answer "
+                           "within 2 s. Check llm.base_url (--llm-base-url) and that the server "
+                           "is up; finished work is kept, re-run to resume")
+    assert seconds <= 2 * 2.0 + 15
+
+
+def test_a_flaky_connection_does_not_trip_the_breaker(tmp_path, db_path):
+    """Mid-body closes and resets are retried per request; they prove the server is there."""
+    with FakeOpenAIServer() as srv, Store(db_path) as store:
+        seed(store, tmp_path, 40)
+        srv.inject("midbody", count=6)
+        srv.inject("reset", count=6)
+        _, summary = run(store, config(srv.base_url, **{"llm.max_retries": 4}))
+        assert (summary.ok, summary.failed) == (40, 0)
+        assert statuses(store) == {"ok": 40}

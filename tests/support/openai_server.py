@@ -83,6 +83,21 @@ def refused_url() -> str:
     return f"http://127.0.0.1:{port}/v1"
 
 
+class SilentServer:
+    """An endpoint that accepts connections and never answers: a listening socket nobody
+    reads (the kernel completes the handshake and buffers the request)."""
+
+    def __enter__(self) -> SilentServer:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(1024)
+        self.base_url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/v1"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._sock.close()
+
+
 def _count_tokens(text: str) -> int:
     return max(1, len(text.split()))
 
