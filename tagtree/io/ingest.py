@@ -31,7 +31,7 @@ from tagtree.formats import (
     detect_format,
     normalize_record,
 )
-from tagtree.io.readers import iter_records, parse_line, sniff_container
+from tagtree.io.readers import check_path, iter_records, parse_line, sniff_container
 
 _RAW_QUARANTINE_CHARS = 2000  # enough to see what went wrong, bounded for huge bad lines
 PARALLEL_MIN_BYTES = 64 << 20  # below this, starting worker processes costs more than it saves
@@ -329,10 +329,7 @@ def check_inputs(paths: Iterable[str], fmt: str = "auto") -> list[str]:
     if not paths:
         raise TagtreeError("no input files given")
     for p in paths:
-        if not Path(p).exists():
-            raise TagtreeError(f"input file not found: {p}")
-        if Path(p).is_dir():
-            raise TagtreeError(f"{p} is a directory; pass the files in it")
+        check_path(p)  # missing, a directory, a FIFO or device, a symlink loop, forbidden
     return paths
 
 
