@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -45,6 +46,31 @@ def keep_out_of_parameters(overrides: dict[str, Any], key: str) -> None:
     value = overrides.pop(key, None)
     if value is not None:
         os.environ[env_name(key)] = str(value)
+
+
+class _HideUserErrors(logging.Filter):
+    """Drops Prefect's console records about a ``TagtreeError`` (the engine logs the traceback
+    of every failed task and flow run at ERROR): the CLI prints the one-line message itself.
+    Prefect's API log handler is untouched, so the UI still shows the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from tagtree.errors import TagtreeError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, TagtreeError):
+            return False
+        return "TagtreeError" not in record.getMessage()
+
+
+def hide_user_error_tracebacks() -> None:
+    """Install ``_HideUserErrors`` on every console handler of Prefect's loggers (call after
+    Prefect is imported, which configures its logging)."""
+    names = ["prefect"] + [n for n in logging.root.manager.loggerDict if n.startswith("prefect.")]
+    for logger in [logging.root, *map(logging.getLogger, names)]:  # the console is on root
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and not any(
+                    isinstance(f, _HideUserErrors) for f in handler.filters):
+                handler.addFilter(_HideUserErrors())
 
 
 def quiet_prefect() -> None:

@@ -58,14 +58,19 @@ def curate(
         overrides
         | {"store.db": db, "sample.budget": budget, "sample.method": method, "export.out": out},
     )
-    quiet_prefect()
-    from tagtree.cli.common import keep_out_of_parameters
+    from tagtree.cli.common import hide_user_error_tracebacks, keep_out_of_parameters
+    from tagtree.io.ingest import check_inputs
 
+    # Unusable inputs fail here, in one line, before Prefect starts (item 6 of issue 16).
+    check_inputs([*inputs, *([target] if target else [])], cfg.ingest.format)
+    quiet_prefect()
     keep_out_of_parameters(overrides, "llm.base_url")
     console.print(f"curating {len(inputs)} file(s) into {cfg.store.db}: ingest, annotate, tree, "
                   "ground, score, sample, export, report ...", highlight=False)
     from flows.curate import curate as curate_flow
     from tagtree.cli.summary import print_summary
+
+    hide_user_error_tracebacks()
 
     result = curate_flow(
         inputs=[str(p) for p in inputs],
