@@ -148,11 +148,11 @@ def is_user_error(exc: BaseException) -> bool:
     config), or the OS saying the path is missing, a directory, forbidden, or the disk full."""
     import errno
 
-    from tagtree.errors import TagtreeError
+    from tagtree.errors import user_message
 
     permanent = {errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM,
                  errno.ENOSPC, errno.EDQUOT, errno.ELOOP, errno.ENAMETOOLONG}
-    return isinstance(exc, TagtreeError) or (isinstance(exc, OSError)
+    return user_message(exc) is not None or (isinstance(exc, OSError)
                                              and exc.errno in permanent)
 
 

@@ -13,7 +13,7 @@ import sys
 import typer
 
 from tagtree import __version__
-from tagtree.errors import TagtreeError
+from tagtree.errors import TagtreeError, user_message
 from tagtree.sanitize import printable
 
 # Order is the order of `tagtree --help`.
@@ -51,6 +51,12 @@ def main() -> None:
         app()
     except TagtreeError as exc:
         print(f"error: {printable(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:  # noqa: BLE001 - a full disk is the user's to fix; bugs re-raise
+        message = user_message(exc)
+        if message is None:
+            raise
+        print(f"error: {printable(message)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: finished work is kept in the store; re-run to resume", file=sys.stderr)

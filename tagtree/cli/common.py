@@ -54,12 +54,13 @@ class _HideUserErrors(logging.Filter):
     Prefect's API log handler is untouched, so the UI still shows the traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from tagtree.errors import TagtreeError
+        from tagtree.errors import user_message
 
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, TagtreeError):
+        if exc is not None and user_message(exc) is not None:
             return False
-        return "TagtreeError" not in record.getMessage()
+        text = record.getMessage()
+        return "TagtreeError" not in text and "No space left on device" not in text
 
 
 def hide_user_error_tracebacks() -> None:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from tagtree.errors import TagtreeError
 from tagtree.formats import normalize_record
+from tagtree.io.atomic import atomic_open, atomic_path, write_bytes_atomic, write_text_atomic
 
 
 def _container(source_file: str) -> str:
@@ -47,11 +48,12 @@ def _messages(raw: str, fmt: str) -> list[dict]:
 
 def _write_raw(path: Path, raws: list[str], container: str) -> None:
     if container == "parquet":
-        pq.write_table(pa.Table.from_pylist([orjson.loads(r) for r in raws]), path)
+        with atomic_path(path) as tmp:
+            pq.write_table(pa.Table.from_pylist([orjson.loads(r) for r in raws]), tmp)
     elif container == "json":
-        path.write_text("[\n" + ",\n".join(raws) + "\n]\n", encoding="utf-8")
+        write_text_atomic(path, "[\n" + ",\n".join(raws) + "\n]\n")
     else:
-        path.write_text("".join(r + "\n" for r in raws), encoding="utf-8")
+        write_text_atomic(path, "".join(r + "\n" for r in raws))
 
 
 def write_selection_files(records: pa.Table, out_dir: Path, name: str, fmt: str) -> list[dict]:
@@ -70,11 +72,11 @@ def write_selection_files(records: pa.Table, out_dir: Path, name: str, fmt: str)
             files.append((path, members, fmt))
         if not groups:  # an empty selection still yields a (empty) file
             path = out_dir / f"{name}.jsonl"
-            path.write_text("", encoding="utf-8")
+            write_text_atomic(path, "")
             files.append((path, [], fmt))
     elif fmt == "jsonl":
         path = out_dir / f"{name}.jsonl"
-        with open(path, "wb") as fh:
+        with atomic_open(path, "wb") as fh:
             for r in rows:
                 fh.write(orjson.dumps({"messages": _messages(r["raw"], r["format"])}) + b"\n")
         files.append((path, rows, fmt))
@@ -86,7 +88,8 @@ def write_selection_files(records: pa.Table, out_dir: Path, name: str, fmt: str)
             "instruction": [r["instruction"] for r in rows],
             "response": [r["response"] for r in rows], "system": [r["system"] for r in rows],
             "messages": [orjson.dumps(_messages(r["raw"], r["format"])).decode() for r in rows]})
-        pq.write_table(table, path)
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
         files.append((path, rows, fmt))
     else:
         raise TagtreeError(f"unknown export format {fmt!r}; choose input, jsonl or parquet")
@@ -113,8 +116,8 @@ def export_selection(store, run_id: str, method: str, out_dir: str | Path, *, fm
            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "files": files} | (manifest or {})
     manifest_path = out / f"{name}.manifest.json"
-    manifest_path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 |
-                                           orjson.OPT_SERIALIZE_NUMPY))
+    write_bytes_atomic(manifest_path, orjson.dumps(doc, option=orjson.OPT_INDENT_2 |
+                                                   orjson.OPT_SERIALIZE_NUMPY))
     entries = files + [{"path": str(manifest_path), "kind": "manifest", "rows": len(files),
                         "sha256": _sha256(manifest_path)}]
     for e in entries:
