@@ -348,6 +348,7 @@ def ingest_files(
     """Load every file into ``store``. Raises TagtreeError only for unusable inputs (missing
     file, unknown format name); bad rows are quarantined, never fatal."""
     paths = check_inputs(paths, fmt)
+    sweep_stale_shard_dirs(shard_dir_for(store))  # what killed ingests left next to the store
     workers = workers or min(os.cpu_count() or 1, 4)
     summary = IngestSummary()
     start = time.perf_counter()
@@ -430,10 +431,64 @@ def shard_dir_for(store) -> str | None:
     return str(Path(store.path).resolve().parent) if store.path != ":memory:" else None
 
 
+SHARD_PREFIX = ".tagtree-ingest-"
+_OWNER = "owner"  # "<host> <pid>" of the ingest that made a shard directory
+STALE_UNOWNED_S = 3600  # a shard directory without an owner file is stale after an hour
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_stale_shard_dirs(parent: str | None) -> list[str]:
+    """Remove the shard directories that killed ingests left in ``parent`` (an 82 MB file left
+    177 MB behind): those whose owner process on this host is gone, or, without an owner file,
+    older than an hour. A live ingest's directory is never touched. Returns what was removed."""
+    import shutil
+    import socket
+
+    root = Path(parent or tempfile.gettempdir())
+    removed = []
+    for d in root.glob(f"{SHARD_PREFIX}*"):
+        if not d.is_dir() or d.is_symlink():
+            continue
+        try:
+            host, pid = (d / _OWNER).read_text().split()
+            stale = host == socket.gethostname() and not _alive(int(pid))
+        except (OSError, ValueError):
+            try:
+                stale = time.time() - d.stat().st_mtime > STALE_UNOWNED_S
+            except OSError:
+                continue
+        if stale:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(str(d))
+    return removed
+
+
+@contextmanager
+def shard_dir(parent: str | None) -> Iterator[str]:
+    """A fresh shard directory under ``parent``, marked with its owner, removed afterwards."""
+    import shutil
+    import socket
+
+    out_dir = tempfile.mkdtemp(prefix=SHARD_PREFIX, dir=parent)
+    try:
+        Path(out_dir, _OWNER).write_text(f"{socket.gethostname()} {os.getpid()}")
+        yield out_dir
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
 def _ingest_one(store, path, fmt, dataset, role, batch_rows, workers, progress) -> FileSummary:
     if workers > 1 and chunkable(path):
-        with tempfile.TemporaryDirectory(prefix=".tagtree-ingest-", dir=shard_dir_for(store)) \
-                as out_dir:
+        with shard_dir(shard_dir_for(store)) as out_dir:
             groups = _parallel_groups(path, fmt, workers, out_dir, max(batch_rows, GROUP_ROWS))
             return write_file(store, path, dataset, role, fmt, groups, progress)
     groups = ([batch] for batch in parse_batches(iter_records(path), fmt, batch_rows))

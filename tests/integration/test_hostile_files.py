@@ -93,3 +93,65 @@ def test_gunzip_reads_members_padding_and_names_like_gzip(tmp_path):
         gz.write(b"a\nb\n")
     with _open_binary(named) as fh:
         assert fh.read() == b"a\nb\n"
+
+
+KILLED_INGEST = """
+import sys
+import tagtree.io.ingest as ingest
+from tagtree.io.store import Store
+ingest.PARALLEL_MIN_BYTES = 1 << 20  # shard this small file, as a big one would be
+ingest.CHUNK_BYTES = 64 << 10
+with Store(sys.argv[1]) as store:
+    ingest.ingest_files(store, [sys.argv[2]], workers=2, batch_rows=1000)
+"""
+
+
+def test_a_killed_parallel_ingest_leaves_no_shards_after_the_next_run(tmp_path):
+    import json
+    import signal
+
+    from tagtree.io.ingest import SHARD_PREFIX, ingest_files
+    from tagtree.io.store import Store
+
+    data = tmp_path / "big.jsonl"
+    n = 40_000
+    data.write_text("".join(json.dumps({"instruction": f"Explain item {i} of a sharded file",
+                                        "output": "x" * 40}) + "\n" for i in range(n)))
+    db = str(tmp_path / "s.duckdb")
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_INGEST, db, str(data)],
+                            env=os.environ | {"PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(
+            d.is_dir() and any(d.glob("*.parquet")) for d in tmp_path.glob(f"{SHARD_PREFIX}*")):
+        time.sleep(0.02)
+    assert proc.poll() is None, "the ingest must still be running"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(1.0)  # its pool workers notice their parent is gone and exit
+    left = list(tmp_path.glob(f"{SHARD_PREFIX}*"))
+    assert left, "the kill must land while shards are on disk"
+    with Store(db) as store:
+        summary = ingest_files(store, [str(data)], workers=2)
+        assert store.scalar("SELECT count(*) FROM instances") == n
+        assert store.scalar("SELECT count(DISTINCT id) FROM instances") == n
+    assert summary.valid == n
+    assert not list(tmp_path.glob(f"{SHARD_PREFIX}*"))  # swept, and its own removed
+
+
+def test_sweep_spares_live_ingests_and_removes_old_unowned_dirs(tmp_path):
+    import socket
+
+    from tagtree.io.ingest import SHARD_PREFIX, STALE_UNOWNED_S, sweep_stale_shard_dirs
+
+    live, dead, old, fresh = (tmp_path / f"{SHARD_PREFIX}{n}" for n in ("live", "dead", "old",
+                                                                         "fresh"))
+    for d in (live, dead, old, fresh):
+        d.mkdir()
+    (live / "owner").write_text(f"{socket.gethostname()} {os.getpid()}")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (dead / "owner").write_text(f"{socket.gethostname()} {gone.pid}")
+    os.utime(old, (time.time() - STALE_UNOWNED_S - 60,) * 2)
+    removed = sweep_stale_shard_dirs(str(tmp_path))
+    assert sorted(Path(r).name for r in removed) == sorted([dead.name, old.name])
+    assert live.exists() and fresh.exists()
