@@ -78,11 +78,21 @@ class LLMTagger:
         return {"instruction": item.instruction, "response": item.response or "(none)",
                 "system": system, "min_tags": self.min_tags, "max_tags": self.max_tags}
 
+    async def _chat(self, messages, spent: TagResult, **kw):
+        """One request, its attempts counted in ``spent`` even when it fails (a failed
+        instance's requests were missing from the attempts column: 577 seen, 439 recorded)."""
+        try:
+            out = await self.llm.chat(messages, **kw)
+        except RequestFailed as exc:
+            spent.attempts += exc.attempts
+            raise
+        spent.attempts += out.attempts
+        return out
+
     async def _ask_tags(self, messages, spent: TagResult) -> list[str]:
         last: Exception | None = None
         for _ in range(self.content_retries + 1):
-            out = await self.llm.chat(messages, schema=self.schema, name="tags")
-            spent.attempts += out.attempts
+            out = await self._chat(messages, spent, schema=self.schema, name="tags")
             spent.prompt_tokens += out.prompt_tokens
             spent.completion_tokens += out.completion_tokens
             try:
@@ -98,9 +108,9 @@ class LLMTagger:
         try:
             tags = await self._ask_tags(self.prompt.render(**values), result)
             for _ in range(self.critic_rounds):
-                review = await self.llm.chat(
-                    self.critic.render(**values, tags=", ".join(tags)), schema=CRITIQUE_SCHEMA,
-                    name="critique")
+                review = await self._chat(
+                    self.critic.render(**values, tags=", ".join(tags)), result,
+                    schema=CRITIQUE_SCHEMA, name="critique")
                 result.prompt_tokens += review.prompt_tokens
                 result.completion_tokens += review.completion_tokens
                 try:

@@ -38,7 +38,12 @@ class ChatResult:
 
 
 class RequestFailed(Exception):
-    """Retries exhausted or a non-retryable answer for this one request; str() is the reason."""
+    """Retries exhausted or a non-retryable answer for this one request; str() is the reason,
+    ``attempts`` the requests it took (they are counted against the instance)."""
+
+    def __init__(self, reason: str, attempts: int = 1):
+        super().__init__(reason)
+        self.attempts = attempts
 
 
 class RateLimiter:
@@ -243,7 +248,8 @@ class AsyncLLM:
                     self.structured = False  # not supported here: parse free text from now on
                     continue
                 if status not in _RETRY_STATUS and status < 500:
-                    raise RequestFailed(f"http {status}: {_short(exc.message)}") from None
+                    raise RequestFailed(f"http {status}: {_short(exc.message)}",
+                                        attempt + 1) from None
                 reason = f"http {status}: {_short(exc.message)}"
                 wait = retry_after_seconds(exc.response)
             except openai.APITimeoutError:
@@ -260,7 +266,8 @@ class AsyncLLM:
                 reason = f"malformed response: {_short(str(exc))}"
             if attempt < self.max_retries:
                 await asyncio.sleep(self._backoff(attempt, wait))
-        raise RequestFailed(f"{reason} (after {self.max_retries + 1} attempts)")
+        raise RequestFailed(f"{reason} (after {self.max_retries + 1} attempts)",
+                            self.max_retries + 1)
 
     async def _create(self, client, messages, schema, name) -> tuple[str | None, dict]:
         """POST /chat/completions through the SDK's request layer (auth, base URL, headers,

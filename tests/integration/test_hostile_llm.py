@@ -312,3 +312,31 @@ def test_a_flaky_connection_does_not_trip_the_breaker(tmp_path, db_path):
         _, summary = run(store, config(srv.base_url, **{"llm.max_retries": 4}))
         assert (summary.ok, summary.failed) == (40, 0)
         assert statuses(store) == {"ok": 40}
+
+
+def test_every_request_is_counted_against_its_instance_failed_ones_too(tmp_path, db_path):
+    """Attempts and tokens of failed instances were under-counted (577 requests seen, 439
+    recorded): the stored attempts now add up to the requests the server received."""
+    def respond(body: dict) -> str:
+        text = body["messages"][-1]["content"]
+        if "item00003" in text:
+            raise RuntimeError("always a 500 for this one")
+        if "item00005" in text:
+            return "no tags here"  # a content failure, asked twice
+        return default_responder(body)
+
+    with FakeOpenAIServer(respond) as srv, Store(db_path) as store:
+        seed(store, tmp_path, 30)
+        for kind, kw in [("429", {"retry_after": 0.01}), ("reset", {}), ("malformed", {}),
+                         ("slow", {"seconds": 1.5}), ("empty", {})]:
+            srv.inject(kind, count=2, **kw)
+        tagger, summary = run(store, config(srv.base_url, **{"llm.max_retries": 6}))
+        attempts, tokens_in, failed = store.rows(
+            "SELECT sum(attempts), sum(prompt_tokens), count(*) FILTER (WHERE status = 'failed') "
+            "FROM annotations")[0]
+        per_failed = dict(store.rows(
+            "SELECT error, attempts FROM annotations WHERE status = 'failed'"))
+    assert failed == 2 and summary.failed == 2
+    assert attempts == len(srv.chat_requests())
+    assert sorted(per_failed.values()) == [2, 7]  # 2 content tries; 1 + max_retries for a 500
+    assert tokens_in == summary.prompt_tokens > 0
