@@ -72,14 +72,22 @@ def curate(
 
     hide_user_error_tracebacks()
 
-    result = curate_flow(
-        inputs=[str(p) for p in inputs],
-        target=str(target) if target else None,
-        budget=cfg.sample.budget,
-        method=cfg.sample.method,
-        out=cfg.export.out,
-        db=cfg.store.db,
-        config_path=config,
-        overrides={k: v for k, v in overrides.items() if v is not None},
-    )
+    from tagtree.io.runlock import run_lock
+    from tagtree.io.store import Store
+
+    # The store is this run's from start to end: a second curate is refused now, not after its
+    # first stages, and cannot interleave between ours (the flow opens the store per task).
+    with run_lock(cfg.store.db, "tagtree curate"):
+        with Store(cfg.store.db) as store:
+            store.interrupt_stale_runs()  # 'running' rows of killed runs: nobody else runs now
+        result = curate_flow(
+            inputs=[str(p) for p in inputs],
+            target=str(target) if target else None,
+            budget=cfg.sample.budget,
+            method=cfg.sample.method,
+            out=cfg.export.out,
+            db=cfg.store.db,
+            config_path=config,
+            overrides={k: v for k, v in overrides.items() if v is not None},
+        )
     print_summary(result, console)

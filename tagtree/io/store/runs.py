@@ -15,6 +15,15 @@ class RunQueries:
             [run_id, kind, orjson.dumps(scrub(config)).decode()],  # no user:pass@ stored
         )
 
+    def interrupt_stale_runs(self) -> int:
+        """Mark 'running' rows 'interrupted': call only while holding the store's run lock,
+        when no run can be going on (they belong to runs that were killed)."""
+        n = self.scalar("SELECT count(*) FROM runs WHERE status = 'running'")
+        if n:
+            self.run("UPDATE runs SET status = 'interrupted', finished_at = current_timestamp "
+                     "WHERE status = 'running'")
+        return n
+
     def finish_run(self, run_id: str, status: str, *, metrics: dict | None = None,
                    timings: dict | None = None, fingerprints: dict | None = None) -> None:
         self.rows(
