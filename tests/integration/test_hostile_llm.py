@@ -128,7 +128,7 @@ def test_answers_are_stored_while_every_request_waits_out_a_retry_after(tmp_path
             while time.monotonic() < deadline and sum(
                     1 for r in srv.requests if r["status"] == 429) < 4:
                 time.sleep(0.01)
-            time.sleep(2.0)  # > flush_seconds: every answer has arrived, no new one will
+            time.sleep(3.0)  # > flush_seconds: every answer has arrived, no new one will
             assert proc.poll() is None, "the run must be waiting, not finished"
             n_answered = answered()
         finally:
@@ -334,9 +334,12 @@ def test_every_request_is_counted_against_its_instance_failed_ones_too(tmp_path,
         attempts, tokens_in, failed = store.rows(
             "SELECT sum(attempts), sum(prompt_tokens), count(*) FILTER (WHERE status = 'failed') "
             "FROM annotations")[0]
-        per_failed = dict(store.rows(
-            "SELECT error, attempts FROM annotations WHERE status = 'failed'"))
-    assert failed == 2 and summary.failed == 2
+        per_item = dict(store.rows(
+            "SELECT substr(i.instruction, 9, 9), a.attempts FROM annotations a JOIN instances i "
+            "ON i.id = a.instance_id WHERE a.status = 'failed'"))
+    # (On a loaded machine an injected slow answer may time out more often: others may fail too.)
+    assert failed >= 2 and summary.failed == failed
     assert attempts == len(srv.chat_requests())
-    assert sorted(per_failed.values()) == [2, 7]  # 2 content tries; 1 + max_retries for a 500
+    assert per_item["item00003"] == 7  # 1 + max_retries, every one a 500
+    assert per_item["item00005"] == 2  # two answers without tags (the content retry)
     assert tokens_in == summary.prompt_tokens > 0
