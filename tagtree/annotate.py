@@ -13,9 +13,12 @@ import importlib.resources
 import json
 import math
 import re
+import reprlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from tagtree.sanitize import strip_controls
 
 OK, FAILED = "ok", "failed"
 # Tags longer than this are sentences, not atomic concepts.
@@ -202,15 +205,26 @@ def _json_candidates(text: str) -> Iterable[str]:
 
 
 def _loads(candidate: str) -> Any:
+    """A JSON (or Python-literal) value, or None. Never raises: a hostile answer nested a
+    thousand levels deep is just unreadable (RecursionError), not a crash of the whole run."""
     candidate = candidate.strip()
     try:
         return json.loads(candidate)
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     try:  # single quotes, trailing commas and Python literals: {'tags': ['a', 'b',]}
         return ast.literal_eval(candidate)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return None
+
+
+_BRIEF = reprlib.Repr()  # keyword arguments only from Python 3.12
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother = 3, 60, 60
+
+
+def _brief(value: Any) -> str:
+    """A bounded repr: a hostile answer nested deep or very long cannot blow up a message."""
+    return _BRIEF.repr(value)
 
 
 def _tag_list(value: Any) -> list | None:
@@ -245,8 +259,9 @@ def parse_tags(content: str | None) -> list:
 
 
 def normalize_tag(tag: str) -> str:
-    """Lower-case, single spaces, no surrounding quotes/punctuation/bullets."""
-    tag = re.sub(r"\s+", " ", tag.replace("_", " ")).strip().lower()
+    """Lower-case, single spaces, no surrounding quotes/punctuation/bullets, no terminal escape
+    sequences or control/bidi characters (tags are printed and shown everywhere)."""
+    tag = re.sub(r"\s+", " ", strip_controls(tag).replace("_", " ")).strip().lower()
     return tag.strip(" \t\"'`.,;:!?*#-•()[]{}")
 
 
@@ -263,7 +278,7 @@ def clean_tags(raw: list, min_tags: int, max_tags: int) -> list[str]:
         if tag not in out:
             out.append(tag)
     if len(out) < min_tags:
-        raise TagError(f"too few valid tags: {len(out)} < {min_tags} (raw: {raw[:6]!r})")
+        raise TagError(f"too few valid tags: {len(out)} < {min_tags} (raw: {_brief(raw[:6])})")
     return out[:max_tags]
 
 

@@ -67,6 +67,14 @@ class LLMConfig(_Section):
     )
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout in seconds.")
     max_retries: int = Field(6, ge=0, description="Retries per request on 429/5xx/timeouts.")
+    max_retry_after_s: float = Field(
+        60.0, ge=0, description="Longest server-asked wait (Retry-After) honoured before a retry; "
+        "longer asks are cut to this.",
+    )
+    breaker_failures: int = Field(
+        8, ge=0, description="Connection failures/timeouts in a row that stop annotate with exit "
+        "2 (fewer while the endpoint never answered: all requests in flight); 0: never stop.",
+    )
     temperature: float = Field(0.0, ge=0, description="Sampling temperature for tagging.")
     max_tokens: int = Field(
         256, ge=16, description="Most completion tokens per tagging request (caps cost and time)."

@@ -1,5 +1,33 @@
 """Errors a user can cause. The CLI prints these as one clear message, without a traceback."""
 
+from __future__ import annotations
+
+import errno
+
 
 class TagtreeError(Exception):
     """A problem the user can fix: bad input, a missing model, an incompatible database."""
+
+
+_FULL = ("no space left on device", "disk quota exceeded")
+
+
+def disk_full(exc: BaseException) -> bool:
+    """``exc`` says the disk (or quota) is full: an OSError with ENOSPC/EDQUOT, or an error of a
+    library (DuckDB, pyarrow) whose message says so."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(words in str(exc).lower() for words in _FULL)
+
+
+def user_message(exc: BaseException) -> str | None:
+    """The one-line message the CLI prints for ``exc`` (exit 2), or None for a bug (traceback):
+    a TagtreeError, or the disk running full anywhere (the store, shards, outputs)."""
+    if isinstance(exc, TagtreeError):
+        return str(exc)
+    if disk_full(exc):
+        where = getattr(exc, "filename", None)
+        return (f"disk full{f' writing {where}' if where else ''}: no space left on the device "
+                "holding the store or the outputs. Work already written is kept; free space (or "
+                "point --db / --out elsewhere) and re-run to resume")
+    return None

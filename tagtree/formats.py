@@ -22,6 +22,7 @@ UNKNOWN_FORMAT = "unknown_format"
 MISSING_FIELD = "missing_field"
 WRONG_TYPE = "wrong_type"
 EMPTY_TEXT = "empty_text"
+CORRUPT_FILE = "corrupt_file"  # the container breaks off (bad gzip CRC, truncated, garbage)
 
 _SHAREGPT_ROLES = {
     "human": "user",

@@ -417,8 +417,9 @@ class TreeBuilder:
     def _cluster(self, state: BuildState, depth: int, k: int) -> np.ndarray:
         """k-means of the level's items; with ``k_search`` the k among ``k_candidates`` around
         the asked-for one whose clustering has the best silhouette (cosine, on a sample), below
-        the top level: the level sizes follow the data instead of a fixed ratio (a planted set of 32 subtopics
-        got 43 leaves from leaf_size = 6, splitting subtopics that a budget then covered twice)."""
+        the top level: the level sizes follow the data instead of a fixed ratio (a planted set
+        of 32 subtopics got 43 leaves from leaf_size = 6, splitting subtopics that a budget then
+        covered twice)."""
         # Upper levels are small and one bad seed there misplaces a whole branch: restart.
         def run(kk: int) -> np.ndarray:
             return two_stage_kmeans(state.items_vec, kk, weights=state.items_w,

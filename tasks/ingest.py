@@ -31,11 +31,12 @@ from tagtree.io.ingest import (
     writer_settings,
 )
 from tagtree.io.store import Store
+from tasks.policies import retry_unless_user_error
 
 
 # Not cached: ingest is cheap, idempotent (content ids), and must see files that changed.
 @task(name="ingest", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5,
-      timeout_seconds=6 * 3600)
+      retry_condition_fn=retry_unless_user_error, timeout_seconds=6 * 3600)
 def ingest(db: str, inputs: list[str], fmt: str = "auto", dataset: str | None = None,
            role: str = "pool", batch_rows: int = 50_000, workers: int = 0,
            memory_limit: str = "1GB", split: str | None = None) -> dict:
@@ -61,7 +62,7 @@ def plan_ingest(inputs: list[str], fmt: str = "auto") -> list[dict]:
 
 
 @task(name="parse-shard", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
-      timeout_seconds=3600)
+      retry_condition_fn=retry_unless_user_error, timeout_seconds=3600)
 def parse_shard(path: str, start: int, end: int, fmt: str | None, out_dir: str) -> dict:
     """Parse one byte range of ``path`` into Parquet files under ``out_dir`` (a directory the
     writer can read). Returns the shard's file paths and counts, nothing big."""
@@ -70,7 +71,7 @@ def parse_shard(path: str, start: int, end: int, fmt: str | None, out_dir: str) 
 
 
 @task(name="load-shards", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5,
-      timeout_seconds=6 * 3600)
+      retry_condition_fn=retry_unless_user_error, timeout_seconds=6 * 3600)
 def load_shards(db: str, files: list[dict], dataset: str | None = None, role: str = "pool",
                 memory_limit: str = "1GB") -> dict:
     """The single writer: ``files`` = [{path, shards: [parse-shard results in file order]}]."""

@@ -143,6 +143,29 @@ def retry_if_transient(task, task_run, state) -> bool:
     return isinstance(exc, BaseException) and is_transient(exc)
 
 
+def is_user_error(exc: BaseException) -> bool:
+    """A failure no retry can heal: a ``TagtreeError`` (bad, missing or unreadable input, bad
+    config), or the OS saying the path is missing, a directory, forbidden, or the disk full."""
+    import errno
+
+    from tagtree.errors import user_message
+
+    permanent = {errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM,
+                 errno.ENOSPC, errno.EDQUOT, errno.ELOOP, errno.ENAMETOOLONG}
+    return user_message(exc) is not None or (isinstance(exc, OSError)
+                                             and exc.errno in permanent)
+
+
+def retry_unless_user_error(task, task_run, state) -> bool:
+    """Prefect ``retry_condition_fn`` for local work (ingest): retry anything but user errors;
+    a missing or bad file failed at once instead of after the retry delay."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except BaseException as raised:  # noqa: BLE001 - some states re-raise instead
+        exc = raised
+    return isinstance(exc, BaseException) and not is_user_error(exc)
+
+
 TRANSIENT_RETRIES: dict[str, Any] = {
     "retries": 3,
     "retry_delay_seconds": exponential_backoff(backoff_factor=2),  # 2, 4, 8 s

@@ -9,14 +9,17 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
+from tagtree.io.atomic import write_text_atomic
 from tagtree.io.report_data import gather_report_data
 from tagtree.io.store import Store
 from tagtree.report import render_report
+from tasks.policies import retry_unless_user_error
 
 
 # Not cached: the inputs are a db path and a run id, which do not change when the tables do,
 # and rendering takes about a second.
-@task(name="report", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5, timeout_seconds=900)
+@task(name="report", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5, timeout_seconds=900,
+      retry_condition_fn=retry_unless_user_error)
 def report(db: str, cfg: dict, run_id: str, out: str) -> dict:
     # Not read_only: DuckDB refuses a read-only connection next to a read-write one in the same
     # process (a flow or worker may hold one), and this task writes nothing anyway.
@@ -24,10 +27,7 @@ def report(db: str, cfg: dict, run_id: str, out: str) -> dict:
         data = gather_report_data(store, run_id=run_id or None, cfg=cfg)
     page = render_report(data)
     path = Path(out).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)  # a reader never sees half a report
+    write_text_atomic(path, page)  # a reader never sees half a report
     summary = {
         "path": str(path), "bytes": len(page.encode()), "run_id": data["meta"]["run_id"],
         "tree_version": data["meta"]["tree_version"], "method": data["meta"]["method"],

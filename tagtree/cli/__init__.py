@@ -13,7 +13,8 @@ import sys
 import typer
 
 from tagtree import __version__
-from tagtree.errors import TagtreeError
+from tagtree.errors import TagtreeError, user_message
+from tagtree.sanitize import printable
 
 # Order is the order of `tagtree --help`.
 COMMAND_MODULES = ("curate", "ingest", "annotate", "tree", "score", "sample", "report",
@@ -52,7 +53,13 @@ def main() -> None:
     try:
         app()
     except TagtreeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:  # noqa: BLE001 - a full disk is the user's to fix; bugs re-raise
+        message = user_message(exc)
+        if message is None:
+            raise
+        print(f"error: {printable(message)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: finished work is kept in the store; re-run to resume", file=sys.stderr)

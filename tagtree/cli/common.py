@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -9,9 +10,21 @@ import typer
 from rich.console import Console
 
 from tagtree.config import Config, load_config
+from tagtree.sanitize import printable
 
-console = Console()
-err_console = Console(stderr=True)
+
+class SafeConsole(Console):
+    """A console that never passes escape sequences from data (LLM tags, file names, instance
+    text, error messages) to the terminal: every string it renders -- printed, in a table cell,
+    a tree label -- has its control characters shown escaped (``\\x1b[2J``), never obeyed.
+    Rich's own styling is added after this, so colours still work."""
+
+    def render_str(self, text: str, **kwargs: Any):
+        return super().render_str(printable(text), **kwargs)
+
+
+console = SafeConsole()
+err_console = SafeConsole(stderr=True)
 
 DbOption = typer.Option(None, "--db", help="DuckDB file [env TAGTREE_DB; default tagtree.duckdb].")
 ConfigOption = typer.Option(
@@ -22,6 +35,43 @@ ConfigOption = typer.Option(
 def settings(config_path: str | None, overrides: dict[str, Any]) -> Config:
     cfg, _ = load_config(config_path, overrides)
     return cfg
+
+
+def keep_out_of_parameters(overrides: dict[str, Any], key: str) -> None:
+    """Move ``key`` from the flow's parameters to its env var: Prefect stores flow-run
+    parameters in its database, and a URL may hold ``user:password@``. The in-process flow reads
+    the same value from the environment (a flag still beats a recipe file)."""
+    from tagtree.config import env_name
+
+    value = overrides.pop(key, None)
+    if value is not None:
+        os.environ[env_name(key)] = str(value)
+
+
+class _HideUserErrors(logging.Filter):
+    """Drops Prefect's console records about a ``TagtreeError`` (the engine logs the traceback
+    of every failed task and flow run at ERROR): the CLI prints the one-line message itself.
+    Prefect's API log handler is untouched, so the UI still shows the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from tagtree.errors import user_message
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and user_message(exc) is not None:
+            return False
+        text = record.getMessage()
+        return "TagtreeError" not in text and "No space left on device" not in text
+
+
+def hide_user_error_tracebacks() -> None:
+    """Install ``_HideUserErrors`` on every console handler of Prefect's loggers (call after
+    Prefect is imported, which configures its logging)."""
+    names = ["prefect"] + [n for n in logging.root.manager.loggerDict if n.startswith("prefect.")]
+    for logger in [logging.root, *map(logging.getLogger, names)]:  # the console is on root
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and not any(
+                    isinstance(f, _HideUserErrors) for f in handler.filters):
+                handler.addFilter(_HideUserErrors())
 
 
 def quiet_prefect() -> None:

@@ -28,8 +28,10 @@ def show(
     if markdown:
         print(knobs_markdown())
         return
+    from tagtree.sanitize import scrub
+
     cfg, sources = load_config(config)
-    data = cfg.model_dump()
+    data = scrub(cfg.model_dump())  # a user:pass@ in llm.base_url is not printed
     if toml:
         section = None
         for key, _default, help_ in knobs():

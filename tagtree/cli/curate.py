@@ -88,20 +88,36 @@ def curate(
         overrides
         | {"store.db": db, "sample.budget": budget, "sample.method": method, "export.out": out},
     )
+    from tagtree.cli.common import hide_user_error_tracebacks, keep_out_of_parameters
+    from tagtree.io.ingest import check_inputs
+
+    # Unusable inputs fail here, in one line, before Prefect starts (item 6 of issue 16).
+    check_inputs([*inputs, *([target] if target else [])], cfg.ingest.format)
     quiet_prefect()
+    keep_out_of_parameters(overrides, "llm.base_url")
     console.print(f"curating {len(inputs)} file(s) into {cfg.store.db}: ingest, annotate, tree, "
                   "ground, score, sample, export, report ...", highlight=False)
     from flows.curate import curate as curate_flow
     from tagtree.cli.summary import print_summary
 
-    result = curate_flow(
-        inputs=[str(p) for p in inputs],
-        target=str(target) if target else None,
-        budget=cfg.sample.budget,
-        method=cfg.sample.method,
-        out=cfg.export.out,
-        db=cfg.store.db,
-        config_path=config,
-        overrides={k: v for k, v in overrides.items() if v is not None},
-    )
+    hide_user_error_tracebacks()
+
+    from tagtree.io.runlock import run_lock
+    from tagtree.io.store import Store
+
+    # The store is this run's from start to end: a second curate is refused now, not after its
+    # first stages, and cannot interleave between ours (the flow opens the store per task).
+    with run_lock(cfg.store.db, "tagtree curate"):
+        with Store(cfg.store.db) as store:
+            store.interrupt_stale_runs()  # 'running' rows of killed runs: nobody else runs now
+        result = curate_flow(
+            inputs=[str(p) for p in inputs],
+            target=str(target) if target else None,
+            budget=cfg.sample.budget,
+            method=cfg.sample.method,
+            out=cfg.export.out,
+            db=cfg.store.db,
+            config_path=config,
+            overrides={k: v for k, v in overrides.items() if v is not None},
+        )
     print_summary(result, console)

@@ -38,8 +38,9 @@ def report(
     with Store(cfg.store.db, read_only=True) as store, console.status("gathering..."):
         data = gather_report_data(store, run_id=run, method=method, cfg=cfg.model_dump())
     page = render_report(data)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(page, encoding="utf-8")
+    from tagtree.io.atomic import write_text_atomic
+
+    write_text_atomic(target, page)  # a failed write leaves the previous report as it was
     meta, tree = data["meta"], data["tree"]
     kl = {r["method"]: r["kl"] for r in data["kl"]}
     line = (f"wrote {target} ({len(page.encode()) / 1e6:.1f} MB): run {meta['run_id'] or '-'}, "

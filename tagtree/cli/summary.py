@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tagtree.sanitize import printable
+
 _MAX_FIGURES = 6
 _SKIP = {"line", "seconds", "files", "sha256", "path", "run_id", "table"}
 
@@ -51,7 +53,7 @@ def summary_table(result: dict) -> Table:
         if not isinstance(summary, dict) or stage in _NOT_STAGES:
             continue
         seconds = summary.get("seconds", timings.get(stage))
-        table.add_row(Text(stage, style="bold cyan"), Text(stage_figures(summary)),
+        table.add_row(Text(stage, style="bold cyan"), Text(printable(stage_figures(summary))),
                       Text(f"{seconds:,.1f}" if isinstance(seconds, (int, float)) else ""))
     return table
 
@@ -65,7 +67,8 @@ def print_summary(result: dict, console: Console | None = None) -> None:
     if report.get("path"):
         outputs.setdefault("report", report["path"])
     if result.get("db"):
-        console.print(Text(f"store:  {result['db']}"))
+        console.print(Text(printable(f"store:  {result['db']}")))
     for name, value in outputs.items():
         shown = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-        console.print(Text(f"{name}: {shown}", style="bold green" if name == "report" else ""))
+        console.print(Text(printable(f"{name}: {shown}"),
+                           style="bold green" if name == "report" else ""))

@@ -149,7 +149,9 @@ def export(
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text, encoding="utf-8")
+        from tagtree.io.atomic import write_text_atomic
+
+        write_text_atomic(out, text)
         console.print(f"wrote {out} ({tree.n_nodes:,} nodes)")
 
 

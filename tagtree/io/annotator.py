@@ -36,6 +36,7 @@ from tagtree.annotate import (
 )
 from tagtree.errors import TagtreeError
 from tagtree.io.llm import AsyncLLM, RequestFailed
+from tagtree.sanitize import public_url
 
 
 class LLMTagger:
@@ -69,7 +70,7 @@ class LLMTagger:
                 "max_tokens": self.llm.max_tokens}
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "llm", "model": self.llm.model, "base_url": _public(self.llm.base_url),
+        return {"kind": "llm", "model": self.llm.model, "base_url": public_url(self.llm.base_url),
                 **self.params()}
 
     def _values(self, item: TagInput) -> dict[str, Any]:
@@ -77,11 +78,21 @@ class LLMTagger:
         return {"instruction": item.instruction, "response": item.response or "(none)",
                 "system": system, "min_tags": self.min_tags, "max_tags": self.max_tags}
 
+    async def _chat(self, messages, spent: TagResult, **kw):
+        """One request, its attempts counted in ``spent`` even when it fails (a failed
+        instance's requests were missing from the attempts column: 577 seen, 439 recorded)."""
+        try:
+            out = await self.llm.chat(messages, **kw)
+        except RequestFailed as exc:
+            spent.attempts += exc.attempts
+            raise
+        spent.attempts += out.attempts
+        return out
+
     async def _ask_tags(self, messages, spent: TagResult) -> list[str]:
         last: Exception | None = None
         for _ in range(self.content_retries + 1):
-            out = await self.llm.chat(messages, schema=self.schema, name="tags")
-            spent.attempts += out.attempts
+            out = await self._chat(messages, spent, schema=self.schema, name="tags")
             spent.prompt_tokens += out.prompt_tokens
             spent.completion_tokens += out.completion_tokens
             try:
@@ -97,9 +108,9 @@ class LLMTagger:
         try:
             tags = await self._ask_tags(self.prompt.render(**values), result)
             for _ in range(self.critic_rounds):
-                review = await self.llm.chat(
-                    self.critic.render(**values, tags=", ".join(tags)), schema=CRITIQUE_SCHEMA,
-                    name="critique")
+                review = await self._chat(
+                    self.critic.render(**values, tags=", ".join(tags)), result,
+                    schema=CRITIQUE_SCHEMA, name="critique")
                 result.prompt_tokens += review.prompt_tokens
                 result.completion_tokens += review.completion_tokens
                 try:
@@ -136,8 +147,11 @@ class LLMTagger:
             running.add(task)
             task.add_done_callback(finished)
 
+        first = list(itertools.islice(it, max(2, 2 * self.llm.concurrency)))
+        if first:
+            await self.llm.probe()  # a dead endpoint is found now, not after every retry
         try:
-            for item in itertools.islice(it, max(2, 2 * self.llm.concurrency)):
+            for item in first:
                 start(item)
             while running or not done.empty():
                 task = await done.get()
@@ -146,20 +160,15 @@ class LLMTagger:
                     start(item)
                 yield task.result()  # TagtreeError (fatal) propagates from here
         finally:
-            for task in list(running):
+            # Cancel what is in flight and collect every unreported outcome: a task left with an
+            # unretrieved exception is reported (and finalized) at some later garbage collection.
+            left = list(running)
+            while not done.empty():
+                left.append(done.get_nowait())
+            for task in left:
                 task.cancel()
-
-
-def _public(url: str | None) -> str | None:
-    """An endpoint URL without user:password@ or query string, safe to store."""
-    if not url:
-        return url
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+            if left:
+                await asyncio.gather(*left, return_exceptions=True)
 
 
 def wordpiece_counter() -> Callable[[str], int]:
@@ -188,7 +197,7 @@ def _loads_object(content: str | None) -> dict:
             value = _loads(candidate)
             if isinstance(value, dict):
                 return value
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, TypeError, RecursionError):
             return dict(json.loads(content))
     raise TagError("unreadable critique")
 
@@ -262,7 +271,16 @@ def annotate_store(store, tagger: Tagger, *, page: int = 2000, limit: int | None
         if progress:
             progress(stats.requested, total)
 
+    async def flush_while_waiting() -> None:
+        # Results arrive only when a request ends: while every request in flight waits out a
+        # Retry-After or a slow server, what has already arrived is written anyway.
+        while True:
+            await asyncio.sleep(flush_seconds)
+            if buffer and time.monotonic() - last_flush >= flush_seconds:
+                flush()
+
     async def consume() -> None:
+        ticker = asyncio.ensure_future(flush_while_waiting())
         try:
             items = pending_inputs(store, tagger.fingerprint, page, limit)
             async for result in tagger.tag_stream(items):
@@ -271,6 +289,7 @@ def annotate_store(store, tagger: Tagger, *, page: int = 2000, limit: int | None
                 if len(buffer) >= flush_rows or time.monotonic() - last_flush >= flush_seconds:
                     flush()
         finally:
+            ticker.cancel()
             if hasattr(tagger, "aclose"):  # connections belong to this event loop
                 await tagger.aclose()
 
@@ -287,6 +306,8 @@ def _llm_tagger(cfg, base_url: str | None, model: str, *, concurrency: int | Non
     a, llm = cfg.annotate, cfg.llm
     client = AsyncLLM(base_url, model, api_key_env=llm.api_key_env,
                       timeout_s=timeout_s or llm.timeout_s, max_retries=llm.max_retries,
+                      max_retry_after_s=llm.max_retry_after_s,
+                      breaker_failures=llm.breaker_failures,
                       concurrency=concurrency or a.concurrency,
                       requests_per_minute=a.requests_per_minute,
                       tokens_per_minute=a.tokens_per_minute, temperature=llm.temperature,

@@ -49,7 +49,9 @@ class OpenAIChatModel:
         self.temperature = temperature
         self.parse_retries = parse_retries
         self.max_tokens = max_tokens
-        self.fingerprint = f"chat:{model}@{base_url or 'api.openai.com'}:t{temperature}"
+        from tagtree.sanitize import public_url
+
+        self.fingerprint = f"chat:{model}@{public_url(base_url) or 'api.openai.com'}:t{temperature}"
         self.prompt_tokens = 0
         self.completion_tokens = 0
 

@@ -135,7 +135,9 @@ class OpenAIEmbedder:
                              max_retries=max_retries)
         self.model = model
         self.batch_size = batch_size
-        self.fingerprint = f"openai:{model}@{base_url or 'api.openai.com'}"
+        from tagtree.sanitize import public_url
+
+        self.fingerprint = f"openai:{model}@{public_url(base_url) or 'api.openai.com'}"
         self._dim = dim
 
     @property

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from tagtree.errors import TagtreeError
 from tagtree.formats import normalize_record
+from tagtree.io.atomic import atomic_open, atomic_path, write_bytes_atomic, write_text_atomic
 
 FORMATS = ("auto", "input", "jsonl", "parquet", "hf", "llamafactory", "axolotl")
 _CONTAINER_EXT = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
@@ -110,20 +111,22 @@ _messages = messages_of  # the name older callers use
 
 def _write_raw(path: Path, raws: list[str], container: str) -> None:
     if container == "parquet":
-        pq.write_table(pa.Table.from_pylist([orjson.loads(r) for r in raws]), path)
+        with atomic_path(path) as tmp:
+            pq.write_table(pa.Table.from_pylist([orjson.loads(r) for r in raws]), tmp)
     elif container == "json":
-        path.write_text("[\n" + ",\n".join(raws) + "\n]\n", encoding="utf-8")
+        write_text_atomic(path, "[\n" + ",\n".join(raws) + "\n]\n")
     else:
-        path.write_text("".join(r + "\n" for r in raws), encoding="utf-8")
+        write_text_atomic(path, "".join(r + "\n" for r in raws))
 
 
 def _write_docs(path: Path, docs: list[dict], container: str) -> None:
     if container == "parquet":
-        pq.write_table(pa.Table.from_pylist(docs), path)
+        with atomic_path(path) as tmp:
+            pq.write_table(pa.Table.from_pylist(docs), tmp)
     elif container == "json":
-        path.write_bytes(b"[\n" + b",\n".join(orjson.dumps(d) for d in docs) + b"\n]\n")
+        write_bytes_atomic(path, b"[\n" + b",\n".join(orjson.dumps(d) for d in docs) + b"\n]\n")
     else:
-        with open(path, "wb") as fh:
+        with atomic_open(path, "wb") as fh:
             for d in docs:
                 fh.write(orjson.dumps(d) + b"\n")
 
@@ -168,7 +171,7 @@ def write_selection_files(records: pa.Table, out: OutPlan | Path, name: str = "s
             files.append((path, len(members), "selection"))
         if not groups:  # an empty selection still yields a (empty) file
             path = plan.dir / f"{plan.stem}.jsonl"
-            path.write_text("", encoding="utf-8")
+            write_text_atomic(path, "")
             files.append((path, 0, "selection"))
     elif fmt == "input":
         # One file: an explicit path (its extension picks the container), or auto's single
@@ -209,7 +212,8 @@ def write_selection_files(records: pa.Table, out: OutPlan | Path, name: str = "s
             "response": [r["response"] for r in rows], "system": [r["system"] for r in rows],
             "messages": [orjson.dumps(messages_of(r["raw"], r["format"])).decode()
                          for r in rows]})
-        pq.write_table(table, path)
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
         files.append((path, len(rows), "selection"))
     elif fmt == "hf":
         from tagtree.io.hf import save_messages_dataset
@@ -232,7 +236,7 @@ def write_selection_files(records: pa.Table, out: OutPlan | Path, name: str = "s
                     container)
         files.append((path, len(rows), "selection"))
         block = plan.sidecar(".axolotl.yml")
-        block.write_text(axolotl_block(path), encoding="utf-8")
+        write_text_atomic(block, axolotl_block(path))
         files.append((block, 1, "config"))
     return [{"path": str(p), "kind": kind, "rows": n} for p, n, kind in files]
 
@@ -256,7 +260,7 @@ def write_llamafactory_info(data_file: Path, name: str) -> Path:
             raise TagtreeError(f"{info_path} exists but is not valid JSON; move it away or fix "
                                "it so the entry can be added") from None
     info[name] = llamafactory_entry(data_file)
-    info_path.write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2))
+    write_bytes_atomic(info_path, orjson.dumps(info, option=orjson.OPT_INDENT_2))
     return info_path
 
 
@@ -296,8 +300,8 @@ def export_selection(store, run_id: str, method: str, out: str | Path, *, fmt: s
            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "files": files} | (manifest or {})
     manifest_path = plan.sidecar(".manifest.json")
-    manifest_path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 |
-                                           orjson.OPT_SERIALIZE_NUMPY))
+    write_bytes_atomic(manifest_path, orjson.dumps(doc, option=orjson.OPT_INDENT_2 |
+                                                   orjson.OPT_SERIALIZE_NUMPY))
     entries = files + [{"path": str(manifest_path), "kind": "manifest", "rows": len(files),
                         "sha256": _sha256(manifest_path)}]
     for e in entries:

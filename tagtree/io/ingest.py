@@ -32,7 +32,7 @@ from tagtree.formats import (
     normalize_record,
 )
 from tagtree.io import hf
-from tagtree.io.readers import iter_records, parse_line, sniff_container
+from tagtree.io.readers import check_path, iter_records, parse_line, sniff_container
 
 _RAW_QUARANTINE_CHARS = 2000  # enough to see what went wrong, bounded for huge bad lines
 PARALLEL_MIN_BYTES = 64 << 20  # below this, starting worker processes costs more than it saves
@@ -330,11 +330,9 @@ def check_inputs(paths: Iterable[str], fmt: str = "auto") -> list[str]:
     if not paths:
         raise TagtreeError("no input files given")
     for p in paths:
-        if not Path(p).exists():
-            raise TagtreeError(f"input file not found: {p}")
-        if Path(p).is_dir() and not hf.is_hf_input(p):
-            raise TagtreeError(f"{p} is a directory (not a Hugging Face dataset directory); "
-                               "pass the files in it")
+        if Path(p).is_dir() and hf.is_hf_input(p):
+            continue  # a Hugging Face dataset directory: read by tagtree.io.hf
+        check_path(p)  # missing, a directory, a FIFO or device, a symlink loop, forbidden
     return paths
 
 
@@ -356,6 +354,7 @@ def ingest_files(
     directory (``save_to_disk`` or a Hub-style Parquet folder) is an input too; ``split``
     names the split to read from one with several (``tagtree.io.hf``)."""
     paths = check_inputs(paths, fmt)
+    sweep_stale_shard_dirs(shard_dir_for(store))  # what killed ingests left next to the store
     workers = workers or min(os.cpu_count() or 1, 4)
     summary = IngestSummary()
     start = time.perf_counter()
@@ -440,6 +439,61 @@ def shard_dir_for(store) -> str | None:
     return str(Path(store.path).resolve().parent) if store.path != ":memory:" else None
 
 
+SHARD_PREFIX = ".tagtree-ingest-"
+_OWNER = "owner"  # "<host> <pid>" of the ingest that made a shard directory
+STALE_UNOWNED_S = 3600  # a shard directory without an owner file is stale after an hour
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_stale_shard_dirs(parent: str | None) -> list[str]:
+    """Remove the shard directories that killed ingests left in ``parent`` (an 82 MB file left
+    177 MB behind): those whose owner process on this host is gone, or, without an owner file,
+    older than an hour. A live ingest's directory is never touched. Returns what was removed."""
+    import shutil
+    import socket
+
+    root = Path(parent or tempfile.gettempdir())
+    removed = []
+    for d in root.glob(f"{SHARD_PREFIX}*"):
+        if not d.is_dir() or d.is_symlink():
+            continue
+        try:
+            host, pid = (d / _OWNER).read_text().split()
+            stale = host == socket.gethostname() and not _alive(int(pid))
+        except (OSError, ValueError):
+            try:
+                stale = time.time() - d.stat().st_mtime > STALE_UNOWNED_S
+            except OSError:
+                continue
+        if stale:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(str(d))
+    return removed
+
+
+@contextmanager
+def shard_dir(parent: str | None) -> Iterator[str]:
+    """A fresh shard directory under ``parent``, marked with its owner, removed afterwards."""
+    import shutil
+    import socket
+
+    out_dir = tempfile.mkdtemp(prefix=SHARD_PREFIX, dir=parent)
+    try:
+        Path(out_dir, _OWNER).write_text(f"{socket.gethostname()} {os.getpid()}")
+        yield out_dir
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
 def _ingest_one(store, path, fmt, dataset, role, batch_rows, workers, progress,
                 split=None) -> FileSummary:
     if hf.is_hf_input(path):  # a Hugging Face dataset directory: its own reader
@@ -448,8 +502,7 @@ def _ingest_one(store, path, fmt, dataset, role, batch_rows, workers, progress,
         return write_file(store, hf.source_name(path, split), dataset, role, fmt, groups,
                           progress)
     if workers > 1 and chunkable(path):
-        with tempfile.TemporaryDirectory(prefix=".tagtree-ingest-", dir=shard_dir_for(store)) \
-                as out_dir:
+        with shard_dir(shard_dir_for(store)) as out_dir:
             groups = _parallel_groups(path, fmt, workers, out_dir, max(batch_rows, GROUP_ROWS))
             return write_file(store, path, dataset, role, fmt, groups, progress)
     groups = ([batch] for batch in parse_batches(iter_records(path), fmt, batch_rows))

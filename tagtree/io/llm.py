@@ -2,9 +2,12 @@
 
 A bounded semaphore caps requests in flight; token buckets enforce client-side requests/min and
 tokens/min; 429/5xx/timeouts/connection errors/garbled bodies are retried with exponential
-backoff and full jitter, honouring ``Retry-After``; ``response_format`` json_schema is sent and
-dropped for good if the server rejects it (the caller then parses tolerantly). The API key is read
-from the environment when the client is built and never logged or returned.
+backoff and full jitter, honouring ``Retry-After`` up to a cap; ``probe()`` checks the endpoint
+answers at all before a long run, and a circuit breaker stops the run (TagtreeError, naming the
+URL without credentials) after ``breaker_failures`` connection failures or timeouts in a row;
+``response_format`` json_schema is sent and dropped for good if the server rejects it (the caller
+then parses tolerantly). The API key is read from the environment when the client is built and
+never logged or returned.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import openai
 import orjson
 
 from tagtree.errors import TagtreeError
+from tagtree.sanitize import public_url, scrub_text
 
 
 @dataclass(slots=True)
@@ -34,7 +38,12 @@ class ChatResult:
 
 
 class RequestFailed(Exception):
-    """Retries exhausted or a non-retryable answer for this one request; str() is the reason."""
+    """Retries exhausted or a non-retryable answer for this one request; str() is the reason,
+    ``attempts`` the requests it took (they are counted against the instance)."""
+
+    def __init__(self, reason: str, attempts: int = 1):
+        super().__init__(reason)
+        self.attempts = attempts
 
 
 class RateLimiter:
@@ -100,10 +109,12 @@ class AsyncLLM:
                  timeout_s: float = 60.0, max_retries: int = 6, concurrency: int = 16,
                  requests_per_minute: float | None = None, tokens_per_minute: float | None = None,
                  temperature: float = 0.0, max_tokens: int = 256, structured: bool = True,
-                 backoff_base_s: float = 0.5, backoff_max_s: float = 30.0, seed: int | None = None):
+                 backoff_base_s: float = 0.5, backoff_max_s: float = 30.0, seed: int | None = None,
+                 max_retry_after_s: float = 60.0, breaker_failures: int = 8):
         if not model:
             raise TagtreeError("no model name: set --llm-model or TAGTREE_LLM_MODEL")
         self.base_url = base_url
+        self.public_url = public_url(base_url) or "api.openai.com"  # for messages: no secrets
         self.model = model
         self.max_retries = max_retries
         self.temperature = temperature
@@ -111,6 +122,10 @@ class AsyncLLM:
         self.structured = structured
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
+        self.max_retry_after_s = max_retry_after_s
+        self.breaker_failures = breaker_failures
+        self._streak = 0  # connection failures/timeouts in a row, across all requests
+        self._answered = False  # the endpoint has sent some HTTP answer
         self.concurrency = concurrency
         self._rpm_rate, self._tpm_rate = requests_per_minute, tokens_per_minute
         self._random = random.Random(seed)
@@ -152,9 +167,48 @@ class AsyncLLM:
         await self.close()
 
     def _backoff(self, attempt: int, server_wait: float | None) -> float:
-        # Full jitter spreads a burst of retries; the server's Retry-After is a floor.
+        # Full jitter spreads a burst of retries; the server's Retry-After is a floor, capped at
+        # max_retry_after_s: one "Retry-After: 100000" would otherwise stall the run for 28 h.
         delay = self._random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
-        return max(delay, server_wait or 0.0)
+        return max(delay, min(server_wait or 0.0, self.max_retry_after_s))
+
+    def _unreachable(self, reason: str) -> TagtreeError:
+        return TagtreeError(
+            f"LLM endpoint {self.public_url} is unreachable: {reason}. Check llm.base_url "
+            "(--llm-base-url) and that the server is up; finished work is kept, re-run to resume")
+
+    async def probe(self) -> None:
+        """One cheap ``GET /models`` before a long run: raises TagtreeError when the endpoint
+        refuses or drops the connection, does not answer within the request timeout, or says the
+        key is bad. Any other answer (a 404 from a server without /models included) passes."""
+        self._open()
+        try:
+            await self._clients[0].get("/models", cast_to=httpx.Response,
+                                       options={"timeout": self._timeout_s})
+        except openai.APIStatusError as exc:
+            if exc.status_code in (401, 403):
+                raise TagtreeError(f"LLM endpoint {self.public_url}: "
+                                   f"{_FATAL_STATUS[exc.status_code]} (HTTP {exc.status_code}); "
+                                   f"check the key in ${self._api_key_env}") from None
+        except openai.APITimeoutError:
+            raise self._unreachable(f"no answer within {self._timeout_s:g} s") from None
+        except openai.APIConnectionError as exc:
+            raise self._unreachable(_connect_reason(exc)) from None
+        # /models answering does not set _answered: chat requests may still hang.
+
+    def _breaker(self, counted: bool, reason: str = "") -> None:
+        """Count connection failures and timeouts in a row; any HTTP answer resets the count.
+        Trips at ``breaker_failures``, or -- while the endpoint has never answered -- as soon
+        as every request in flight failed (at least 2): a dead endpoint is known after one
+        request timeout (two with concurrency 1), not after every instance's retries."""
+        if not counted:
+            self._streak, self._answered = 0, True
+            return
+        self._streak += 1
+        limit = self.breaker_failures if self._answered else min(
+            self.breaker_failures, max(2, self.concurrency))
+        if self.breaker_failures and self._streak >= limit:
+            raise self._unreachable(f"{self._streak} requests in a row failed ({reason})")
 
     async def chat(self, messages: list[dict[str, str]], *, schema: dict | None = None,
                    name: str = "tags") -> ChatResult:
@@ -179,12 +233,14 @@ class AsyncLLM:
                             self._clients[i], messages, schema, name)
                     finally:
                         self._inflight[i] -= 1
+                self._breaker(False)
                 return ChatResult(content, usage.get("prompt_tokens") or 0,
                                   usage.get("completion_tokens") or 0, attempt + 1)
             except openai.APIStatusError as exc:
+                self._breaker(False)
                 status = exc.status_code
                 if status in _FATAL_STATUS:
-                    raise TagtreeError(f"LLM endpoint {self.base_url or 'api.openai.com'}: "
+                    raise TagtreeError(f"LLM endpoint {self.public_url}: "
                                        f"{_FATAL_STATUS[status]} (HTTP {status}) for model "
                                        f"{self.model!r}") from None
                 if status == 400 and schema is not None and self.structured \
@@ -192,18 +248,26 @@ class AsyncLLM:
                     self.structured = False  # not supported here: parse free text from now on
                     continue
                 if status not in _RETRY_STATUS and status < 500:
-                    raise RequestFailed(f"http {status}: {_short(exc.message)}") from None
+                    raise RequestFailed(f"http {status}: {_short(exc.message)}",
+                                        attempt + 1) from None
                 reason = f"http {status}: {_short(exc.message)}"
                 wait = retry_after_seconds(exc.response)
             except openai.APITimeoutError:
                 reason = "timeout"
+                self._breaker(True, f"timeout after {self._timeout_s:g} s")
             except openai.APIConnectionError as exc:
-                reason = f"connection error: {_short(str(exc.__cause__ or exc))}"
+                cause = exc.__cause__ or exc
+                reason = f"connection error: {_connect_reason(exc)}"
+                # Could not connect at all (refused, DNS, unroutable): counts for the breaker.
+                # A connection dropped mid-answer proves the server is there: it does not.
+                connect = isinstance(cause, (httpx.ConnectError, httpx.ConnectTimeout))
+                self._breaker(connect, reason)
             except (ValueError, openai.APIResponseValidationError) as exc:  # garbled body
                 reason = f"malformed response: {_short(str(exc))}"
             if attempt < self.max_retries:
                 await asyncio.sleep(self._backoff(attempt, wait))
-        raise RequestFailed(f"{reason} (after {self.max_retries + 1} attempts)")
+        raise RequestFailed(f"{reason} (after {self.max_retries + 1} attempts)",
+                            self.max_retries + 1)
 
     async def _create(self, client, messages, schema, name) -> tuple[str | None, dict]:
         """POST /chat/completions through the SDK's request layer (auth, base URL, headers,
@@ -229,10 +293,25 @@ class AsyncLLM:
         return content, usage
 
 
+def _connect_reason(exc: BaseException) -> str:
+    """The OS's words for a failed connection ("connection refused", "name or service not
+    known"), found down the exception chain; httpx's own message ("All connection attempts
+    failed") says less."""
+    seen, cur = set(), exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and (cur.errno or cur.strerror):
+            text = os.strerror(cur.errno) if cur.errno else cur.strerror
+            return _short(text.lower())
+        cur = cur.__cause__ or cur.__context__
+    return _short(str(exc.__cause__ or exc))
+
+
 def _short(text: str, limit: int = 160) -> str:
-    text = " ".join(str(text).split())
+    """A one-line, bounded reason with any credentials in URLs scrubbed (it gets stored)."""
+    text = scrub_text(" ".join(str(text).split()))
     try:  # some servers put a JSON error object in the message
         text = json.loads(text).get("error", {}).get("message", text)
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         pass
     return text[:limit]

@@ -8,39 +8,218 @@ Gzip input is recognised by its magic bytes, whatever the file is called.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import gzip
 import io
 import json
+import os
+import shutil
+import stat
+import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 
 from tagtree.errors import TagtreeError
-from tagtree.formats import INVALID_JSON, INVALID_UTF8, RecordError
+from tagtree.formats import CORRUPT_FILE, INVALID_JSON, INVALID_UTF8, RecordError
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
 
 
-def _open_binary(path: Path):
+def check_path(path: str | Path) -> None:
+    """TagtreeError unless ``path`` is a regular file this process can read: a missing file, a
+    dangling symlink or a symlink loop, a directory, a FIFO, socket or device (which would block
+    or never end), or a forbidden file each get their own one-line message."""
     try:
-        fh = open(path, "rb")
+        st = os.stat(path)
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise TagtreeError(f"{path} is a symbolic link that points to a missing file "
+                               f"({os.readlink(path)})") from None
         raise TagtreeError(f"input file not found: {path}") from None
-    except IsADirectoryError:
-        raise TagtreeError(f"{path} is a directory; pass the files in it") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise TagtreeError(f"{path}: symbolic link loop (the link points back at itself); "
+                               "pass the real file") from None
+        raise TagtreeError(f"cannot read {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise TagtreeError(f"{path} is a directory; pass the files in it")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else
+                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
+                "a socket" if stat.S_ISSOCK(st.st_mode) else "a special file")
+        raise TagtreeError(f"{path} is not a regular file but {kind}: reading it could block or "
+                           "never end; save the data to a file and pass that")
+    if not os.access(path, os.R_OK):
+        raise TagtreeError(f"cannot read {path}: permission denied")
+
+
+def _open_binary(path: Path):
+    check_path(path)
+    try:
+        # O_NONBLOCK: a path swapped for a FIFO after the check cannot block the open.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise TagtreeError(f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise TagtreeError(f"{path} is not a regular file; save the data to a file and pass that")
+    fh = os.fdopen(fd, "rb")
     if fh.peek(2)[:2] == _GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=fh, mode="rb")
+        return io.BufferedReader(Gunzip(fh), buffer_size=1 << 16)
     return fh
+
+
+def _is_gunzip(fh) -> bool:
+    return isinstance(getattr(fh, "raw", None), Gunzip)
+
+
+class Gunzip(io.RawIOBase):
+    """Streaming gunzip that hands over every byte it decoded before it reports damage.
+
+    ``gzip.GzipFile`` checks the CRC, the trailer and what follows inside the read that decodes
+    the last bytes, and raises from it: with a bad CRC or garbage after the stream, the rows of
+    that last read (all of them in a small file) never reach the caller. Here the raw deflate
+    data is decoded member by member, the header and trailer are checked by hand, and an error
+    is raised only once every decoded byte has been read: ``EOFError`` (truncated),
+    ``gzip.BadGzipFile`` (bad header, CRC or length; garbage after the stream) or ``zlib.error``
+    (corrupt deflate data). Several members one after another and zero padding are read as
+    gzip does."""
+
+    _IN = 1 << 16
+
+    def __init__(self, fh):
+        self.fh = fh
+        self._in = b""
+        self._out = b""
+        self._error: BaseException | None = None
+        self._done = False
+        self._d = None  # the member being decoded
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.fh.close()
+        super().close()
+
+    def _fill(self, n: int) -> bool:
+        """At least ``n`` bytes in the input buffer, or False at the end of the file."""
+        while len(self._in) < n:
+            more = self.fh.read(self._IN)
+            if not more:
+                return False
+            self._in += more
+        return True
+
+    def _start_member(self) -> None:
+        if not self._fill(10) or self._in[:2] != _GZIP_MAGIC or self._in[2] != 8:
+            raise gzip.BadGzipFile(f"Not a gzipped file ({self._in[:2]!r})")
+        flags, pos = self._in[3], 10
+        if flags & 4:  # FEXTRA
+            if not self._fill(pos + 2):
+                raise EOFError("truncated gzip header")
+            pos += 2 + int.from_bytes(self._in[pos:pos + 2], "little")
+        for flag in (8, 16):  # FNAME, FCOMMENT: zero-terminated
+            if flags & flag:
+                while (end := self._in.find(b"\0", pos)) < 0:
+                    if not self._fill(len(self._in) + 1):
+                        raise EOFError("truncated gzip header")
+                pos = end + 1
+        if flags & 2:  # FHCRC
+            pos += 2
+        if not self._fill(pos):
+            raise EOFError("truncated gzip header")
+        self._in = self._in[pos:]
+        self._d = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._crc, self._size = 0, 0
+
+    def _end_member(self) -> None:
+        # Everything offered after the stream's end; with max_length CPython leaves the same
+        # bytes in unconsumed_tail too, so that is not added again.
+        self._in = self._d.unused_data
+        if not self._fill(8):
+            raise EOFError("the gzip trailer is missing")
+        crc, size = (int.from_bytes(self._in[i:i + 4], "little") for i in (0, 4))
+        if crc != self._crc:
+            raise gzip.BadGzipFile(f"CRC check failed {hex(crc)} != {hex(self._crc)}")
+        if size != self._size & 0xFFFFFFFF:
+            raise gzip.BadGzipFile("incorrect length of data produced")
+        self._in, self._d = self._in[8:], None
+        self._in = self._in.lstrip(b"\0")  # zero padding after a member is allowed
+        while not self._in:
+            more = self.fh.read(self._IN)
+            if not more:
+                self._done = True
+                return
+            self._in = more.lstrip(b"\0")
+
+    def _step(self) -> None:
+        if self._d is None:
+            self._start_member()
+            return
+        if not self._in and not self._fill(1):
+            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        data = self._d.decompress(self._in, self._IN)
+        self._in = self._d.unconsumed_tail
+        self._crc = zlib.crc32(data, self._crc)
+        self._size += len(data)
+        self._out += data
+        if self._d.eof:
+            self._end_member()
+
+    def readinto(self, b) -> int:
+        while not self._out and not self._done and self._error is None:
+            try:
+                self._step()
+            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                self._error = exc
+        if not self._out:
+            if self._error is not None:
+                raise self._error
+            return 0
+        n = min(len(b), len(self._out))
+        b[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+
+# What a damaged gzip raises while it is read: a bad CRC or length, garbage after the stream,
+# an early end, a corrupt deflate block.
+_GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def _gzip_problem(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, EOFError):
+        return "the gzip stream ends early (truncated file)"
+    if "Not a gzipped file" in text:
+        return f"not gzip data after the end of the compressed stream ({text})"
+    return f"corrupt gzip data ({text})"
+
+
+def _corrupt(path: Path, line: int, exc: BaseException) -> tuple[int, RecordError, str]:
+    """The quarantine row that reports a container breaking off after ``line - 1`` lines:
+    every row decoded before it is kept."""
+    return line, RecordError(CORRUPT_FILE, None, f"{_gzip_problem(exc)} after line {line - 1:,} "
+                             f"of {path.name}: every line before it was read; re-create or "
+                             "re-download the file if rows are missing"), ""
 
 
 def sniff_container(path: Path) -> str:
     """'parquet', 'json' (one array) or 'jsonl', from the first bytes of the (unzipped) file."""
     with _open_binary(path) as fh:
-        head = fh.read(4096) if isinstance(fh, gzip.GzipFile) else fh.peek(4096)[:4096]
+        try:
+            head = fh.peek(4096)[:4096]
+        except _GZIP_ERRORS as exc:
+            if isinstance(exc, EOFError) or not _is_gunzip(fh):
+                head = b""  # a tiny truncated gzip: its lines are read (and reported) later
+            else:
+                raise TagtreeError(f"{path}: not a readable gzip file: {exc}") from None
     if head[:4] == _PARQUET_MAGIC:
         return "parquet"
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -67,11 +246,20 @@ def parse_line(raw: bytes, *, first: bool = False) -> tuple[object, str] | None:
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, object, str]]:
+    """Lines of a (gzipped) JSONL file; a damaged gzip ends the file with one ``corrupt_file``
+    row after every complete line it still gave (none at all: TagtreeError, the file is
+    refused)."""
     with _open_binary(path) as fh:
-        for line_no, raw in enumerate(fh, start=1):
-            parsed = parse_line(raw, first=line_no == 1)
-            if parsed is not None:
-                yield line_no, *parsed
+        line_no = 0
+        try:
+            for line_no, raw in enumerate(fh, start=1):
+                parsed = parse_line(raw, first=line_no == 1)
+                if parsed is not None:
+                    yield line_no, *parsed
+        except _GZIP_ERRORS as exc:
+            if line_no == 0 and not isinstance(exc, EOFError):
+                raise TagtreeError(f"{path}: not a readable gzip file: {exc}") from None
+            yield _corrupt(path, line_no + 1, exc)
 
 
 def iter_json_array(path: Path, chunk_chars: int = 1 << 20) -> Iterator[tuple[int, object, str]]:
@@ -84,44 +272,110 @@ def iter_json_array(path: Path, chunk_chars: int = 1 << 20) -> Iterator[tuple[in
             yield from _array_elements(text, chunk_chars, at)
         except UnicodeDecodeError as exc:
             yield at[0], RecordError(INVALID_UTF8, None, f"not valid UTF-8: {exc.reason}"), ""
+        except _GZIP_ERRORS as exc:
+            yield _corrupt(path, at[0], exc)
+
+
+_SURROGATE_ESCAPE = ("\\ud", "\\uD")
+
+
+def _value_end(buf: str, pos: int) -> int:
+    """End of the JSON object/array starting at ``buf[pos]`` by bracket counting (strings and
+    escapes respected), without building it: how an element nested too deeply to decode is
+    stepped over. -1 when it does not end inside ``buf``."""
+    depth, in_string, escaped = 0, False, False
+    for i in range(pos, len(buf)):
+        c = buf[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return -1
 
 
 def _array_elements(text, chunk_chars: int, at: list[int]) -> Iterator[tuple[int, object, str]]:
+    """Elements of one top-level array (or of several arrays one after another). An element
+    nested too deeply to decode, or holding a lone surrogate, is one ``invalid_json`` row and
+    reading goes on after it; anything else after the closing ``]`` is reported, not ignored."""
     decoder = json.JSONDecoder()
     buf = text.read(chunk_chars)
     pos = buf.find("[") + 1
     at[0] = 1 + buf.count("\n", 0, pos)
     eof = False
-    while True:
-        # Skip separators; top up the buffer whenever an element might be cut off.
+
+    def top_up() -> bool:
+        """Read more after ``pos``; False at the end of the file."""
+        nonlocal buf, pos, eof
+        more = text.read(chunk_chars)
+        buf, pos = buf[pos:] + more, 0
+        eof = not more
+        return bool(more)
+
+    def skip(chars: str) -> None:
+        nonlocal pos
         while True:
-            while pos < len(buf) and buf[pos] in " \t\r\n,":
+            while pos < len(buf) and buf[pos] in chars:
                 if buf[pos] == "\n":
                     at[0] += 1
                 pos += 1
-            if pos < len(buf) or eof:
-                break
-            buf, pos = buf[pos:], 0
-            more = text.read(chunk_chars)
-            eof = not more
-            buf += more
-        if pos >= len(buf) or buf[pos] == "]":
+            if pos < len(buf) or eof or not top_up():
+                return
+
+    while True:
+        skip(" \t\r\n,")
+        if pos >= len(buf):
+            return
+        if buf[pos] == "]":
+            pos += 1
+            skip(" \t\r\n")
+            if pos >= len(buf):
+                return
+            if buf[pos] == "[":  # another array follows: read its elements too
+                pos += 1
+                continue
+            error = RecordError(INVALID_JSON, None, "unexpected data after the closing ] of the "
+                                "JSON array; the rest of the file was not read")
+            yield at[0], error, buf[pos:pos + 200]
             return
         try:
             value, end = decoder.raw_decode(buf, pos)
+        except RecursionError:
+            end = _value_end(buf, pos)
+            while end < 0 and not eof and top_up():
+                end = _value_end(buf, pos)
+            if end < 0:
+                end = len(buf)
+            raw = buf[pos:end]
+            yield at[0], RecordError(INVALID_JSON, None, "invalid JSON: nested too deeply to "
+                                     "read"), raw[:200]
+            at[0] += raw.count("\n")
+            pos = end
+            continue
         except json.JSONDecodeError as exc:
-            if not eof:
-                more = text.read(chunk_chars)
-                if more:
-                    buf, pos = buf[pos:] + more, 0
-                else:
-                    eof = True
+            if not eof and top_up():
                 continue
             # A broken array cannot be resynchronised reliably: report and stop.
             error = RecordError(INVALID_JSON, None, f"invalid JSON: {exc.msg}")
             yield at[0], error, buf[pos : pos + 200]
             return
         raw = buf[pos:end]
+        if any(e in raw for e in _SURROGATE_ESCAPE):
+            try:
+                orjson.loads(raw)  # rejects a lone surrogate, accepts a proper pair
+            except orjson.JSONDecodeError:
+                value = RecordError(INVALID_JSON, None, "invalid JSON: lone surrogate escape in "
+                                    "a string (not valid Unicode)")
         yield at[0], value, raw
         at[0] += raw.count("\n")
         pos = end
@@ -130,18 +384,42 @@ def _array_elements(text, chunk_chars: int, at: list[int]) -> Iterator[tuple[int
 
 
 def iter_parquet(path: Path, batch_rows: int = 10_000) -> Iterator[tuple[int, object, str]]:
-    """Rows of a Parquet file as dicts; ``line`` is the 1-based row number."""
+    """Rows of a Parquet file as dicts; ``line`` is the 1-based row number. A gzipped Parquet
+    file is unzipped to a temporary file first (Parquet needs random access). A row group that
+    cannot be decoded ends the file with one ``corrupt_file`` row; the rows before are kept."""
     import pyarrow.parquet as pq
 
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several types for a broken file
-        raise TagtreeError(f"{path}: not a readable Parquet file: {exc}") from None
-    row = 0
-    for batch in pf.iter_batches(batch_size=batch_rows):
-        for record in batch.to_pylist():
-            row += 1
-            yield row, record, orjson.dumps(record, default=str).decode()
+    with contextlib.ExitStack() as stack:
+        source = path
+        with _open_binary(path) as fh:
+            if _is_gunzip(fh):
+                spool = stack.enter_context(tempfile.TemporaryFile(prefix=".tagtree-parquet-"))
+                try:
+                    shutil.copyfileobj(fh, spool, 1 << 20)
+                except _GZIP_ERRORS as exc:
+                    raise TagtreeError(f"{path}: not a readable gzip file: "
+                                       f"{_gzip_problem(exc)}") from None
+                spool.seek(0)
+                source = spool
+        try:
+            pf = pq.ParquetFile(source)
+        except Exception as exc:  # pyarrow raises several types for a broken file
+            raise TagtreeError(f"{path}: not a readable Parquet file: {exc}") from None
+        row = 0
+        batches = pf.iter_batches(batch_size=batch_rows)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except Exception as exc:  # noqa: BLE001 - a corrupt page or row group
+                yield row + 1, RecordError(CORRUPT_FILE, None, f"unreadable Parquet data after "
+                                           f"row {row:,}: {str(exc)[:160]}; the rows before "
+                                           "were read"), ""
+                return
+            for record in batch.to_pylist():
+                row += 1
+                yield row, record, orjson.dumps(record, default=str).decode()
 
 
 def iter_records(path: str | Path) -> Iterator[tuple[int, object, str]]:

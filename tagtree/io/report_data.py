@@ -20,6 +20,7 @@ from tagtree import align
 from tagtree.config import ReportConfig, SampleConfig
 from tagtree.errors import TagtreeError
 from tagtree.io.store.annotate import token_cost
+from tagtree.sanitize import scrub
 
 # Node -> itself and every ancestor, for one tree version (parent_id NULL or < 0 marks a root).
 _ANCESTORS = """
@@ -452,7 +453,7 @@ def _manifest(store, run: dict | None, tv: str, cfg: dict) -> dict:
                  "of which Batch API tokens (in/out)": f"{b_in:,} / {b_out:,}",
                  "prices (USD per 1M in/out)": f"{llm.get('price_in_per_mtok', 0)} / "
                                                f"{llm.get('price_out_per_mtok', 0)}"},
-        "config": config if isinstance(config, dict) else {},
+        "config": scrub(config) if isinstance(config, dict) else {},
     }
 
 

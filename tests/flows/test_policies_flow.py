@@ -88,3 +88,41 @@ def test_permanent_fault_fails_fast_and_keeps_finished_work(fake_llm):
     assert state.is_completed()
     # The finished text came from the cache; only the failed and unreached ones were requested.
     assert [r["messages"][-1]["content"] for r in fake_llm.chat_requests()] == texts[1:]
+
+
+def test_ingest_does_not_retry_a_missing_or_bad_file(tmp_path):
+    """The ingest task's 5 s retry is for faults that can heal; a missing file, a directory or
+    an unreadable Parquet file fails at once, with its message."""
+    import time
+
+    from tasks.ingest import ingest
+
+    bad_parquet = tmp_path / "broken.parquet"
+    bad_parquet.write_bytes(b"PAR1" + b"\0" * 64)
+
+    @flow(name="ingest-one")
+    def ingest_one(path: str) -> dict:
+        return ingest(str(tmp_path / "s.duckdb"), [path])
+
+    for path, message in [(str(tmp_path / "missing.jsonl"), "input file not found"),
+                          (str(tmp_path), "is a directory"),
+                          (str(bad_parquet), "not a readable Parquet file")]:
+        started = time.monotonic()
+        state = ingest_one(path, return_state=True)
+        elapsed = time.monotonic() - started
+        assert state.is_failed() and message in state.message, state.message
+        states = task_states(state.state_details.flow_run_id, expect=("ingest",))["ingest"]
+        assert states == ["Failed"], states
+        assert elapsed < 5, f"{elapsed:.1f}s: the task waited for a retry"
+
+
+def test_is_user_error():
+    import errno
+
+    from tasks.policies import is_user_error
+
+    assert is_user_error(TagtreeError("bad input"))
+    assert is_user_error(FileNotFoundError(errno.ENOENT, "gone"))
+    assert is_user_error(OSError(errno.ENOSPC, "No space left on device"))
+    assert not is_user_error(OSError(errno.EIO, "I/O error"))
+    assert not is_user_error(RuntimeError("boom"))

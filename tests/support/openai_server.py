@@ -32,7 +32,14 @@ from typing import Any
 
 import numpy as np
 
-FAULT_KINDS = ("429", "500", "slow", "reset", "malformed", "empty", "fence", "status")
+FAULT_KINDS = ("429", "500", "slow", "reset", "malformed", "empty", "fence", "status",
+               # hostile answers (tests/integration/test_hostile_*.py):
+               "deep", "hang", "midbody", "escape", "content")
+# Tags carrying terminal escape sequences: colour, an OSC window title, an OSC 8 hyperlink, a
+# cursor-hiding CSI and a bidi override.
+ESCAPE_TAGS = ["\x1b[31mred alert\x1b[0m", "\x1b]0;owned title\x07window title",
+               "\x1b]8;;http://evil.example/\x1b\\click here\x1b]8;;\x1b\\",
+               "hidden\x1b[?25l cursor", "\u202eevil bidi"]
 _WORD = re.compile(r"[a-z][a-z0-9+#-]{2,}")
 _STOP = frozenset(
     "the and for with that this from what how are you your can will into about which when where "
@@ -68,6 +75,29 @@ def fake_embedding(text: str, dim: int) -> np.ndarray:
     return vec / np.linalg.norm(vec)
 
 
+def refused_url() -> str:
+    """A loopback base URL where nothing listens: every connection is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+class SilentServer:
+    """An endpoint that accepts connections and never answers: a listening socket nobody
+    reads (the kernel completes the handshake and buffers the request)."""
+
+    def __enter__(self) -> SilentServer:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(1024)
+        self.base_url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/v1"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._sock.close()
+
+
 def _count_tokens(text: str) -> int:
     return max(1, len(text.split()))
 
@@ -101,6 +131,7 @@ class FakeOpenAIServer:
         self._faults: deque[tuple[str, dict]] = deque()
         self._lock = threading.Lock()
         self._ids = 0
+        self._stopping = threading.Event()  # wakes "hang" handlers at stop()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
@@ -116,6 +147,7 @@ class FakeOpenAIServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -132,7 +164,11 @@ class FakeOpenAIServer:
         """The next ``count`` chat requests get fault ``kind`` (see FAULT_KINDS).
 
         kw: ``retry_after`` (seconds, for "429"), ``seconds`` (for "slow", default 5),
-        ``code`` and ``message`` (for "status": any HTTP error, e.g. 401 or 400).
+        ``code`` and ``message`` (for "status": any HTTP error, e.g. 401 or 400),
+        ``depth`` (for "deep": an answer of that many nested ``[``, default 1000), ``text`` (for
+        "content": this exact answer). "hang" accepts the request and never answers (until the
+        server stops); "midbody" sends the head and half the body, then closes; "escape" answers
+        tags holding terminal escape sequences (ESCAPE_TAGS).
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; one of {FAULT_KINDS}")
@@ -378,10 +414,28 @@ def _make_handler(server: FakeOpenAIServer):
                 self._reset()
             elif kind == "malformed":
                 self._send(200, None, raw=b'{"id": "chatcmpl-broken", "choices": [{"mess')
+            elif kind == "hang":
+                self._entry["status"] = 0
+                server._stopping.wait()
+                self.close_connection = True
+            elif kind == "midbody":
+                data = json.dumps(server.chat_completion(body)).encode()
+                self._entry["status"] = 0
+                self.wfile.write(("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                  f"Content-Length: {len(data)}\r\n\r\n").encode()
+                                 + data[: len(data) // 2])
+                self.wfile.flush()
+                self.close_connection = True
             else:
                 try:
                     content = None
-                    if kind == "empty":
+                    if kind == "deep":
+                        content = "[" * int(kw.get("depth", 1000))
+                    elif kind == "escape":
+                        content = json.dumps({"tags": ESCAPE_TAGS})
+                    elif kind == "content":
+                        content = str(kw["text"])
+                    elif kind == "empty":
                         content = ""
                     elif kind == "fence":
                         content = "```json\n" + server.responder(body) + "\n```"

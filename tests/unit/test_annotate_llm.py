@@ -55,7 +55,7 @@ def test_token_bucket_allows_a_burst_then_paces():
 
 
 def test_stored_endpoint_drops_credentials_and_query():
-    from tagtree.io.annotator import _public
+    from tagtree.sanitize import public_url as _public
 
     assert _public("https://u:sk-secret@api.example.com:8443/v1?api-key=x") == \
         "https://api.example.com:8443/v1"

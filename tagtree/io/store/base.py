@@ -13,6 +13,17 @@ from tagtree.errors import TagtreeError
 from tagtree.io.store.schema import MIGRATIONS, SCHEMA_VERSION, TABLES
 
 
+def _lock_message(path: str, exc: Exception) -> str:
+    """DuckDB's 'Could not set lock' in words: who is writing the store, since when."""
+    from tagtree.io.runlock import holder
+
+    if "lock" not in str(exc).lower():
+        return str(exc)
+    who = holder(path)
+    return (f"{who or 'another process'} is writing it; wait for it to finish or stop it, or "
+            "use another --db")
+
+
 class StoreBase:
     """A DuckDB file. One process writes at a time; open a Store per task/thread."""
 
@@ -23,10 +34,27 @@ class StoreBase:
             raise TagtreeError(f"database not found: {self.path} (run `tagtree ingest` first)")
         if not read_only:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._holds_lock = False
+        if not read_only and self.path != ":memory:":
+            from tagtree.io import runlock
+
+            runlock.acquire(self.path)  # a second writing process is refused here, by name
+            self._holds_lock = True
+        try:
+            self._connect(read_only)
+        except BaseException:
+            self._release()
+            raise
+
+    def _connect(self, read_only: bool) -> None:
+        self.snapshot: str | None = None  # the copy a reader opened while a run writes
         try:
             self.con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.IOException as exc:
-            raise TagtreeError(f"cannot open database {self.path}: {exc}") from None
+            if not (read_only and "lock" in str(exc).lower()):
+                raise TagtreeError(f"cannot open database {self.path}: "
+                                   f"{_lock_message(self.path, exc)}") from None
+            self.con = self._open_snapshot(exc)
         except duckdb.Error as exc:
             raise TagtreeError(f"{self.path} is not a usable DuckDB database: {exc}") from None
         # DuckDB draws a progress bar on stdout for long statements; ours are reported by the CLI.
@@ -34,9 +62,43 @@ class StoreBase:
         self._lock = threading.RLock()
         self._check_and_create()
 
+    def _open_snapshot(self, exc: Exception):
+        """A running command holds the file: read a copy of it (the file and its WAL, as of
+        now) instead of failing. The copy lives next to the store and goes at close()."""
+        import shutil
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix=".tagtree-snapshot-", dir=Path(self.path).parent)
+        copy = Path(folder) / Path(self.path).name
+        try:
+            shutil.copyfile(self.path, copy)
+            if Path(self.path + ".wal").exists():
+                shutil.copyfile(self.path + ".wal", str(copy) + ".wal")
+            con = duckdb.connect(str(copy), read_only=True)
+        except (OSError, duckdb.Error) as err:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise TagtreeError(f"cannot open database {self.path}: "
+                               f"{_lock_message(self.path, exc)} (and no snapshot: {err})"
+                               ) from None
+        self.snapshot = folder
+        return con
+
     # -- lifecycle ---------------------------------------------------------------------------
+    def _release(self) -> None:
+        if self._holds_lock:
+            from tagtree.io import runlock
+
+            runlock.release(self.path)
+            self._holds_lock = False
+
     def close(self) -> None:
         self.con.close()
+        self._release()
+        if self.snapshot:
+            import shutil
+
+            shutil.rmtree(self.snapshot, ignore_errors=True)
+            self.snapshot = None
 
     def __enter__(self):
         return self

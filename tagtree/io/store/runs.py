@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import orjson
 
+from tagtree.sanitize import scrub
+
 
 class RunQueries:
     def start_run(self, run_id: str, kind: str, config: dict) -> None:
         self.rows(
             "INSERT OR REPLACE INTO runs (run_id, kind, status, started_at, config) "
             "VALUES (?, ?, 'running', current_timestamp, ?)",
-            [run_id, kind, orjson.dumps(config).decode()],
+            [run_id, kind, orjson.dumps(scrub(config)).decode()],  # no user:pass@ stored
         )
+
+    def interrupt_stale_runs(self) -> int:
+        """Mark 'running' rows 'interrupted': call only while holding the store's run lock,
+        when no run can be going on (they belong to runs that were killed)."""
+        n = self.scalar("SELECT count(*) FROM runs WHERE status = 'running'")
+        if n:
+            self.run("UPDATE runs SET status = 'interrupted', finished_at = current_timestamp "
+                     "WHERE status = 'running'")
+        return n
 
     def finish_run(self, run_id: str, status: str, *, metrics: dict | None = None,
                    timings: dict | None = None, fingerprints: dict | None = None) -> None:
         self.rows(
             "UPDATE runs SET status = ?, finished_at = current_timestamp, metrics = ?, "
             "timings = ?, fingerprints = ? WHERE run_id = ?",
-            [status, orjson.dumps(metrics or {}).decode(), orjson.dumps(timings or {}).decode(),
-             orjson.dumps(fingerprints or {}).decode(), run_id],
+            [status, orjson.dumps(scrub(metrics or {})).decode(),
+             orjson.dumps(timings or {}).decode(),
+             orjson.dumps(scrub(fingerprints or {})).decode(), run_id],
         )
 
     def runs(self, limit: int = 20) -> list[tuple]:

@@ -1,0 +1,68 @@
+"""Output files (report, selection, manifest, tree export) written atomically, disk full named.
+
+``atomic_path(path)`` gives a temporary path in the same directory; when the block ends without
+an error the file is flushed to disk and renamed over ``path`` (``os.replace``: a reader sees
+the old file or the new one, never half of one). On any error the temporary file is removed
+and the old file is left as it was; running out of space becomes a ``TagtreeError`` naming the
+file. ``write_text_atomic`` / ``write_bytes_atomic`` / ``atomic_open`` build on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from tagtree.errors import TagtreeError, disk_full
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        _raise_for(exc, path)
+        raise TagtreeError(f"cannot write {path}: {exc.strerror or exc}") from None
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        os.chmod(tmp, mode)  # mkstemp makes 0600 files: give the usual permissions
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())  # on disk before the rename, or a crash leaves an empty file
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        _raise_for(exc, path)
+        raise
+
+
+def _raise_for(exc: BaseException, path: Path) -> None:
+    if disk_full(exc):
+        raise TagtreeError(f"disk full writing {path}: no space left on the device; the "
+                           "previous file (if any) is unchanged. Free space or write elsewhere "
+                           "(--out), then re-run") from None
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "wb", encoding: str | None = None
+                ) -> Iterator[IO]:
+    with atomic_path(path) as tmp, open(tmp, mode, encoding=encoding) as fh:
+        yield fh
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
