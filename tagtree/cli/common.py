@@ -24,8 +24,12 @@ def settings(config_path: str | None, overrides: dict[str, Any]) -> Config:
     return cfg
 
 
-def quiet_prefect() -> None:
-    """Offline-friendly Prefect defaults for commands that run flows in ephemeral mode."""
+def quiet_prefect(console_logs: bool = False) -> None:
+    """Offline-friendly Prefect defaults for commands that run flows. Run logs stay at INFO, so
+    every stage's line reaches the API (the UI's Logs tab); the console shows only warnings
+    unless ``console_logs`` (``tagtree serve``, whose console is the runs' log)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    if not console_logs:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")

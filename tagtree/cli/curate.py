@@ -59,12 +59,17 @@ def curate(
         | {"store.db": db, "sample.budget": budget, "sample.method": method, "export.out": out},
     )
     quiet_prefect()
+    from tagtree.cli.lifeline import exit_on_sigterm, hold
+
+    hold()  # the ephemeral server and other helpers die with this command, even on SIGKILL
+    exit_on_sigterm()
     console.print(f"curating {len(inputs)} file(s) into {cfg.store.db}: ingest, annotate, tree, "
                   "ground, score, sample, export, report ...", highlight=False)
     from flows.curate import curate as curate_flow
+    from flows.runners import with_runner
     from tagtree.cli.summary import print_summary
 
-    result = curate_flow(
+    result = with_runner(curate_flow, cfg.runner)(  # runner.runner: thread, dask or ray
         inputs=[str(p) for p in inputs],
         target=str(target) if target else None,
         budget=cfg.sample.budget,

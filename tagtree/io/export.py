@@ -94,8 +94,12 @@ def write_selection_files(records: pa.Table, out_dir: Path, name: str, fmt: str)
 
 
 def export_selection(store, run_id: str, method: str, out_dir: str | Path, *, fmt: str = "input",
-                     name: str = "selection", manifest: dict | None = None) -> dict:
-    """Write the selection of (run, method) and its manifest; record both in ``exports``."""
+                     name: str = "selection", manifest: dict | None = None,
+                     location: str | None = None) -> dict:
+    """Write the selection of (run, method) and its manifest; record both in ``exports``.
+
+    ``location``: where ``out_dir``'s files are published afterwards (e.g. an s3:// prefix);
+    the manifest, the ``exports`` rows and the returned paths then name them there."""
     records = store.selection_records(run_id, method)
     if records.num_rows == 0 and not store.scalar(
             "SELECT count(*) FROM selection_metrics WHERE run_id = ? AND method = ?",
@@ -107,17 +111,24 @@ def export_selection(store, run_id: str, method: str, out_dir: str | Path, *, fm
     except OSError as exc:
         raise TagtreeError(f"cannot create output directory {out}: {exc.strerror}") from None
     files = write_selection_files(records, out, name, fmt)
+
+    def published(path: str | Path) -> str:
+        if location is None:
+            return str(path)
+        return location.rstrip("/") + "/" + Path(path).relative_to(out).as_posix()
+
     for f in files:
         f["sha256"] = _sha256(Path(f["path"]))
+        f["path"] = published(f["path"])
     doc = {"run_id": run_id, "method": method, "format": fmt, "selected": records.num_rows,
            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "files": files} | (manifest or {})
     manifest_path = out / f"{name}.manifest.json"
     manifest_path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 |
                                            orjson.OPT_SERIALIZE_NUMPY))
-    entries = files + [{"path": str(manifest_path), "kind": "manifest", "rows": len(files),
-                        "sha256": _sha256(manifest_path)}]
+    entries = files + [{"path": published(manifest_path), "kind": "manifest",
+                        "rows": len(files), "sha256": _sha256(manifest_path)}]
     for e in entries:
         store.write_export(run_id, e["path"], e["kind"], e["rows"], e["sha256"])
     return {"run_id": run_id, "method": method, "rows": records.num_rows,
-            "files": [e["path"] for e in entries], "manifest": str(manifest_path)}
+            "files": [e["path"] for e in entries], "manifest": published(manifest_path)}

@@ -5,7 +5,7 @@ Table flow: instances -> annotations -> tags/tag_aliases -> tag_embeddings -> tr
 landed_objects. Bump SCHEMA_VERSION and add a step to MIGRATIONS whenever a table changes.
 """
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TABLES: dict[str, str] = {
     "meta": """
@@ -123,7 +123,8 @@ TABLES: dict[str, str] = {
         CREATE TABLE IF NOT EXISTS landed_objects (
             uri VARCHAR NOT NULL, etag VARCHAR NOT NULL, size BIGINT, status VARCHAR NOT NULL,
             first_seen TIMESTAMP DEFAULT current_timestamp, claimed_by VARCHAR,
-            claimed_at TIMESTAMP, PRIMARY KEY (uri, etag))""",
+            claimed_at TIMESTAMP, attempts INTEGER NOT NULL DEFAULT 0, error VARCHAR,
+            PRIMARY KEY (uri, etag))""",
 }
 
 # N -> SQL statements upgrading a database from version N-1 to N; run before the CREATE TABLEs
@@ -132,5 +133,12 @@ MIGRATIONS: dict[int, list[str]] = {
     2: [
         "ALTER TABLE IF EXISTS landed_objects ADD COLUMN IF NOT EXISTS claimed_by VARCHAR",
         "ALTER TABLE IF EXISTS landed_objects ADD COLUMN IF NOT EXISTS claimed_at TIMESTAMP",
+    ],
+    # attempts: landing events sent for the object version (each gets its own event id);
+    # error: why its last run failed.
+    3: [
+        "ALTER TABLE IF EXISTS landed_objects ADD COLUMN IF NOT EXISTS attempts INTEGER "
+        "DEFAULT 0",
+        "ALTER TABLE IF EXISTS landed_objects ADD COLUMN IF NOT EXISTS error VARCHAR",
     ],
 }
