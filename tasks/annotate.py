@@ -128,8 +128,8 @@ def export_pending(db: str, cfg: dict, out_dir: str) -> dict:
             "cached": counts["ok"]}
 
 
-@task(name="tag-shard", cache_policy=NO_CACHE, timeout_seconds=6 * 3600, retries=1,
-      retry_delay_seconds=5)
+# No timeout: a shard runs in a cluster worker's thread, which Prefect cannot interrupt.
+@task(name="tag-shard", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def tag_shard(path: str, cfg: dict) -> str:
     """Tag one partition on whichever worker runs this; returns the results' Parquet path."""
     with open_tagger(Config.model_validate(cfg)) as tagger:

@@ -13,9 +13,11 @@ from tagtree.config import Config, load_config
 console = Console()
 err_console = Console(stderr=True)
 
-DbOption = typer.Option(None, "--db", help="DuckDB file [env TAGTREE_DB; default tagtree.duckdb].")
+# No [brackets] in help texts: Rich reads them as markup and drops them.
+DbOption = typer.Option(None, "--db",
+                        help="DuckDB file (env TAGTREE_DB; default: tagtree.duckdb).")
 ConfigOption = typer.Option(
-    None, "--config", "-c", help="Recipe file (TOML) [default ./tagtree.toml if present]."
+    None, "--config", "-c", help="Recipe file (TOML) (default: ./tagtree.toml if present)."
 )
 
 
