@@ -48,8 +48,10 @@ def mark_run_crashed(flow, flow_run, state) -> None:
         with Store(cfg.store.db) as store:
             store.mark_run(str(flow_run.id), state.name.lower(), only_if="running")
     except Exception as exc:  # noqa: BLE001 - a hook must not hide the run's own end
-        get_run_logger().warning("could not mark run %s %s in the store: %s", flow_run.id,
-                                 state.name, exc)
+        from prefect.logging.loggers import flow_run_logger
+
+        flow_run_logger(flow_run, flow).warning("could not mark run %s %s in the store: %s",
+                                                flow_run.id, state.name, exc)
 
 
 @flow(name="curate", log_prints=False, task_runner=ConfiguredTaskRunner(),

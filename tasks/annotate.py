@@ -113,7 +113,8 @@ def shard_rows(pending: int, config: Config, per_worker: int = 2) -> int:
     """Rows per tag-shard: ``annotate.batch_size`` at most, and small enough that every worker
     gets ``per_worker`` shards (one shard for 1,500 pending rows kept a second worker idle)."""
     workers = max(config.runner.workers, 1)
-    return max(32, min(config.annotate.batch_size, -(-max(pending, 1) // (workers * per_worker))))
+    share = -(-max(pending, 1) // (workers * per_worker))
+    return min(config.annotate.batch_size, max(32, share))
 
 @task(name="export-pending", cache_policy=NO_CACHE, timeout_seconds=3600)
 def export_pending(db: str, cfg: dict, out_dir: str) -> dict:
