@@ -34,7 +34,7 @@ from tasks.policies import artifact_key
 from tasks.report import report
 from tasks.sample import sample
 from tasks.score import score
-from tasks.tree import build_tree, embed_tags, ground
+from tasks.tree import GROUNDING_ONLY, build_tree, embed_tags, ground
 
 SUMMARY_FILE = "summary.json"
 
@@ -117,9 +117,7 @@ def curate(
             step("target", ingest_stage, db, [target], cfg, "target")
         tagger = step("annotate", annotate_stage, db, shared, cfg)["tagger"]
         step("embed", embed_tags, db, shared, tagger)  # a no-op when every tag has a vector
-        tree = step("tree", build_tree, db, shared, tagger)
-        version = tree["tree_version"]
-        step("ground", ground, db, shared, version, tagger)
+        version = tree_stage(db, cfg, shared, tagger, step, result, logger)
         step("score", score, db, shared, version)
         step("sample", sample, db, conf, version, run_id)
         exported = step("export", export, db, conf, run_id, local_out, version,
@@ -155,6 +153,52 @@ def curate(
         if remote:
             shutil.rmtree(local_out, ignore_errors=True)
     return result
+
+
+def current_tree(db: str, cfg, tagger: str) -> str | None:
+    """The store's newest tree when this run may ground on it (``tree.reuse``, built for the
+    same tagger with the same tree and embedding settings), else None."""
+    if not cfg.tree.reuse:
+        return None
+    with Store(db) as store:
+        version = store.latest_tree_version()
+        if version is None:
+            return None
+        stats = store.tree_stats(version)
+        built = orjson.loads(store.scalar("SELECT config FROM trees WHERE tree_version = ?",
+                                          [version]) or "{}")
+    now = cfg.model_dump(include={"tree", "embed"})
+    same = {k: v for k, v in (built.get("tree") or {}).items() if k not in GROUNDING_ONLY} == \
+        {k: v for k, v in now["tree"].items() if k not in GROUNDING_ONLY}
+    if stats.get("tagger") != tagger or not same or built.get("embed") != now["embed"]:
+        return None
+    return version
+
+
+def tree_stage(db: str, cfg, conf: dict, tagger: str, step, result: dict, logger) -> str:
+    """The tree lifecycle: new data is grounded on the current tree while the drift measured
+    on this run's datasets stays at or under ``tree.drift_threshold``; above it (or with no
+    usable tree) a tree is built over every tag in the store and everything is grounded on it.
+    Returns the tree version the run samples on."""
+    pool, threshold = cfg.sample.pool, cfg.tree.drift_threshold
+    version = current_tree(db, cfg, tagger)
+    if version is not None:
+        grounded = step("ground", ground, db, conf, version, tagger, pool)
+        if grounded["drift"] <= threshold:
+            result["tree"] = {"tree_version": version, "reused": True, "tagger": tagger,
+                              "drift": grounded["drift"],
+                              "line": f"tree version {version} kept: drift "
+                                      f"{grounded['drift']:.4f} of this run's data <= "
+                                      f"{threshold} (no rebuild, no refinement requests)"}
+            logger.info(f"tree: {result['tree']['line']}")
+            return version
+        logger.info(f"tree: drift {grounded['drift']:.4f} of this run's data on tree {version} "
+                    f"> {threshold}: rebuilding")
+    tree = step("tree", build_tree, db, conf, tagger)
+    if version is not None:
+        tree["drift_on_previous"] = {"tree_version": version, "drift": grounded["drift"]}
+    step("ground", ground, db, conf, tree["tree_version"], tagger, pool)
+    return tree["tree_version"]
 
 
 def nothing_loaded(db: str, ingested: dict) -> str:

@@ -154,9 +154,16 @@ class TreeConfig(_Section):
         0.25,
         ge=0,
         le=1,
-        description="Share of new tags far from any leaf that calls for a rebuild.",
+        description="Share of a run's tag occurrences far from their leaf (new data, "
+        "measured on the run's own datasets) above which curate rebuilds the tree.",
     )
     seed: int = Field(0, description="Random seed: same seed, same tree.")
+    reuse: bool = Field(
+        True,
+        description="curate grounds new data on the store's current tree (same tagger and "
+        "settings) while drift measured on the new data stays at or under drift_threshold; "
+        "false: build the tree again every run.",
+    )
 
 
 class ScoreConfig(_Section):
