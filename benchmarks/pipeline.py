@@ -9,6 +9,13 @@ loop to the same server at the same concurrency; bare embedding of the same tag 
 Prefect's share: flow wall time not covered by any task run. Prefect's one-off start (the
 ephemeral API server) is measured by a warm-up flow and reported apart.
 Targets (issue 7): total <= 15 min, orchestration overhead <= 10%, no stage below 70% of floor.
+
+    .venv/bin/python benchmarks/pipeline.py --compare-workers [--n 2000]
+
+runs `curate` on a local Dask cluster (runner.runner = "dask") with 1 worker, then 2, each on a
+fresh store with the offline keyphrase tagger (CPU-bound: it embeds every instance), and prints
+the wall time of the CPU stages (ingest + annotate, the ones cut into shard tasks) and of the
+whole run for each; the embedder in each worker gets the worker's share of the cores.
 """
 
 from __future__ import annotations
@@ -134,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--dir", default="/tmp/tagtree-bench-pipeline")
     parser.add_argument("--budget", default="0.05")
+    parser.add_argument("--compare-workers", action="store_true",
+                        help="1 vs 2 Dask workers on the CPU stages (keyphrase tagger)")
     args = parser.parse_args(argv)
+    if args.compare_workers:
+        return compare_workers(args.n if args.n != 100_000 else 2000, Path(args.dir))
 
     from flows.curate import curate
     from tagtree.config import load_config
@@ -208,6 +219,48 @@ def main(argv: list[str] | None = None) -> int:
               ("every stage >= 70% of its floor", worst is None or worst >= 0.70)]
     for label, ok in checks:
         print(f"  [{'ok' if ok else 'MISSED'}] {label}")
+    return 0
+
+
+def compare_workers(n: int, work: Path) -> int:
+    """Wall time of the CPU stages with 1 and 2 local Dask workers."""
+    from flows.curate import curate
+    from flows.runners import with_runner, worker_threads
+    from tagtree.config import RunnerConfig
+
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    data = work / "pool.jsonl"
+    generate(data, n)
+    print(f"generated {n:,} instances; machine: {os.cpu_count()} cores (shared with other "
+          "work while measuring); tagger: keyphrase (offline, CPU-bound)")
+    warm_up()
+    rows = []
+    for workers in (1, 2):
+        db = str(work / f"w{workers}.duckdb")
+        overrides = {"annotate.tagger": "keyphrase", "llm.base_url": "", "sample.budget": "0.05",
+                     "export.out": str(work / f"out-w{workers}"), "runner.workers": workers}
+        started = time.perf_counter()
+        state = with_runner(curate, RunnerConfig(runner="dask", workers=workers))(
+            inputs=[str(data)], db=db, overrides=overrides, return_state=True)
+        wall = time.perf_counter() - started
+        if not state.is_completed():
+            print(f"curate with {workers} worker(s) did not complete: {state.message}",
+                  file=sys.stderr)
+            return 1
+        timings = state.result()["timings"]
+        shards = [r for r in task_runs(state.state_details.flow_run_id)
+                  if r.name.startswith(("tag-shard", "parse-shard"))]
+        cpu = timings.get("ingest", 0.0) + timings.get("annotate", 0.0)
+        rows.append((workers, worker_threads(workers), len(shards), timings.get("ingest", 0.0),
+                     timings.get("annotate", 0.0), cpu, wall))
+    print(f"\n{'workers':>7}{'threads/worker':>16}{'shard tasks':>13}{'ingest s':>10}"
+          f"{'annotate s':>12}{'CPU stages s':>14}{'run wall s':>12}")
+    for w, t, k, ing, ann, cpu, wall in rows:
+        print(f"{w:>7}{t:>16}{k:>13}{ing:>10.1f}{ann:>12.1f}{cpu:>14.1f}{wall:>12.1f}")
+    speedup = rows[0][5] / rows[1][5] if rows[1][5] else float("nan")
+    print(f"\nCPU stages: 2 workers {speedup:.2f}x the speed of 1 "
+          f"({'faster' if speedup > 1 else 'NOT faster'} on this machine)")
     return 0
 
 

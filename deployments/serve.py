@@ -1,6 +1,6 @@
 """Serve all four deployments (curate, refresh, watch-bucket, on-upload) in one local process.
 
-    python -m deployments.serve --landing s3://bucket/landing/ --datasets s3://bucket/datasets/
+    python -m deployments.serve --landing s3://bucket/landing/ --output-prefix s3://bucket/curated/
 
 The same schedules and trigger as prefect.yaml, without a work pool or worker: runs start as
 subprocesses of this process. Needs a Prefect server (PREFECT_API_URL), since events, schedules
@@ -47,17 +47,20 @@ def build_deployments(landing: str, datasets: str | None = None, output_prefix: 
         watch_bucket.to_deployment(name="watch-bucket", tags=["tagtree"], interval=interval_s,
                                    concurrency_limit=1,
                                    parameters={"prefix": landing} | common),
+        # prefix: the watched prefix, so objects are named by their key below it (the same
+        # names refresh gives them) and a run takes only objects landed there.
         on_upload.to_deployment(name="on-upload", tags=["tagtree"], concurrency_limit=1,
                                 triggers=[landing_trigger()],
-                                parameters={"uri": ""} | outputs | common),
+                                parameters={"uri": "", "prefix": landing} | outputs | common),
     ]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--landing", required=True, help="prefix watch-bucket polls")
-    parser.add_argument("--datasets", help="prefix refresh re-curates [--landing]")
-    parser.add_argument("--output-prefix", help="where on-upload/refresh write results")
+    parser.add_argument("--datasets", help="prefix refresh re-curates (default: --landing)")
+    parser.add_argument("--output-prefix", help="where on-upload/refresh write results "
+                        "(default: objects.output_prefix)")
     parser.add_argument("--interval", type=float, default=60, help="seconds between polls")
     parser.add_argument("--cron", default="0 3 * * *", help="refresh schedule (UTC)")
     parser.add_argument("--config", help="recipe file (TOML)")

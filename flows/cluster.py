@@ -13,8 +13,11 @@ _CLUSTER_RUNNERS = ("DaskTaskRunner", "RayTaskRunner")
 def on_cluster() -> bool:
     """Whether the running flow's tasks go to a Dask/Ray cluster (not threads of this process):
     only then are CPU-heavy stages cut into shard tasks."""
+    from flows.runners import effective_runner
+
     ctx = FlowRunContext.get()
-    return ctx is not None and type(ctx.task_runner).__name__ in _CLUSTER_RUNNERS
+    return (ctx is not None
+            and type(effective_runner(ctx.task_runner)).__name__ in _CLUSTER_RUNNERS)
 
 
 def new_shard_dir(cfg, db: str) -> str:

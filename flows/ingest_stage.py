@@ -18,13 +18,23 @@ from tagtree.io.ingest import FileSummary, IngestSummary
 from tasks.ingest import ingest, load_shards, parse_shard, plan_ingest
 
 
-def ingest_stage(db: str, inputs: list[str], cfg, role: str) -> dict:
+def ingest_stage(db: str, inputs: list[str], cfg, role: str,
+                 names: list[str] | None = None) -> dict:
     """Ingest ``inputs`` as ``role`` (pool/target) with the recipe ``cfg``; returns the summary
-    dict of the ``ingest`` task (files, counts, line)."""
+    dict of the ``ingest`` task (files, counts, line). ``names``: a dataset name per input
+    (objects of a bucket are named by their key, not their file name)."""
     ing = cfg.ingest
     fmt = ing.format if role == "pool" else "auto"
     dataset = ing.dataset if role == "pool" else None
     split = ing.split if role == "pool" else None
+    if names is not None and len(set(names)) > 1:  # one ingest per dataset, in input order
+        parts = [ingest_stage(db, [path], cfg, role, [name])
+                 for path, name in zip(inputs, names, strict=True)]
+        summary = IngestSummary(files=[FileSummary(**f) for r in parts for f in r["files"]],
+                                seconds=sum(r["seconds"] for r in parts))
+        return summary.to_dict() | {"line": summary.line()}
+    if names:
+        dataset = names[0]
     if not on_cluster():
         return ingest(db, inputs, fmt, dataset, role, ing.batch_rows, ing.workers,
                       ing.memory_limit, split)

@@ -1,22 +1,21 @@
-"""The `refresh` flow: re-curate every dataset under a prefix into one store. Incremental by
-construction: annotations are keyed by (instance, tagger) so only new instances are annotated,
-and the tree stage rebuilds only when its drift check says so."""
+"""The `refresh` flow: re-curate the datasets under a prefix as they are now, into one store and
+one selection. Incremental by construction: annotations are keyed by (instance, tagger) so only
+new instances are annotated. A dataset deleted from the prefix is no longer in the pool (its
+rows stay in the store, unselected); a changed object is its new version only."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
-import orjson
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from flows.curate import curate
+from flows.on_upload import dataset_of
 from flows.runners import with_runner
 from tagtree.config import load_config
 from tagtree.errors import TagtreeError
 from tagtree.io.objectstore import join_uri
-from tasks.objects import conn_of, download_object, list_objects, upload_outputs
+from tasks.objects import conn_of, download_object, list_objects
 
 
 @flow(name="refresh", log_prints=False)
@@ -27,8 +26,10 @@ def refresh(
     db: str | None = None,
     config_path: str | None = None,
     overrides: dict[str, Any] | None = None,
+    pool_with: list[str] | None = None,
 ) -> dict:
-    """Curate all datasets under `prefix` together; results go to `output_prefix`/refresh/."""
+    """Curate all datasets under `prefix` together (each named by its key path and version, as
+    on-upload names them); results go to `output_prefix`/refresh/."""
     overrides = overrides or {}
     cfg, _ = load_config(config_path, overrides | {"store.db": db,
                                                    "objects.output_prefix": output_prefix})
@@ -37,12 +38,15 @@ def refresh(
     if not objects:
         raise TagtreeError(f"no datasets (.jsonl/.json/.parquet) under {prefix}")
     local = [download_object(o["uri"], o["etag"], cfg.objects.cache_dir, conn) for o in objects]
-    with tempfile.TemporaryDirectory(prefix="tagtree-out-") as out:
-        result = with_runner(curate, cfg.runner)(
-            inputs=local, target=target, db=cfg.store.db, config_path=config_path,
-            overrides=overrides | {"export.out": out})
-        Path(out, "summary.json").write_bytes(orjson.dumps(
-            {"prefix": prefix, "objects": objects, "curate": result}, default=str,
-            option=orjson.OPT_INDENT_2))
-        uploaded = upload_outputs(out, join_uri(cfg.objects.output_prefix, "refresh"), conn)
+    names = [dataset_of(o["uri"], o["etag"], prefix) for o in objects]
+    get_run_logger().info("refresh: %d datasets under %s: %s", len(objects), prefix,
+                          ", ".join(names))
+    out = join_uri(cfg.objects.output_prefix, "refresh")
+    result = with_runner(curate, cfg.runner)(
+        inputs=local, target=target, db=cfg.store.db, config_path=config_path,
+        overrides=overrides, out=out, datasets=names, pool_with=pool_with,
+        meta={"prefix": prefix, "objects": objects})
+    outputs = result["outputs"]
+    uploaded = [*outputs["selection"], outputs["manifest"], outputs["report"],
+                outputs["summary"]]
     return {"datasets": len(objects), "outputs": uploaded, "curate": result}

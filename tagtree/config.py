@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tagtree.errors import TagtreeError
 
@@ -134,7 +134,8 @@ class EmbedConfig(_Section):
         256, ge=8, description="Local model: longer texts are truncated to this many word pieces."
     )
     threads: int = Field(
-        0, ge=0, description="Local model: onnxruntime threads (0: min(4, CPU cores))."
+        0, ge=0, description="Local model: onnxruntime threads (0: min(4, CPU cores); on a "
+        "local Dask/Ray worker, its share of the cores).",
     )
 
 
@@ -189,9 +190,16 @@ class TreeConfig(_Section):
         0.25,
         ge=0,
         le=1,
-        description="Share of new tags far from any leaf that calls for a rebuild.",
+        description="Share of a run's tag occurrences far from their leaf (new data, "
+        "measured on the run's own datasets) above which curate rebuilds the tree.",
     )
     seed: int = Field(0, description="Random seed: same seed, same tree.")
+    reuse: bool = Field(
+        True,
+        description="curate grounds new data on the store's current tree (same tagger and "
+        "settings) while drift measured on the new data stays at or under drift_threshold; "
+        "false: build the tree again every run.",
+    )
 
 
 class ScoreConfig(_Section):
@@ -227,6 +235,12 @@ class SampleConfig(_Section):
     method: Literal["tags", "random", "instag", "deita", "kcenter", "quality",
                     "kmeans"] = Field(
         "tags", description="Selection method; 'tags' is TAGS, the rest are baselines."
+    )
+    pool: list[str] | None = Field(
+        None,
+        description="Datasets the selection draws from (a list, or comma-separated in the "
+        "environment); unset: every pool dataset in the store. A curate run sets it to the "
+        "datasets it ingested (plus its `pool_with`), so one dataset's run selects from it only.",
     )
     align: Literal["penalty", "quota", "none"] = Field(
         "penalty",
@@ -304,6 +318,14 @@ class SampleConfig(_Section):
     seed: int = Field(0, description="Random seed for sampling and random baselines.")
 
 
+    @field_validator("pool", mode="before")
+    @classmethod
+    def _split_pool(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()] or None
+        return value
+
+
 class ExportConfig(_Section):
     out: str = Field(
         "out", description="Where the selection goes: a path with a file extension is the data "
@@ -362,6 +384,12 @@ class ObjectStoreConfig(_Section):
         description="Seconds an on-upload run's claim on an object is trusted: an object "
         "'processing' longer is taken over by the next run (as is one whose run crashed, failed "
         "or was cancelled). Keep it above the longest curate of one object.",
+    )
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        description="Landing events sent per object version: the watcher's next poll sends a "
+        "crashed or failed object again (a fresh event each time) until it has had this many.",
     )
 
 

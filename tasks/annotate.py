@@ -21,9 +21,56 @@ from tagtree.io.annotator import (
     tagger_fingerprint_for,
 )
 from tagtree.io.store import Store
-from tasks.policies import LLM_TAG, TRANSIENT_RETRIES, stage_cache_policy
+from tasks.policies import LLM_TAG, TRANSIENT_RETRIES, artifact_key, stage_cache_policy
 
 ALGORITHM_VERSION = "annotate-1"
+
+
+class Progress:
+    """A long stage's progress where a user looks: a progress artifact whose description says
+    done / total, rate and ETA (updated at most every 2 s), and an INFO log line with the same
+    figures every ``log_every_s`` (the run's Logs tab). Outside a task run (task.fn in tests)
+    there is no API: only the figures are kept."""
+
+    def __init__(self, verb: str, key: str, log_every_s: float = 30.0):
+        self.verb, self.log_every_s = verb, log_every_s
+        self.started = time.monotonic()
+        self.last_update = self.last_log = self.started
+        self.done = self.total = 0
+        self.artifact = (create_progress_artifact(progress=0.0, key=key,
+                                                  description=f"{verb} 0 instances so far")
+                         if TaskRunContext.get() else None)
+
+    def text(self) -> str:
+        elapsed = time.monotonic() - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        left = max(self.total - self.done, 0)
+        eta = f", ETA {_clock(left / rate)}" if rate > 0 and left else ""
+        return (f"{self.verb} {self.done:,} of {self.total:,} instances "
+                f"({100.0 * self.done / max(self.total, 1):.0f}%, {rate:.1f}/s{eta})")
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        now = time.monotonic()
+        if self.artifact and (now - self.last_update >= 2.0 or done == total):
+            self.last_update = now  # a few API calls per run, not one per flush
+            update_progress_artifact(self.artifact, 100.0 * done / max(total, 1),
+                                     description=self.text())
+        if TaskRunContext.get() and now - self.last_log >= self.log_every_s and done < total:
+            self.last_log = now
+            from prefect import get_run_logger
+
+            get_run_logger().info(self.text())
+
+    def finish(self) -> None:
+        if self.artifact:
+            update_progress_artifact(self.artifact, 100.0, description=self.text())
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 @dataclass
@@ -48,17 +95,7 @@ def annotate(db: str, cfg: dict) -> dict:
     """Tag every pool and target instance lacking an ok annotation for the configured tagger.
     Returns counts (requested/ok/failed/cached), tokens, failure reasons and the fingerprint."""
     config = Config.model_validate(cfg)
-    # Outside a flow run (task.fn in tests) there is no Prefect API to report progress to.
-    artifact = (create_progress_artifact(progress=0.0, key="annotate-progress",
-                                         description="instances annotated in this run")
-                if TaskRunContext.get() else None)
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        if artifact and (time.monotonic() - last[0] >= 2.0 or done == total):
-            last[0] = time.monotonic()  # a few API calls per run, not one per flush
-            update_progress_artifact(artifact, 100.0 * done / max(total, 1))
-
+    progress = Progress("annotated", artifact_key("annotate-progress", cfg))
     with Store(db) as store, open_tagger(config) as tagger:
         if config.annotate.mode == "batch":
             from tagtree.io.batch import annotate_batch
@@ -67,12 +104,18 @@ def annotate(db: str, cfg: dict) -> dict:
         else:
             summary = annotate_store(store, tagger, page=config.annotate.batch_size,
                                      progress=progress)
-    if artifact:
-        update_progress_artifact(artifact, 100.0)
+    progress.finish()
     return summary.to_dict() | {"table": "annotations", "line": summary.line()}
 
 
 # -- on a Dask/Ray cluster, CPU-bound taggers run as shard tasks (see flows/annotate_stage.py) --
+def shard_rows(pending: int, config: Config, per_worker: int = 2) -> int:
+    """Rows per tag-shard: ``annotate.batch_size`` at most, and small enough that every worker
+    gets ``per_worker`` shards (one shard for 1,500 pending rows kept a second worker idle)."""
+    workers = max(config.runner.workers, 1)
+    share = -(-max(pending, 1) // (workers * per_worker))
+    return min(config.annotate.batch_size, max(32, share))
+
 @task(name="export-pending", cache_policy=NO_CACHE, timeout_seconds=3600)
 def export_pending(db: str, cfg: dict, out_dir: str) -> dict:
     """Write the instances lacking an ok annotation as Parquet partitions under ``out_dir``."""
@@ -80,13 +123,14 @@ def export_pending(db: str, cfg: dict, out_dir: str) -> dict:
     with Store(db) as store, open_tagger(config) as tagger:
         store.register_tagger(tagger.fingerprint, tagger.describe())
         counts = store.annotation_counts(tagger.fingerprint)
-        parts = export_partitions(store, tagger.fingerprint, out_dir, config.annotate.batch_size)
+        parts = export_partitions(store, tagger.fingerprint, out_dir,
+                                  shard_rows(counts["instances"] - counts["ok"], config))
     return {"tagger": tagger.fingerprint, "parts": parts, "instances": counts["instances"],
             "cached": counts["ok"]}
 
 
-@task(name="tag-shard", cache_policy=NO_CACHE, timeout_seconds=6 * 3600, retries=1,
-      retry_delay_seconds=5)
+# No timeout: a shard runs in a cluster worker's thread, which Prefect cannot interrupt.
+@task(name="tag-shard", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def tag_shard(path: str, cfg: dict) -> str:
     """Tag one partition on whichever worker runs this; returns the results' Parquet path."""
     with open_tagger(Config.model_validate(cfg)) as tagger:

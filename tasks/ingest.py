@@ -61,8 +61,10 @@ def plan_ingest(inputs: list[str], fmt: str = "auto") -> list[dict]:
     return plan
 
 
+# No timeout on shard tasks: they run in a cluster worker's thread, where Prefect cannot
+# interrupt them (it warns on every shard instead); the cluster's own limits apply.
 @task(name="parse-shard", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
-      retry_condition_fn=retry_unless_user_error, timeout_seconds=3600)
+      retry_condition_fn=retry_unless_user_error)
 def parse_shard(path: str, start: int, end: int, fmt: str | None, out_dir: str) -> dict:
     """Parse one byte range of ``path`` into Parquet files under ``out_dir`` (a directory the
     writer can read). Returns the shard's file paths and counts, nothing big."""

@@ -15,19 +15,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from tagtree.errors import TagtreeError
-from tagtree.io.objectstore import cache_path, is_dataset, is_s3, objects_for
+from tagtree.io.objectstore import cache_path, is_dataset, is_s3, objects_for, split_s3
 from tagtree.io.store import Store
 from tagtree.io.store.landed import RUN_NOT_FOUND, stale_claim_reason, utcnow
-from tasks.policies import TRANSIENT_RETRIES
+from tasks.policies import S3_RETRIES
 
 LANDED_EVENT = "tagtree.object.landed"
-# Fixed namespace: the same (uri, etag) always gives the same event id (the server stores an
-# event id once, so a re-emitted landing is not a second event).
+# Fixed namespace: the same (uri, etag, attempt) always gives the same event id (the server
+# stores an event id once, so a landing re-emitted by a retried poll is not a second event);
+# the watcher's next attempt for a crashed or failed object gets a new id.
 _EVENT_NS = uuid.UUID("6f1c1d55-4c1e-4d39-9a57-2f7d1c3e8a10")
 
 
@@ -64,23 +64,24 @@ def state_store(path: str, wait_s: float = 60.0):
         store.close()
 
 
-def landing_event_id(uri: str, etag: str) -> uuid.UUID:
-    return uuid.uuid5(_EVENT_NS, f"{uri}\0{etag}")
+def landing_event_id(uri: str, etag: str, attempt: int = 0) -> uuid.UUID:
+    """Attempt 0 is the first landing (also the relay's); each later attempt its own id."""
+    return uuid.uuid5(_EVENT_NS, f"{uri}\0{etag}" + (f"\0{attempt}" if attempt else ""))
 
 
-def send_landed_event(uri: str, etag: str, size: int | None = None):
+def send_landed_event(uri: str, etag: str, size: int | None = None, attempt: int = 0):
     """The landing event the on-upload trigger waits for (also sent by deployments/relay.py)."""
     return emit_event(
         event=LANDED_EVENT,
         resource={"prefect.resource.id": f"tagtree.object.{uri}",
                   "prefect.resource.name": uri.rsplit("/", 1)[-1],
                   "tagtree.uri": uri, "tagtree.etag": etag},
-        payload={"uri": uri, "etag": etag, "size": size},
-        id=landing_event_id(uri, etag),
+        payload={"uri": uri, "etag": etag, "size": size, "attempt": attempt},
+        id=landing_event_id(uri, etag, attempt),
     )
 
 
-@task(name="list-objects", cache_policy=NO_CACHE, timeout_seconds=600, **TRANSIENT_RETRIES)
+@task(name="list-objects", cache_policy=NO_CACHE, timeout_seconds=600, **S3_RETRIES)
 def list_objects(prefix: str, conn: dict | None = None) -> list[dict]:
     """Dataset objects under a prefix as ``{uri, etag, size}`` (other files are ignored)."""
     return [o.to_dict() for o in _objects(prefix, conn).list(prefix) if is_dataset(o.uri)]
@@ -97,11 +98,43 @@ def record_landings(state_db: str, objects: list[dict]) -> list[dict]:
         return [o for o in store.landed_with_status(("new",)) if (o["uri"], o["etag"]) in wanted]
 
 
+@task(name="requeue-landings", cache_policy=NO_CACHE, timeout_seconds=300)
+def requeue_landings(state_db: str, objects: list[dict], max_attempts: int = 3,
+                     lease_s: float = 6 * 3600.0) -> list[dict]:
+    """Objects still listed that no run will finish -> 'new', so this poll sends their event
+    again (with a fresh id): those left 'processing' by a run that crashed, failed, was
+    cancelled or is unknown to Prefect (or past the lease), and 'failed' ones with attempts
+    left (a transient fault outlived the run's retries). Returns them."""
+    listed = {(o["uri"], o["etag"]) for o in objects}
+    with state_store(state_db) as store:
+        claims = [c for c in store.landed_claims() if (c["uri"], c["etag"]) in listed]
+    states = claimer_run_states({c["claimed_by"] for c in claims})
+    now, stale = utcnow(), []
+    for c in claims:
+        age = (now - c["claimed_at"]).total_seconds() if c["claimed_at"] else None
+        reason = stale_claim_reason(states.get(c["claimed_by"]), age, lease_s)
+        if reason:
+            stale.append(((c["uri"], c["etag"], c["claimed_by"]), reason))
+    logger = get_run_logger()
+    with state_store(state_db) as store:
+        back = store.requeue_claims([key for key, _ in stale])
+        failed = store.requeue_landed(sorted(listed), max_attempts)
+    reasons = {(k[0], k[1]): why for k, why in stale}
+    for obj in back:
+        logger.warning("%s (etag %s) is curated again: its run %s", obj["uri"], obj["etag"],
+                       reasons[(obj["uri"], obj["etag"])])
+    for obj in failed:
+        logger.warning("%s (etag %s) failed (%s): trying again, attempt %d of %d", obj["uri"],
+                       obj["etag"], obj["error"] or "no reason recorded", obj["attempts"] + 1,
+                       max_attempts)
+    return back + failed
+
+
 @task(name="emit-landing-events", cache_policy=NO_CACHE, timeout_seconds=300)
 def emit_landing_events(state_db: str, landed: list[dict]) -> int:
-    """One Prefect event per landed object version, then mark it 'emitted'."""
+    """One Prefect event per landed object version and attempt, then mark it 'emitted'."""
     for obj in landed:
-        send_landed_event(obj["uri"], obj["etag"], obj.get("size"))
+        send_landed_event(obj["uri"], obj["etag"], obj.get("size"), int(obj.get("attempts") or 0))
         with state_store(state_db) as store:
             store.mark_emitted(obj["uri"], obj["etag"])
     return len(landed)
@@ -187,13 +220,20 @@ def release_claims(state_db: str, claimer: str) -> list[dict]:
 
 
 @task(name="mark-landed", cache_policy=NO_CACHE, timeout_seconds=300)
-def mark_landed(state_db: str, uri: str, etag: str, status: str) -> str:
+def mark_landed(state_db: str, uri: str, etag: str, status: str,
+                error: str | None = None) -> str:
     with state_store(state_db) as store:
-        store.set_landed_status(uri, etag, status)
+        store.set_landed_status(uri, etag, status, error)
     return status
 
 
-@task(name="download-object", cache_policy=NO_CACHE, timeout_seconds=3600, **TRANSIENT_RETRIES)
+@task(name="resolve-etag", cache_policy=NO_CACHE, timeout_seconds=600, **S3_RETRIES)
+def resolve_etag(uri: str, conn: dict | None = None) -> str:
+    """The current ETag of ``uri`` (an on-upload run started by hand names only the object)."""
+    return _objects(uri, conn).head(uri).etag
+
+
+@task(name="download-object", cache_policy=NO_CACHE, timeout_seconds=3600, **S3_RETRIES)
 def download_object(uri: str, etag: str, cache_dir: str, conn: dict | None = None) -> str:
     """A local path for ``uri``: s3:// objects are copied once per (key, ETag)."""
     if not is_s3(uri):
@@ -204,19 +244,27 @@ def download_object(uri: str, etag: str, cache_dir: str, conn: dict | None = Non
     return str(dest)
 
 
-@task(name="upload-outputs", cache_policy=NO_CACHE, timeout_seconds=3600, **TRANSIENT_RETRIES)
+@task(name="upload-outputs", cache_policy=NO_CACHE, timeout_seconds=3600, **S3_RETRIES)
 def upload_outputs(local_dir: str, prefix: str, conn: dict | None = None) -> list[str]:
     """Upload every file under ``local_dir`` to ``prefix`` keeping relative paths."""
     root = Path(local_dir)
     files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
     target = _objects(prefix, conn)
-    uploaded = [target.upload(p, prefix.rstrip("/") + "/" + p.relative_to(root).as_posix())
-                for p in files]
-    create_markdown_artifact(  # what was written where, on the run's Artifacts tab
-        key="curated-outputs", description=f"outputs under {prefix}",
-        markdown="\n".join([f"### Outputs under `{prefix}`", ""]
-                           + [f"- `{uri}`" for uri in uploaded]))
-    return uploaded
+    return [target.upload(p, prefix.rstrip("/") + "/" + p.relative_to(root).as_posix())
+            for p in files]
+
+
+def browse_url(uri: str, conn: dict | None = None) -> str:
+    """A link a browser can follow to an output: the S3-compatible endpoint's path-style URL
+    (where one is configured), the AWS console's object page for S3 itself, a file:// URL for a
+    local path."""
+    if not is_s3(uri):
+        return Path(uri).resolve().as_uri()
+    bucket, key = split_s3(uri)
+    endpoint = (conn or {}).get("endpoint_url")
+    if endpoint:
+        return f"{endpoint.rstrip('/')}/{bucket}/{key}"
+    return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={key}"
 
 
 def conn_of(cfg) -> dict:

@@ -166,9 +166,37 @@ def retry_unless_user_error(task, task_run, state) -> bool:
     return isinstance(exc, BaseException) and not is_user_error(exc)
 
 
+# Object-store calls ride out an outage of minutes (an endpoint restarting, a network blip):
+# 2 + 5 + 10 + 20 + 30 + 60 + 60 + 60 s = ~4 min of retries on top of boto3's own attempts.
+S3_RETRY_DELAYS = [2, 5, 10, 20, 30, 60, 60, 60]
+S3_RETRIES: dict[str, Any] = {
+    "retries": len(S3_RETRY_DELAYS),
+    "retry_delay_seconds": S3_RETRY_DELAYS,
+    "retry_jitter_factor": 0.2,
+    "retry_condition_fn": retry_if_transient,
+}
+
 TRANSIENT_RETRIES: dict[str, Any] = {
     "retries": 3,
     "retry_delay_seconds": exponential_backoff(backoff_factor=2),  # 2, 4, 8 s
     "retry_jitter_factor": 0.5,
     "retry_condition_fn": retry_if_transient,
 }
+
+
+# -- artifact keys ----------------------------------------------------------------------------
+def artifact_key(base: str, cfg: dict | None = None) -> str:
+    """``base`` suffixed with the run's datasets (``sample.pool``), as a valid Prefect artifact
+    key (lowercase letters, digits, dashes): each dataset's runs keep their own artifact history
+    instead of all datasets sharing one key."""
+    import hashlib
+    import re
+
+    pool = ((cfg or {}).get("sample") or {}).get("pool") or []
+    if not pool:
+        return base
+    label = "+".join(sorted(pool))
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+    if len(slug) > 48:  # keys stay short; a digest keeps long names apart
+        slug = slug[:36].rstrip("-") + "-" + hashlib.sha256(label.encode()).hexdigest()[:10]
+    return f"{base}-{slug}" if slug else base

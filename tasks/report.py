@@ -20,7 +20,8 @@ from tasks.policies import retry_unless_user_error
 # and rendering takes about a second.
 @task(name="report", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5, timeout_seconds=900,
       retry_condition_fn=retry_unless_user_error)
-def report(db: str, cfg: dict, run_id: str, out: str) -> dict:
+def report(db: str, cfg: dict, run_id: str, out: str, location: str | None = None) -> dict:
+    """Render the run's report to ``out``; ``location``: where it is published (the link)."""
     # Not read_only: DuckDB refuses a read-only connection next to a read-write one in the same
     # process (a flow or worker may hold one), and this task writes nothing anyway.
     with Store(db) as store:
@@ -36,19 +37,21 @@ def report(db: str, cfg: dict, run_id: str, out: str) -> dict:
         "sha256": hashlib.sha256(page.encode()).hexdigest(),
     }
     if TaskRunContext.get() is not None:  # artifacts need a run; task.fn() in tests has none
-        _publish(summary)
+        _publish(summary | {"link": location or path.as_uri()}, cfg)
     return summary
 
 
-def _publish(summary: dict) -> None:
+def _publish(summary: dict, cfg: dict) -> None:
     from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
-    create_link_artifact(key="tagtree-report", link=Path(summary["path"]).as_uri(),
+    from tasks.policies import artifact_key
+
+    create_link_artifact(key=artifact_key("tagtree-report", cfg), link=summary["link"],
                          link_text="tagtree report (HTML)",
                          description=f"Report of run {summary['run_id']}")
     kl = ", ".join(f"{m}: {v:.3f}" for m, v in summary["kl"].items()) or "no target sample"
-    create_markdown_artifact(key="tagtree-report-summary", markdown=(
-        f"### tagtree report\n\n| | |\n|---|---|\n| file | `{summary['path']}` "
+    create_markdown_artifact(key=artifact_key("tagtree-report-summary", cfg), markdown=(
+        f"### tagtree report\n\n| | |\n|---|---|\n| file | `{summary['link']}` "
         f"({summary['bytes'] / 1e6:.1f} MB) |\n| run | `{summary['run_id']}` |\n"
         f"| tree | `{summary['tree_version']}` ({summary['nodes']} nodes) |\n"
         f"| selection | {summary['method']}: {summary['selected']:,} instances |\n"

@@ -16,7 +16,7 @@ from tagtree.io.store import Store
 from tagtree.metrics import evaluate, pool_kl
 from tagtree.sampling import SelectionProblem
 from tagtree.scoring import TreeScorer
-from tasks.policies import stage_cache_policy
+from tasks.policies import artifact_key, stage_cache_policy
 from tasks.score import StoreContent
 
 ALGORITHM_VERSION = "sample-1"
@@ -45,8 +45,11 @@ def load_problem(store: Store, config: Config, tree_version: str | None, *,
                  embeddings: bool = False, target: list[str] | None = None):
     """The pool as a SelectionProblem, its ids, and facts about the target sample."""
     tree = store.load_tree(tree_version)
-    ids = store.pool_ids()
+    ids = store.pool_ids(config.sample.pool)
     if not ids:
+        if config.sample.pool:
+            raise TagtreeError(f"no instances in the pool datasets {', '.join(config.sample.pool)}"
+                               " (sample.pool names datasets the store does not hold)")
         raise TagtreeError("the pool is empty (run `tagtree ingest` first)")
     _, leaves = store.instance_leaf_matrix(tree.version, ids)
     sc = config.score
@@ -249,7 +252,8 @@ def sample(db: str, cfg: dict, tree_version: str, run_id: str) -> dict:
 
     summary = run_sample(db, cfg, tree_version, run_id)
     if TaskRunContext.get() is not None:  # not when the body is called directly (tests, CLI)
-        create_table_artifact(key="selection-metrics", table=metrics_rows(summary),
+        create_table_artifact(key=artifact_key("selection-metrics", cfg),
+                              table=metrics_rows(summary),
                               description=f"Selection metrics of run {run_id} (pool "
                                           f"{summary['pool']:,}, budget {summary['budget']})")
     return summary

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE, CachePolicy
@@ -30,7 +31,7 @@ from tasks.policies import stage_cache_policy
 
 EMBED_SHARD = 20_000  # tags embedded and written per shard: an interrupted run resumes from here
 # Knobs that do not change the tree (the tagger enters the version as its fingerprint).
-GROUNDING_ONLY = {"drift_threshold", "far_quantile", "tagger"}
+GROUNDING_ONLY = {"drift_threshold", "far_quantile", "tagger", "reuse"}
 
 
 def pick_tagger(store: Store, wanted: str | None) -> str:
@@ -182,9 +183,11 @@ def _fit_level_as_task(builder: TreeBuilder, state) -> dict:
 
 
 def ground_in(store: Store, cfg: Config, embedder, version: str | None = None,
-              tagger: str | None = None) -> dict:
+              tagger: str | None = None, drift_datasets: list[str] | None = None) -> dict:
     """The body of ``ground`` on an open store: map new tags onto the nearest leaves, then
-    write instance_nodes for every annotated instance (pool and target datasets)."""
+    write instance_nodes for every annotated instance (pool and target datasets).
+    ``drift_datasets``: measure drift on these datasets' tag occurrences only (a run's new
+    data), not diluted by everything the store already holds."""
     tree = store.load_tree(version)
     stats = store.tree_stats(tree.version)
     tagger = pick_tagger(store, tagger or stats.get("tagger"))
@@ -208,7 +211,11 @@ def ground_in(store: Store, cfg: Config, embedder, version: str | None = None,
     written = store.write_instance_nodes(tree.version, ids.to_pylist(), nodes)
     # Drift: share of tag occurrences in the data farther from their leaf than the tree's own
     # tags usually are (calibrated at tree.far_quantile when the tree was built).
-    similarity = 1.0 - pairs.column("distance").to_numpy(zero_copy_only=False)
+    measured = pairs
+    if drift_datasets:
+        wanted = pa.array(store.pool_ids(drift_datasets), pa.string())
+        measured = pairs.filter(pc.is_in(pairs.column("instance_id"), value_set=wanted))
+    similarity = 1.0 - measured.column("distance").to_numpy(zero_copy_only=False)
     far_below = stats.get("far_similarity", 0.0)
     drift = float((similarity < far_below).mean()) if len(similarity) else 0.0
     return {"tree_version": tree.version, "instances": len(ids), "instance_nodes": written,
@@ -272,10 +279,11 @@ def build_tree(db: str, cfg: dict, tagger: str | None = None) -> dict:
 
 
 @task(name="ground", retries=2, retry_delay_seconds=10, timeout_seconds=2 * 3600, **_TREE_CACHE)
-def ground(db: str, cfg: dict, tree_version: str | None = None, tagger: str | None = None) -> dict:
+def ground(db: str, cfg: dict, tree_version: str | None = None, tagger: str | None = None,
+           drift_datasets: list[str] | None = None) -> dict:
     """annotations + tag_leaf -> instance_nodes (and tag_leaf rows for tags new to the tree).
-    Returns tree_version, instances, instance_nodes, new_tags, far_new_tags, drift and
-    rebuild_advised."""
+    Returns tree_version, instances, instance_nodes, new_tags, far_new_tags, drift (on
+    ``drift_datasets`` when given) and rebuild_advised."""
     store, config, embedder = _open(db, cfg)
     with store:
-        return ground_in(store, config, embedder, tree_version, tagger)
+        return ground_in(store, config, embedder, tree_version, tagger, drift_datasets)

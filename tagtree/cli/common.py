@@ -26,9 +26,11 @@ class SafeConsole(Console):
 console = SafeConsole()
 err_console = SafeConsole(stderr=True)
 
-DbOption = typer.Option(None, "--db", help="DuckDB file [env TAGTREE_DB; default tagtree.duckdb].")
+# No [brackets] in help texts: Rich reads them as markup and drops them.
+DbOption = typer.Option(None, "--db",
+                        help="DuckDB file (env TAGTREE_DB; default: tagtree.duckdb).")
 ConfigOption = typer.Option(
-    None, "--config", "-c", help="Recipe file (TOML) [default ./tagtree.toml if present]."
+    None, "--config", "-c", help="Recipe file (TOML) (default: ./tagtree.toml if present)."
 )
 
 
@@ -74,8 +76,12 @@ def hide_user_error_tracebacks() -> None:
                 handler.addFilter(_HideUserErrors())
 
 
-def quiet_prefect() -> None:
-    """Offline-friendly Prefect defaults for commands that run flows in ephemeral mode."""
+def quiet_prefect(console_logs: bool = False) -> None:
+    """Offline-friendly Prefect defaults for commands that run flows. Run logs stay at INFO, so
+    every stage's line reaches the API (the UI's Logs tab); the console shows only warnings
+    unless ``console_logs`` (``tagtree serve``, whose console is the runs' log)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    if not console_logs:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")

@@ -95,9 +95,14 @@ def curate(
     check_inputs([*inputs, *([target] if target else [])], cfg.ingest.format)
     quiet_prefect()
     keep_out_of_parameters(overrides, "llm.base_url")
+    from tagtree.cli.lifeline import exit_on_sigterm, hold
+
+    hold()  # the ephemeral server and other helpers die with this command, even on SIGKILL
+    exit_on_sigterm()
     console.print(f"curating {len(inputs)} file(s) into {cfg.store.db}: ingest, annotate, tree, "
                   "ground, score, sample, export, report ...", highlight=False)
     from flows.curate import curate as curate_flow
+    from flows.runners import with_runner
     from tagtree.cli.summary import print_summary
 
     hide_user_error_tracebacks()
@@ -110,7 +115,7 @@ def curate(
     with run_lock(cfg.store.db, "tagtree curate"):
         with Store(cfg.store.db) as store:
             store.interrupt_stale_runs()  # 'running' rows of killed runs: nobody else runs now
-        result = curate_flow(
+        result = with_runner(curate_flow, cfg.runner)(  # runner.runner: thread, dask, ray
             inputs=[str(p) for p in inputs],
             target=str(target) if target else None,
             budget=cfg.sample.budget,

@@ -19,9 +19,11 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     landing: str = typer.Option(..., "--landing", help="Prefix the watch-bucket flow polls."),
-    datasets: str = typer.Option(None, "--datasets", help="Prefix refresh re-curates [landing]."),
-    output_prefix: str = typer.Option(None, "--output-prefix",
-                                      help="Where results go [objects.output_prefix]."),
+    datasets: str = typer.Option(None, "--datasets",
+                                 help="Prefix refresh re-curates (default: the --landing prefix)."),
+    output_prefix: str = typer.Option(
+        None, "--output-prefix",
+        help="Where on-upload and refresh write results (default: objects.output_prefix)."),
     interval: float = typer.Option(60, "--interval", help="Seconds between bucket polls."),
     cron: str = typer.Option("0 3 * * *", "--cron", help="Refresh schedule (UTC)."),
     config: str = ConfigOption,
@@ -29,7 +31,7 @@ def serve(
     """Serve the curate, refresh, watch-bucket and on-upload deployments in this process
     (needs a Prefect server: `prefect server start`, PREFECT_API_URL)."""
     settings(config, {})  # fail early on a bad recipe
-    quiet_prefect()
+    quiet_prefect(console_logs=True)  # runs log at INFO: the stage lines reach the UI
     from deployments.serve import serve_all
 
     serve_all(landing, datasets, output_prefix, interval, cron, config)
@@ -39,7 +41,8 @@ def watch(
     prefix: str = typer.Argument(..., help="s3://bucket/prefix/ or a local directory."),
     once: bool = typer.Option(False, "--once", help="Poll once and exit."),
     interval: float = typer.Option(60, "--interval", help="Seconds between polls."),
-    state_db: str = typer.Option(None, "--state-db", help="Landing state [objects.state_db]."),
+    state_db: str = typer.Option(None, "--state-db",
+                                 help="Landing state (default: objects.state_db)."),
     config: str = ConfigOption,
 ) -> None:
     """Record new or changed datasets under PREFIX and emit one landing event for each."""
@@ -61,7 +64,7 @@ def watch(
 def refresh(
     prefix: str = typer.Argument(..., help="s3://bucket/prefix/ or a local directory."),
     output_prefix: str = typer.Option(None, "--output-prefix",
-                                      help="Where results go [objects.output_prefix]."),
+                                      help="Where results go (default: objects.output_prefix)."),
     db: str = DbOption,
     config: str = ConfigOption,
 ) -> None:

@@ -74,7 +74,11 @@ class LocalEmbedder:
         self.tokenizer.enable_truncation(max_length=max_tokens)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the longest in batch
         self._model = str(model)
-        self._threads = threads or min(4, os.cpu_count() or 1)
+        # On a local Dask/Ray cluster each worker process is given its share of the cores
+        # (TAGTREE_WORKER_THREADS, set by flows/runners.py); elsewhere up to 4 cores.
+        share = os.environ.get("TAGTREE_WORKER_THREADS", "")
+        self._threads = threads or (int(share) if share.isdigit() and int(share) > 0
+                                    else min(4, os.cpu_count() or 1))
         self._session = None  # loaded on first use: grounding without new tags never needs it
         self._lock = threading.Lock()  # the tokenizer's padding state is shared
 

@@ -279,9 +279,13 @@ def axolotl_block(data_file: Path) -> str:
 
 
 def export_selection(store, run_id: str, method: str, out: str | Path, *, fmt: str = "auto",
-                     name: str = "selection", manifest: dict | None = None) -> dict:
+                     name: str = "selection", manifest: dict | None = None,
+                     location: str | None = None) -> dict:
     """Write the selection of (run, method) and its manifest; record both in ``exports``.
-    ``out``: a file path (with an extension) or a directory (see ``plan_out``)."""
+    ``out``: a file path (with an extension) or a directory (see ``plan_out``).
+
+    ``location``: where the output directory's files are published afterwards (e.g. an s3://
+    prefix); the manifest, the ``exports`` rows and the returned paths then name them there."""
     records = store.selection_records(run_id, method)
     if records.num_rows == 0 and not store.scalar(
             "SELECT count(*) FROM selection_metrics WHERE run_id = ? AND method = ?",
@@ -293,8 +297,15 @@ def export_selection(store, run_id: str, method: str, out: str | Path, *, fmt: s
     except OSError as exc:
         raise TagtreeError(f"cannot create output directory {plan.dir}: {exc.strerror}") from None
     files = write_selection_files(records, plan, fmt=fmt)
+
+    def published(path: str | Path) -> str:
+        if location is None:
+            return str(path)
+        return location.rstrip("/") + "/" + Path(path).relative_to(plan.dir).as_posix()
+
     for f in files:
         f["sha256"] = _sha256(Path(f["path"]))
+        f["path"] = published(f["path"])
     written = resolve_format(fmt, records.select(["format"]).to_pylist())
     doc = {"run_id": run_id, "method": method, "format": written, "selected": records.num_rows,
            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -302,10 +313,10 @@ def export_selection(store, run_id: str, method: str, out: str | Path, *, fmt: s
     manifest_path = plan.sidecar(".manifest.json")
     write_bytes_atomic(manifest_path, orjson.dumps(doc, option=orjson.OPT_INDENT_2 |
                                                    orjson.OPT_SERIALIZE_NUMPY))
-    entries = files + [{"path": str(manifest_path), "kind": "manifest", "rows": len(files),
-                        "sha256": _sha256(manifest_path)}]
+    entries = files + [{"path": published(manifest_path), "kind": "manifest",
+                        "rows": len(files), "sha256": _sha256(manifest_path)}]
     for e in entries:
         store.write_export(run_id, e["path"], e["kind"], e["rows"], e["sha256"])
     return {"run_id": run_id, "method": method, "rows": records.num_rows, "format": written,
-            "files": [e["path"] for e in entries], "manifest": str(manifest_path),
+            "files": [e["path"] for e in entries], "manifest": published(manifest_path),
             "config": [f["path"] for f in files if f["kind"] == "config"]}

@@ -55,8 +55,42 @@ def is_dataset(uri: str) -> bool:
     return uri.lower().endswith(DATA_SUFFIXES)
 
 
+def strip_data_suffix(name: str) -> str:
+    lower = name.lower()
+    for suffix in sorted(DATA_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def object_label(uri: str, prefix: str = "") -> str:
+    """An object's name for outputs and datasets: its key path below ``prefix`` (the watched
+    prefix) without the data suffix, so ``landing/a/data.jsonl``, ``landing/b/data.jsonl`` and
+    ``landing/data.v2.jsonl`` are ``a/data``, ``b/data`` and ``data.v2``. An object outside
+    ``prefix`` keeps its whole key (a local file: its file name)."""
+    base = prefix.rstrip("/") + "/" if prefix else ""
+    if base and uri.startswith(base):
+        rel = uri[len(base):]
+    elif is_s3(uri):
+        rel = split_s3(uri)[1]
+    else:
+        rel = Path(uri).name
+    rel = "/".join(p for p in rel.split("/") if p not in ("", ".", ".."))
+    return strip_data_suffix(rel) or "dataset"
+
+
+def object_version(etag: str) -> str:
+    """A short, path-safe name of one object version (from its ETag): outputs of a changed
+    object go next to, never over, those of the earlier version."""
+    clean = "".join(c for c in etag.lower() if c.isalnum())
+    if not clean:
+        return "unversioned"
+    return clean[:16] if len(clean) <= 32 else hashlib.sha256(clean.encode()).hexdigest()[:16]
+
+
 class Objects(Protocol):
     def list(self, prefix: str) -> list[ObjectInfo]: ...
+    def head(self, uri: str) -> ObjectInfo: ...
     def download(self, uri: str, dest: Path) -> Path: ...
     def upload(self, src: Path, uri: str) -> str: ...
 
@@ -73,6 +107,12 @@ class LocalObjects:
         else:
             raise TagtreeError(f"no such directory or file: {prefix}")
         return [ObjectInfo(str(p), _md5(p), p.stat().st_size) for p in files]
+
+    def head(self, uri: str) -> ObjectInfo:
+        path = Path(uri)
+        if not path.is_file():
+            raise TagtreeError(f"no such file: {uri}")
+        return ObjectInfo(str(path), _md5(path), path.stat().st_size)
 
     def download(self, uri: str, dest: Path) -> Path:
         src = Path(uri)
@@ -117,6 +157,18 @@ class S3Objects:
                 out.append(ObjectInfo(f"s3://{bucket}/{obj['Key']}", obj["ETag"].strip('"'),
                                       int(obj["Size"])))
         return out
+
+    def head(self, uri: str) -> ObjectInfo:
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_s3(uri)
+        try:
+            meta = self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise TagtreeError(f"no such object: {uri}") from None
+            raise
+        return ObjectInfo(uri, meta["ETag"].strip('"'), int(meta["ContentLength"]))
 
     def download(self, uri: str, dest: Path) -> Path:
         bucket, key = split_s3(uri)

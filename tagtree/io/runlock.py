@@ -74,6 +74,9 @@ def acquire(db: str | Path, command: str | None = None) -> None:
     if str(path) in _HELD:  # this process holds it already: a flow's tasks, nested stores
         _HELD[str(path)][1] += 1
         return
+    if _inherited(path):  # a worker process of the run that holds it (a Dask/Ray cluster)
+        _HELD[str(path)] = [-1, 1]
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -91,6 +94,25 @@ def acquire(db: str | Path, command: str | None = None) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(info).encode(), 0)
     _HELD[str(path)] = [fd, 1]
+    # Processes this run starts (local Dask/Ray workers running its tasks) inherit the hold.
+    os.environ[_ENV] = f"{os.getpid()}:{path}"
+
+
+_ENV = "TAGTREE_RUN_LOCK_HOLDER"
+
+
+def _inherited(path: Path) -> bool:
+    """True in a descendant of the process holding ``path``'s lock: the environment names it,
+    and that process is still alive and still the lock's recorded holder."""
+    pid, _, held = os.environ.get(_ENV, "").partition(":")
+    if held != str(path) or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return False
+    return info.get("pid") == int(pid)
 
 
 def release(db: str | Path) -> None:
@@ -105,6 +127,10 @@ def release(db: str | Path) -> None:
     if held[1] > 0:
         return
     _HELD.pop(key, None)
+    if held[0] < 0:  # inherited from the holding run: nothing of ours to unlock
+        return
+    if os.environ.get(_ENV, "").endswith(":" + key):
+        os.environ.pop(_ENV, None)
     with contextlib.suppress(OSError):
         fcntl.flock(held[0], fcntl.LOCK_UN)
     os.close(held[0])

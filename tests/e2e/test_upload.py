@@ -17,9 +17,8 @@ from tests.e2e.conftest import REPO, stop, wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 BUCKET = "tagtree-e2e"
-# Files each curated dataset gets under <output prefix>/<dataset>/. Extend as stages land
-# (e.g. "selection.jsonl", "report.html").
-EXPECTED_OUTPUTS = ["summary.json"]
+# Files each curated object version gets under <output prefix>/<key path>/<version>/.
+EXPECTED_OUTPUTS = ["selection.jsonl", "selection.manifest.json", "report.html", "summary.json"]
 POLL_S = 8
 
 
@@ -82,9 +81,10 @@ def test_upload_triggers_on_upload_once(prefect_server, s3_server, fake_llm, tmp
         done = wait_for(completed_uploads, 300, "a Completed on-upload run", every=2)
         assert len(done) == 1
         assert done[0].parameters["uri"] == f"s3://{BUCKET}/landing/alpaca.jsonl"
-        listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="curated/alpaca/")
+        etag = s3.head_object(Bucket=BUCKET, Key="landing/alpaca.jsonl")["ETag"].strip('"')
+        listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"curated/alpaca/{etag[:16]}/")
         keys = {o["Key"].rsplit("/", 1)[-1] for o in listed.get("Contents", [])}
-        assert set(EXPECTED_OUTPUTS) <= keys, keys
+        assert keys == set(EXPECTED_OUTPUTS), keys
 
         # The same object again (same content, same ETag): polls see it, nothing is emitted.
         s3.put_object(Bucket=BUCKET, Key="landing/alpaca.jsonl", Body=body)

@@ -36,3 +36,12 @@ def test_watch_of_a_missing_directory_is_a_clear_error(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["watch", "nowhere", "--once"])
     assert result.exit_code != 0
     assert "no such directory or file: nowhere" in str(result.exception)
+
+
+def test_serve_help_keeps_its_defaults_readable(monkeypatch):
+    """Bracketed defaults ('[landing]') were read as Rich markup and vanished from --help."""
+    monkeypatch.setenv("COLUMNS", "200")
+    out = CliRunner().invoke(app, ["serve", "--help"]).output
+    for text in ("(default: the --landing prefix)", "(default: objects.output_prefix)",
+                 "(default: ./tagtree.toml if present)", "0 3 * * *", "60"):
+        assert text in out, (text, out)

@@ -16,7 +16,8 @@ TARGET = str(EXAMPLES / "target_coding_math.jsonl")
 # Tasks of `curate` built with tasks.policies.cached(...): on a second identical run each must be
 # Cached and the LLM server must see no request. Extend as stages land (annotate, embed, ...).
 # `sample` is keyed on the run id (a selection belongs to its run), so it re-runs: cheap.
-CACHED_STAGES: list[str] = ["annotate", "build-tree", "ground", "score"]
+# `build-tree` does not run at all the second time: the data is grounded on the current tree.
+CACHED_STAGES: list[str] = ["annotate", "ground", "score"]
 
 
 def _run(db: str, fake_llm, **kw):
@@ -58,6 +59,7 @@ def test_second_identical_run_is_cached_and_sends_no_requests(db_path, fake_llm)
     for name in CACHED_STAGES:
         assert states.get(name) and set(states[name]) == {"Cached"}, (name, states.get(name))
     assert fake_llm.chat_requests() == []
+    assert "build-tree" not in states and second.result()["tree"]["reused"]
     # Ingest is uncached by design (cheap, idempotent, must notice changed files): it re-ran
     # and loaded nothing new.
     assert states["ingest"] == ["Completed", "Completed"]
@@ -88,9 +90,71 @@ def test_a_deleted_and_recreated_store_is_curated_again(db_path, fake_llm):
     fake_llm.reset_log()
     again = _run(db_path, fake_llm)
     assert again.is_completed(), again.message
-    states = task_states(again.state_details.flow_run_id, expect=("ingest", *CACHED_STAGES))
-    for name in CACHED_STAGES:
+    states = task_states(again.state_details.flow_run_id,
+                         expect=("ingest", "build-tree", *CACHED_STAGES))
+    for name in ("build-tree", *CACHED_STAGES):
         assert set(states[name]) == {"Completed"}, (name, states[name])
     assert len(fake_llm.chat_requests()) == 272  # every instance tagged again
     with Store(db_path) as store:
         assert store.count("annotations") == 272 and store.count("tree_nodes") > 0
+
+
+def _rows(path) -> list[dict]:
+    import orjson
+
+    return [orjson.loads(line) for line in open(path, "rb") if line.strip()]
+
+
+def test_tree_lifecycle_grounds_close_data_and_rebuilds_for_a_new_domain(db_path, fake_llm,
+                                                                        tmp_path):
+    """A small batch like the stored pool is grounded on the current tree (same version, no
+    build-tree run, so no refinement requests either); a batch from a new domain drifts past
+    tree.drift_threshold, measured on that batch alone, and the tree is rebuilt."""
+    import random
+
+    import orjson
+
+    first = _run(db_path, fake_llm)
+    assert first.is_completed(), first.message
+    v1 = first.result()["tree"]["tree_version"]
+
+    close = tmp_path / "close.jsonl"  # same leading words (the fake tagger's tags), new rows
+    with close.open("wb") as fh:
+        for rec in _rows(POOL)[:15]:
+            rec["instruction"] += " Thank you."
+            fh.write(orjson.dumps(rec) + b"\n")
+    from flows.curate import curate
+
+    overrides = {"llm.base_url": fake_llm.base_url, "llm.model": "fake-tagger"}
+    fake_llm.reset_log()
+    state = curate(inputs=[str(close)], db=db_path, overrides=overrides, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result["tree"]["tree_version"] == v1 and result["tree"]["reused"]
+    assert result["tree"]["drift"] <= 0.25
+    close_drift = result["tree"]["drift"]
+    assert len(fake_llm.chat_requests()) == 15  # the 15 new rows tagged, nothing else asked
+    states = task_states(state.state_details.flow_run_id, expect=("ground",))
+    assert "build-tree" not in states
+
+    rng = random.Random(0)
+    syllables = ["zor", "quib", "mrax", "ulf", "pex", "vrin", "okk", "thaz", "glup", "yim"]
+
+    def word() -> str:
+        return "".join(rng.choice(syllables) for _ in range(3))
+
+    far = tmp_path / "far.jsonl"  # made-up words: tags no leaf of the tree is near
+    with far.open("wb") as fh:
+        for _ in range(60):
+            fh.write(orjson.dumps({"instruction": " ".join(word() for _ in range(6)),
+                                   "output": " ".join(word() for _ in range(12))}) + b"\n")
+    state = curate(inputs=[str(far)], db=db_path, overrides=overrides, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    checked = result["tree"]["drift_on_previous"]
+    assert checked["tree_version"] == v1 and checked["drift"] > 0.25
+    assert result["tree"]["tree_version"] != v1
+    print(f"close batch: drift {close_drift:.4f}, tree kept; new domain: drift "
+          f"{checked['drift']:.4f} on {v1}, rebuilt as {result['tree']['tree_version']}")
+    with Store(db_path) as store:
+        assert store.latest_tree_version() == result["tree"]["tree_version"]

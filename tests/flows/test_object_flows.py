@@ -7,14 +7,26 @@ import shutil
 import orjson
 import pytest
 
+from tagtree.io.store import Store
 from tasks.objects import state_store
 from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-# Files every curated dataset gets under <output prefix>/<dataset>/. Extend as stages land
-# (e.g. "selection.jsonl", "report.html").
-EXPECTED_OUTPUTS = ["summary.json"]
+# Files every curated object version gets under <output prefix>/<key path>/<version>/.
+EXPECTED_OUTPUTS = ["selection.jsonl", "selection.manifest.json", "report.html", "summary.json"]
+
+
+def md5(path) -> str:
+    import hashlib
+
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+def out_dir(settings, label: str, source=None, etag: str | None = None) -> object:
+    """Where the outputs of ``source`` (a landed file named ``label``) must be: the version
+    is the first 16 characters of its ETag (a local file's is its MD5, as S3's)."""
+    return settings / "curated" / label / (etag or md5(source)[:16])
 
 
 @pytest.fixture
@@ -64,9 +76,16 @@ def test_on_upload_curates_pending_objects_and_writes_outputs(landing, settings)
         [str(landing / "alpaca.jsonl"), str(landing / "mt.jsonl")])
     for name in ("alpaca", "mt"):
         for file in EXPECTED_OUTPUTS:
-            assert (settings / "curated" / name / file).is_file(), (name, file)
-    summary = orjson.loads((settings / "curated" / "alpaca" / "summary.json").read_bytes())
+            assert (out_dir(settings, name, landing / f"{name}.jsonl") / file).is_file(), \
+                (name, file)
+    summary = orjson.loads((out_dir(settings, "alpaca", landing / "alpaca.jsonl")
+                            / "summary.json").read_bytes())
     assert summary["curate"]["ingest"]["loaded"] == 252
+    # Each run selected from its own object only: mt's selection has MT-Bench rows only.
+    mt_rows = set((landing / "mt.jsonl").read_text().splitlines())
+    picked = (out_dir(settings, "mt", landing / "mt.jsonl") / "selection.jsonl"
+              ).read_text().splitlines()
+    assert picked and set(picked) <= mt_rows
     # The same event again (or a late second trigger) finds nothing pending: no work.
     assert on_upload(uri=str(landing / "alpaca.jsonl"))["curated"] == []
 
@@ -91,7 +110,25 @@ def test_refresh_curates_everything_under_a_prefix(landing, settings):
     result = refresh(prefix=str(landing))
     assert result["datasets"] == 2
     assert result["curate"]["ingest"]["loaded"] == 332
-    assert (settings / "curated" / "refresh" / "summary.json").is_file()
+    out = settings / "curated" / "refresh"
+    manifest = orjson.loads((out / "selection.manifest.json").read_bytes())
+    # Two input formats: one selection file per format, each named in the manifest.
+    assert sorted(f["path"] for f in manifest["files"]) == sorted(
+        str(p) for p in out.glob("selection.*.jsonl"))
+    assert (out / "report.html").is_file() and (out / "summary.json").is_file()
+    assert sorted(manifest["pool_datasets"]) == [f"a@{md5(landing / 'a.jsonl')[:16]}",
+                                                 f"b@{md5(landing / 'b.jsonl')[:16]}"]
+
+    # b deleted from the prefix: the next refresh selects from a only.
+    (landing / "b.jsonl").unlink()
+    again = refresh(prefix=str(landing))
+    assert again["datasets"] == 1
+    manifest = orjson.loads((out / "selection.manifest.json").read_bytes())
+    assert manifest["pool_datasets"] == [f"a@{md5(landing / 'a.jsonl')[:16]}"]
+    assert manifest["pool"] == 252
+    a_rows = set((landing / "a.jsonl").read_text().splitlines())
+    picked = (out / "selection.jsonl").read_text().splitlines()
+    assert picked and set(picked) <= a_rows
 
 
 def _claims(state_db: str) -> dict[str, tuple[str, str | None]]:
@@ -152,7 +189,7 @@ def test_on_upload_takes_over_objects_of_dead_runs_and_leaves_live_ones(landing,
     assert any(str(gone_obj) in m and gone in m and "not known to Prefect" in m
                for m in reclaims)
     for name in ("alpaca", "mt"):
-        assert (settings / "curated" / name / "summary.json").is_file()
+        assert (out_dir(settings, name, etag="e1") / "summary.json").is_file()
 
     # The live run's claim is now past the lease (default 6 h): the next run takes it over.
     with state_store(state_db) as store:
@@ -164,7 +201,7 @@ def test_on_upload_takes_over_objects_of_dead_runs_and_leaves_live_ones(landing,
     assert _claims(state_db)[str(live_obj)][0] == "done"
     assert any(str(live_obj) in r.getMessage() and str(live.id) in r.getMessage()
                and "lease" in r.getMessage() for r in caplog.records)
-    assert (settings / "curated" / "live" / "summary.json").is_file()
+    assert (out_dir(settings, "live", etag="e1") / "summary.json").is_file()
 
 
 class _ProcessKilled(BaseException):
@@ -202,3 +239,142 @@ def test_a_crashed_on_upload_run_puts_its_objects_back_to_new(landing, settings,
         crashed = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Crashed"]))))
     assert any(r.parameters.get("uri") == str(landing / "a.jsonl") for r in crashed)
+
+
+def _pirate(src, dst, prefix: str = "As a pirate") -> None:
+    """MT-Bench with every turn reworded: other content (other ids) in the same format."""
+    with open(src) as fh, open(dst, "w") as out:
+        for line in fh:
+            rec = orjson.loads(line)
+            rec["turns"] = [f"{prefix}: {t}" for t in rec["turns"]]
+            out.write(orjson.dumps(rec).decode() + "\n")
+
+
+def test_same_file_name_under_other_keys_and_versions_never_overwrite(landing, settings):
+    """a/data.jsonl, b/data.jsonl and data.v2.jsonl: three runs, three output places named
+    by key path and version, each selection drawn only from its own object, each manifest
+    naming the tree its run sampled on."""
+    from flows.on_upload import on_upload
+    from flows.watch_bucket import watch_bucket
+
+    (landing / "a").mkdir()
+    (landing / "b").mkdir()
+    shutil.copy(EXAMPLES / "self_instruct_alpaca.jsonl", landing / "a" / "data.jsonl")
+    shutil.copy(EXAMPLES / "mt_bench.jsonl", landing / "b" / "data.jsonl")
+    _pirate(EXAMPLES / "mt_bench.jsonl", landing / "data.v2.jsonl")
+    watch_bucket(prefix=str(landing))
+    result = on_upload(uri=str(landing / "a" / "data.jsonl"), prefix=str(landing))
+    assert len(result["curated"]) == 3
+    with Store(str(settings / "store.duckdb")) as store:
+        latest = store.latest_tree_version()
+    for label, source in (("a/data", landing / "a" / "data.jsonl"),
+                          ("b/data", landing / "b" / "data.jsonl"),
+                          ("data.v2", landing / "data.v2.jsonl")):
+        out = out_dir(settings, label, source)
+        assert sorted(p.name for p in out.iterdir()) == sorted(EXPECTED_OUTPUTS), label
+        picked = (out / "selection.jsonl").read_text().splitlines()
+        assert picked and set(picked) <= set(source.read_text().splitlines()), label
+        manifest = orjson.loads((out / "selection.manifest.json").read_bytes())
+        summary = orjson.loads((out / "summary.json").read_bytes())
+        assert manifest["pool_datasets"] == [f"{label}@{md5(source)[:16]}"]
+        assert manifest["pool"] == len(source.read_text().splitlines())
+        assert manifest["tree_version"] == summary["curate"]["tree"]["tree_version"]
+        assert summary["uri"] == str(source) and summary["etag"] == md5(source)
+        assert summary["curate"]["outputs"]["manifest"] == str(out / "selection.manifest.json")
+    # The last run's tree is the store's newest; every run sampled on the tree of its time.
+    assert manifest["tree_version"] == latest
+
+
+def test_manifest_names_the_runs_tree_not_the_lexicographic_max(db_path, tmp_path,
+                                                                fake_llm, monkeypatch):
+    """Scores under another tree version (here one sorting after the real one) must not
+    change which tree the manifest names."""
+    from flows.curate import curate
+    from tasks.export import run_export
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    overrides = {"llm.base_url": fake_llm.base_url, "llm.model": "fake-tagger"}
+    result = curate(inputs=[str(EXAMPLES / "mt_bench.jsonl")], db=db_path,
+                    out=str(tmp_path / "out"), overrides=overrides)
+    version = result["tree"]["tree_version"]
+    manifest = orjson.loads((tmp_path / "out" / "selection.manifest.json").read_bytes())
+    assert manifest["tree_version"] == version
+    with Store(db_path) as store:
+        store.run("INSERT INTO scores (tree_version, instance_id, quality) "
+                  "SELECT 'zzzz-not-a-tree', instance_id, 1.0 FROM selections WHERE run_id = ?",
+                  [result["run_id"]])
+        conf = orjson.loads(store.scalar("SELECT config FROM runs WHERE run_id = ?",
+                                         [result["run_id"]]))
+    again = run_export(db_path, conf, result["run_id"], str(tmp_path / "again"))
+    assert again["tree_version"] == version
+
+
+def _events(uri: str) -> list:
+    from prefect import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    with get_client(sync_client=True) as client:
+        page = client.request("POST", "/events/filter", json={"filter": EventFilter(
+            event=EventNameFilter(name=["tagtree.object.landed"]),
+            resource=EventResourceFilter(id=[f"tagtree.object.{uri}"]),
+        ).model_dump(mode="json"), "limit": 50}).json()
+    return page["events"]
+
+
+def test_watcher_sends_crashed_and_failed_objects_again_with_fresh_event_ids(landing, settings):
+    """An object whose run crashed (left 'processing') or failed is sent again by the next
+    poll, each time under a new event id (the server keeps an id once), until it has had
+    objects.max_attempts events."""
+    import time
+
+    from prefect import get_client
+    from prefect.states import Crashed
+
+    from flows.on_upload import on_upload
+    from flows.watch_bucket import watch_bucket
+    from tasks.objects import landing_event_id
+
+    state_db = str(settings / "landing.duckdb")
+    crashed_obj, bad_obj = landing / "alpaca.jsonl", landing / "broken.jsonl"
+    shutil.copy(EXAMPLES / "self_instruct_alpaca.jsonl", crashed_obj)
+    bad_obj.write_text("this is not json\n")
+    assert watch_bucket(prefix=str(landing))["emitted"] == 2
+    # prefix = the object itself: this run takes the broken file only.
+    state = on_upload(uri=str(bad_obj), etag=md5(bad_obj), prefix=str(bad_obj),
+                      return_state=True)
+    assert state.is_failed()
+    assert _claims(state_db)[str(bad_obj)][0] == "failed"
+    with get_client(sync_client=True) as client:
+        crashed = client.create_flow_run(on_upload, parameters={"uri": str(crashed_obj)},
+                                         state=Crashed(message="process killed"))
+    with state_store(state_db) as store:  # a run claimed it and was SIGKILLed, no hook ran
+        store.claim_landed(str(crashed.id), str(crashed_obj))
+
+    again = watch_bucket(prefix=str(landing))
+    assert again["retried"] == 2 and again["emitted"] == 2
+    for obj in (crashed_obj, bad_obj):
+        ids = {landing_event_id(str(obj), md5(obj), n) for n in (0, 1)}
+        deadline = time.monotonic() + 20
+        while {e["id"] for e in _events(str(obj))} != {str(i) for i in ids}:
+            assert time.monotonic() < deadline, _events(str(obj))
+            time.sleep(0.5)
+    # The broken file fails on every attempt; after max_attempts (3) it is left failed.
+    for _ in range(2):
+        on_upload(uri="", prefix=str(bad_obj), return_state=True)
+        watch_bucket(prefix=str(landing))
+    with state_store(state_db) as store:
+        assert store.rows("SELECT status, attempts, error FROM landed_objects WHERE uri = ?",
+                          [str(bad_obj)])[0][:2] == ("failed", 3)
+        assert "broken.jsonl" in store.scalar("SELECT error FROM landed_objects WHERE uri = ?",
+                                              [str(bad_obj)])
+    assert watch_bucket(prefix=str(landing))["retried"] == 0
+
+
+def test_on_upload_without_etag_resolves_it(landing, settings):
+    from flows.on_upload import on_upload
+
+    obj = landing / "mt.jsonl"
+    shutil.copy(EXAMPLES / "mt_bench.jsonl", obj)
+    result = on_upload(uri=str(obj))
+    assert [(c["uri"], c["etag"]) for c in result["curated"]] == [(str(obj), md5(obj))]
+    assert (out_dir(settings, "mt", obj) / "selection.jsonl").is_file()

@@ -111,3 +111,36 @@ def test_keyphrase_annotate_runs_as_shard_tasks_on_dask(tmp_path, monkeypatch):
     assert "tag-shard" not in thread_tasks and "annotate" in thread_tasks
     assert dask_tasks.count("tag-shard") == 3  # 40 instances in partitions of 15
     assert "load-annotations" in dask_tasks and "annotate" not in dask_tasks
+
+
+@pytest.mark.slow  # a Dask LocalCluster
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_flow_run_takes_the_runner_its_environment_names(monkeypatch):
+    """The curate flow's runner is chosen when a run starts (a deployment run has no caller to
+    wrap it in with_runner): TAGTREE_RUNNER_RUNNER=dask gives a Dask LocalCluster."""
+    from prefect import flow, task
+    from prefect.context import FlowRunContext
+
+    from flows.curate import curate
+    from flows.runners import ConfiguredTaskRunner, effective_runner
+
+    assert isinstance(curate.task_runner, ConfiguredTaskRunner)
+
+    @task
+    def threads() -> str:
+        import os
+
+        return os.environ.get("TAGTREE_WORKER_THREADS", "")
+
+    @flow(task_runner=ConfiguredTaskRunner())
+    def which() -> tuple[str, str]:
+        runner = type(effective_runner(FlowRunContext.get().task_runner)).__name__
+        return runner, threads.submit().result()
+
+    monkeypatch.setenv("TAGTREE_RUNNER_RUNNER", "dask")
+    monkeypatch.setenv("TAGTREE_RUNNER_WORKERS", "2")
+    import os
+
+    assert which() == ("DaskTaskRunner", str(max(1, (os.cpu_count() or 1) // 2)))
+    monkeypatch.setenv("TAGTREE_RUNNER_RUNNER", "thread")
+    assert which()[0] == "ThreadPoolTaskRunner"

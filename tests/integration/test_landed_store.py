@@ -85,7 +85,9 @@ def test_a_version_1_database_gains_the_claim_columns_on_open(db_path):
         cols = [r[0] for r in store.rows(
             "SELECT column_name FROM information_schema.columns "
             "WHERE table_name = 'landed_objects' ORDER BY ordinal_position")]
-        assert cols[-2:] == ["claimed_by", "claimed_at"]
+        assert cols[-4:] == ["claimed_by", "claimed_at", "attempts", "error"]
+        # Version 3: existing rows start with no landing event counted and no error.
+        assert store.rows("SELECT DISTINCT attempts, error FROM landed_objects") == [(0, None)]
         assert store.landed_status("s3://b/y.jsonl", "e1") == "done"
         [left] = store.landed_claims()
         assert (left["uri"], left["claimed_by"], left["claimed_at"]) == (

@@ -101,6 +101,20 @@ class IngestQueries:
             for name in registered:
                 self.con.unregister(name)
 
+    def quarantine_summary(self, source_files: list[str], first: int = 5
+                           ) -> tuple[list[tuple[str, int]], list[tuple]]:
+        """Quarantined rows of ``source_files``: (reason, count) most frequent first, and the
+        first ``first`` rows as (source_file, source_line, field, message)."""
+        if not source_files:
+            return [], []
+        marks = ", ".join("?" for _ in source_files)
+        counts = self.rows(f"SELECT reason, count(*) FROM quarantine WHERE source_file IN "
+                           f"({marks}) GROUP BY reason ORDER BY 2 DESC, 1", source_files)
+        rows = self.rows(f"SELECT source_file, source_line, field, message FROM quarantine "
+                         f"WHERE source_file IN ({marks}) ORDER BY source_file, source_line "
+                         "LIMIT ?", [*source_files, first])
+        return [(r, int(n)) for r, n in counts], rows
+
     def forget_file(self, source_file: str) -> None:
         """Drop a file's provenance and quarantine rows before (re-)reading it, so a re-ingest,
         or a resumed one after a kill, rewrites them instead of adding to them. Instances stay."""

@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-# Failed objects are not retried by every later upload run (a bad file would fail them all):
-# re-upload it (new ETag) or run on-upload for it explicitly.
+# Failed objects are not taken by every later upload run (a bad file would fail them all): the
+# watcher puts them back to 'new' while they have attempts left (``requeue_landed``), a
+# re-upload (new ETag) or an explicit on-upload run for the object tries again.
 PENDING = ("new", "emitted")
 
 # State types of a claiming flow run after which it will never finish its objects. A Completed
@@ -62,29 +63,56 @@ class LandedQueries:
                      "VALUES (?, ?, ?, 'new')", [uri, etag, size])
             return True
 
-    def set_landed_status(self, uri: str, etag: str, status: str) -> None:
+    def set_landed_status(self, uri: str, etag: str, status: str,
+                          error: str | None = None) -> None:
         """Set a status; back to a pending one the claim is cleared, otherwise it is kept (who
-        finished or failed the object)."""
+        finished or failed the object). ``error``: why it failed (kept until it is done)."""
         if status in PENDING:
             self.run("UPDATE landed_objects SET status = ?, claimed_by = NULL, claimed_at = NULL "
                      "WHERE uri = ? AND etag = ?", [status, uri, etag])
         else:
-            self.run("UPDATE landed_objects SET status = ? WHERE uri = ? AND etag = ?",
-                     [status, uri, etag])
+            self.run("UPDATE landed_objects SET status = ?, error = CASE WHEN ? = 'done' THEN "
+                     "NULL ELSE coalesce(?, error) END WHERE uri = ? AND etag = ?",
+                     [status, status, error, uri, etag])
 
     def mark_emitted(self, uri: str, etag: str) -> None:
-        """'new' -> 'emitted' after its event was sent; a run that claimed the object between
-        the watcher's record and emit steps keeps it (its status is no longer 'new')."""
-        self.run("UPDATE landed_objects SET status = 'emitted' "
+        """'new' -> 'emitted' after its event was sent, one more attempt counted; a run that
+        claimed the object between the watcher's record and emit steps keeps it (its status
+        is no longer 'new')."""
+        self.run("UPDATE landed_objects SET status = 'emitted', attempts = attempts + 1 "
                  "WHERE uri = ? AND etag = ? AND status = 'new'", [uri, etag])
 
+    def requeue_landed(self, keys: Sequence[tuple[str, str]], max_attempts: int) -> list[dict]:
+        """'failed' objects among ``keys`` with fewer than ``max_attempts`` events sent -> 'new'
+        (the watcher sends them again). Returns them with their attempts and last error."""
+        out = []
+        for uri, etag in keys:
+            out += self.rows(
+                "UPDATE landed_objects SET status = 'new', claimed_by = NULL, claimed_at = NULL "
+                "WHERE uri = ? AND etag = ? AND status = 'failed' AND attempts < ? "
+                "RETURNING uri, etag, attempts, error", [uri, etag, max_attempts])
+        return [{"uri": u, "etag": e, "attempts": a, "error": err} for u, e, a, err in out]
+
+    def requeue_claims(self, take_over: Sequence[tuple[str, str, str | None]]) -> list[dict]:
+        """Each ``(uri, etag, claimer)`` still 'processing' under that same claim -> 'new'."""
+        out = []
+        for uri, etag, old in take_over:
+            out += self.rows(
+                "UPDATE landed_objects SET status = 'new', claimed_by = NULL, claimed_at = NULL "
+                "WHERE uri = ? AND etag = ? AND status = 'processing' "
+                "AND claimed_by IS NOT DISTINCT FROM ? RETURNING uri, etag", [uri, etag, old])
+        return [{"uri": u, "etag": e} for u, e in out]
+
     def landed_with_status(self, statuses: tuple[str, ...], prefix: str = "") -> list[dict]:
-        """Object versions in one of ``statuses`` under ``prefix``, oldest first."""
+        """Object versions in one of ``statuses`` under ``prefix``, oldest first, with the
+        number of landing events sent for each so far (``attempts``)."""
         marks = ", ".join("?" for _ in statuses)
         rows = self.rows(
-            f"SELECT uri, etag, size, status FROM landed_objects WHERE status IN ({marks}) "
-            "AND starts_with(uri, ?) ORDER BY first_seen, uri", [*statuses, prefix])
-        return [{"uri": u, "etag": e, "size": s, "status": st} for u, e, s, st in rows]
+            "SELECT uri, etag, size, status, attempts FROM landed_objects "
+            f"WHERE status IN ({marks}) AND starts_with(uri, ?) ORDER BY first_seen, uri",
+            [*statuses, prefix])
+        return [{"uri": u, "etag": e, "size": s, "status": st, "attempts": a}
+                for u, e, s, st, a in rows]
 
     def landed_status(self, uri: str, etag: str) -> str | None:
         return self.scalar("SELECT status FROM landed_objects WHERE uri = ? AND etag = ?",

@@ -34,6 +34,16 @@ class RunQueries:
              orjson.dumps(scrub(fingerprints or {})).decode(), run_id],
         )
 
+    def mark_run(self, run_id: str, status: str, only_if: str | None = None) -> bool:
+        """Set a run's status (e.g. 'crashed' by a hook after its process died), only while it
+        is ``only_if`` when given. True when a row changed."""
+        sql = "UPDATE runs SET status = ?, finished_at = current_timestamp WHERE run_id = ?"
+        params = [status, run_id]
+        if only_if is not None:
+            sql += " AND status = ?"
+            params.append(only_if)
+        return bool(self.rows(sql + " RETURNING run_id", params))
+
     def runs(self, limit: int = 20) -> list[tuple]:
         return self.rows(
             "SELECT run_id, kind, status, started_at, finished_at FROM runs "

@@ -125,7 +125,8 @@ TABLES: dict[str, str] = {
         CREATE TABLE IF NOT EXISTS landed_objects (
             uri VARCHAR NOT NULL, etag VARCHAR NOT NULL, size BIGINT, status VARCHAR NOT NULL,
             first_seen TIMESTAMP DEFAULT current_timestamp, claimed_by VARCHAR,
-            claimed_at TIMESTAMP, PRIMARY KEY (uri, etag))""",
+            claimed_at TIMESTAMP, attempts INTEGER NOT NULL DEFAULT 0, error VARCHAR,
+            PRIMARY KEY (uri, etag))""",
 }
 
 # N -> SQL statements upgrading a database from version N-1 to N; run before the CREATE TABLEs
@@ -135,9 +136,14 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE IF EXISTS landed_objects ADD COLUMN IF NOT EXISTS claimed_by VARCHAR",
         "ALTER TABLE IF EXISTS landed_objects ADD COLUMN IF NOT EXISTS claimed_at TIMESTAMP",
     ],
+    # batch_jobs: tokens of a batch's answers; landed_objects.attempts: landing events sent
+    # for the object version (each gets its own event id); error: why its last run failed.
     3: [
         "ALTER TABLE IF EXISTS batch_jobs ADD COLUMN IF NOT EXISTS prompt_tokens BIGINT DEFAULT 0",
         "ALTER TABLE IF EXISTS batch_jobs ADD COLUMN IF NOT EXISTS completion_tokens BIGINT "
         "DEFAULT 0",
+        "ALTER TABLE IF EXISTS landed_objects ADD COLUMN IF NOT EXISTS attempts INTEGER "
+        "DEFAULT 0",
+        "ALTER TABLE IF EXISTS landed_objects ADD COLUMN IF NOT EXISTS error VARCHAR",
     ],
 }
