@@ -251,6 +251,10 @@ def run_set(name: str, cache: Path, overrides: dict, llm: dict) -> dict:
               else built.get("tags"), "tree_seconds": round(tree_s, 1),
               "tree": tree_rows(problem, labels[ds.top_field], labels[ds.leaf_field]),
               "selection": selection_rows(problem, config, labels[ds.leaf_field], lengths)}
+    n_labels = len(set(labels[ds.leaf_field].tolist()))
+    if ds.planted_tags is not None:  # a budget of exactly one pick per finest label
+        result["selection"] |= selection_rows(problem, config, labels[ds.leaf_field], lengths,
+                                              budgets=(n_labels,))
     if ds.target is not None:
         result["alignment"] = alignment_rows(db, config, built["tree_version"],
                                              labels[ds.leaf_field], ds.target_labels)
@@ -272,7 +276,8 @@ def print_result(r: dict) -> None:
           + "   (labels covered; entropy; mean length / pool's)")
     for b, row in r["selection"].items():
         m = row["methods"]
-        print(f"{b:>7.0%} {row['k']:>5} " + " ".join(f"{m[x]['covered']:>8.1f}" for x in methods))
+        label = f"{b:>7.0%}" if b < 1 else f"{b:>7}"
+        print(f"{label} {row['k']:>5} " + " ".join(f"{m[x]['covered']:>8.1f}" for x in methods))
         print(f"{'':>13} " + " ".join(f"{m[x]['entropy']:>8.3f}" for x in methods))
         print(f"{'':>13} " + " ".join(f"{m[x]['length']:>8.2f}" for x in methods))
     if "alignment" in r:

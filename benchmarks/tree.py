@@ -68,7 +68,7 @@ def run_one(n: int, instances: int) -> dict:
     tags = [f"tag {i}" for i in range(n)]
     freqs = np.random.default_rng(1).zipf(2.0, n).clip(1, 10_000)
     t0, c0 = time.perf_counter(), cpu_seconds()
-    b = TreeBuilder(random_state=0).fit(tags, x, freqs)
+    b = TreeBuilder(random_state=0, k_search=True).fit(tags, x, freqs)  # as the pipeline
     build_s, build_cpu = time.perf_counter() - t0, cpu_seconds() - c0
     build_rss = peak_rss_gb()
     out = {"tags": n, "generate_s": round(gen_s, 1), "build_s": round(build_s, 1),
@@ -109,7 +109,7 @@ def run_store_ground(n_tags: int, instances: int, db: str) -> dict:
     Path(db).unlink(missing_ok=True)
     x = synthetic_tags(n_tags)
     tags = [f"tag {i}" for i in range(n_tags)]
-    b = TreeBuilder(random_state=0).fit(tags, x)
+    b = TreeBuilder(random_state=0, k_search=True).fit(tags, x)
     rng = np.random.default_rng(3)
     picks = rng.integers(0, n_tags, (instances, 6))
     tag_arr = pa.array(tags)

@@ -9,6 +9,11 @@ class TagtreeError(Exception):
     """A problem the user can fix: bad input, a missing model, an incompatible database."""
 
 
+class StoreBusy(TagtreeError):
+    """Another process is writing the store (its run lock or DuckDB's file lock): worth waiting
+    a moment for when the other writer only touches the file briefly (landing state)."""
+
+
 _FULL = ("no space left on device", "disk quota exceeded")
 
 

@@ -18,7 +18,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from tagtree.errors import TagtreeError
+from tagtree.errors import StoreBusy, TagtreeError
 from tagtree.io.objectstore import cache_path, is_dataset, is_s3, objects_for, split_s3
 from tagtree.io.store import Store
 from tagtree.io.store.landed import RUN_NOT_FOUND, stale_claim_reason, utcnow
@@ -54,8 +54,8 @@ def state_store(path: str, wait_s: float = 60.0):
         try:
             store = Store(path)
             break
-        except TagtreeError as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+        except StoreBusy:
+            if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
     try:

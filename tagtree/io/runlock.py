@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tagtree.errors import TagtreeError
+from tagtree.errors import StoreBusy
 
 _HELD: dict[str, list[int]] = {}  # lock path -> [fd, holds], for this process (re-entrant)
 
@@ -84,7 +84,7 @@ def acquire(db: str | Path, command: str | None = None) -> None:
     except BlockingIOError:
         os.close(fd)
         who = holder(db) or "another run"
-        raise TagtreeError(f"store {db} is in use: {who} is writing it. Wait for it to finish "
+        raise StoreBusy(f"store {db} is in use: {who} is writing it. Wait for it to finish "
                            "(read-only commands such as `tagtree stats` work meanwhile), stop "
                            "it, or use another --db") from None
     command = command or "tagtree " + " ".join(os.path.basename(a) if i == 0 else a

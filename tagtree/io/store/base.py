@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from tagtree.errors import TagtreeError
+from tagtree.errors import StoreBusy, TagtreeError
 from tagtree.io.store.schema import MIGRATIONS, SCHEMA_VERSION, TABLES
 
 
@@ -52,8 +52,9 @@ class StoreBase:
             self.con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.IOException as exc:
             if not (read_only and "lock" in str(exc).lower()):
-                raise TagtreeError(f"cannot open database {self.path}: "
-                                   f"{_lock_message(self.path, exc)}") from None
+                kind = StoreBusy if "lock" in str(exc).lower() else TagtreeError
+                raise kind(f"cannot open database {self.path}: "
+                           f"{_lock_message(self.path, exc)}") from None
             self.con = self._open_snapshot(exc)
         except duckdb.Error as exc:
             raise TagtreeError(f"{self.path} is not a usable DuckDB database: {exc}") from None
