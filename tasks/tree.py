@@ -123,11 +123,40 @@ def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None
     builder.fit(tags, vectors, freqs, run_level=fit_level, context=context)
     stats = {"tagger": tagger, "embedder": embedder.fingerprint, "n_tags": len(tags),
              "n_leaves": builder.tree_.n_leaves, "levels": builder.level_sizes_,
-             "far_similarity": far_similarity(builder.holdout_similarity_, t.far_quantile),
+             "far_similarity": far_similarity(nearest_leaf_similarity(builder, vectors, t.seed)
+                                              if context is not None
+                                              else builder.holdout_similarity_, t.far_quantile),
              "build_seconds": round(time.perf_counter() - t0, 2)}
     store.write_tree(version, builder.tree_, builder.centroids_, tags, builder.tag_leaf_,
                      builder.tag_similarity_, cfg.model_dump(include={"tree", "embed"}), stats)
     return summary | stats | {"reused": False}
+
+
+def nearest_leaf_similarity(builder, vectors: np.ndarray, seed: int,
+                            sample: int = 20_000) -> np.ndarray:
+    """Each (sampled) tree tag's string similarity to its *nearest* leaf centroid: what a new
+    tag of the same kind sees when it is grounded. With context vectors a leaf gathers tags
+    that occur together, not tags that read alike, so the similarity to the tag's own leaf
+    (the calibration without context) is low for every tag and nothing would count as far."""
+    from tagtree.tree import normalise_rows
+
+    rng = np.random.default_rng(seed)
+    n = len(vectors)
+    pick = np.sort(rng.choice(n, sample, replace=False)) if n > sample else np.arange(n)
+    import faiss
+
+    leaves = np.ascontiguousarray(builder.centroids_[: builder.tree_.n_leaves], np.float32)
+    index = faiss.IndexFlatIP(leaves.shape[1])
+    index.add(leaves)
+    sims, idx = index.search(np.ascontiguousarray(normalise_rows(vectors[pick]), np.float32),
+                             min(2, len(leaves)))
+    # The own leaf's centroid holds the tag itself: count it held out (NaN for a one-tag leaf).
+    own = builder.tag_leaf_[pick]
+    held = np.nan_to_num(builder.holdout_similarity_[pick], nan=-1.0)
+    best = np.where(idx[:, 0] == own, held, sims[:, 0])
+    if sims.shape[1] > 1:
+        best = np.maximum(best, np.where(idx[:, 1] == own, held, sims[:, 1]))
+    return best
 
 
 def tag_contexts(store: Store, cfg: Config, embedder, tagger: str, tags: list[str],

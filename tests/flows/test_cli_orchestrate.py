@@ -41,7 +41,7 @@ def test_watch_of_a_missing_directory_is_a_clear_error(tmp_path, monkeypatch):
 def test_serve_help_keeps_its_defaults_readable(monkeypatch):
     """Bracketed defaults ('[landing]') were read as Rich markup and vanished from --help."""
     monkeypatch.setenv("COLUMNS", "200")
-    out = CliRunner().invoke(app, ["serve", "--help"]).output
+    out = " ".join(CliRunner().invoke(app, ["serve", "--help"]).output.split())  # unwrap
     for text in ("(default: the --landing prefix)", "(default: objects.output_prefix)",
                  "(default: ./tagtree.toml if present)", "0 3 * * *", "60"):
         assert text in out, (text, out)

@@ -151,6 +151,7 @@ def test_tree_lifecycle_grounds_close_data_and_rebuilds_for_a_new_domain(db_path
     state = curate(inputs=[str(far)], db=db_path, overrides=overrides, return_state=True)
     assert state.is_completed(), state.message
     result = state.result()
+    assert "drift_on_previous" in result["tree"], result["tree"]
     checked = result["tree"]["drift_on_previous"]
     assert checked["tree_version"] == v1 and checked["drift"] > 0.25
     assert result["tree"]["tree_version"] != v1

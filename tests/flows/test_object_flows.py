@@ -112,9 +112,9 @@ def test_refresh_curates_everything_under_a_prefix(landing, settings):
     assert result["curate"]["ingest"]["loaded"] == 332
     out = settings / "curated" / "refresh"
     manifest = orjson.loads((out / "selection.manifest.json").read_bytes())
-    # Two input formats: one selection file per format, each named in the manifest.
+    # Two input formats: one merged training file (export.format auto), named in the manifest.
     assert sorted(f["path"] for f in manifest["files"]) == sorted(
-        str(p) for p in out.glob("selection.*.jsonl"))
+        str(p) for p in out.glob("selection*.jsonl"))
     assert (out / "report.html").is_file() and (out / "summary.json").is_file()
     assert sorted(manifest["pool_datasets"]) == [f"a@{md5(landing / 'a.jsonl')[:16]}",
                                                  f"b@{md5(landing / 'b.jsonl')[:16]}"]

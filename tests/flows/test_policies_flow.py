@@ -97,6 +97,8 @@ def test_ingest_does_not_retry_a_missing_or_bad_file(tmp_path):
 
     from tasks.ingest import ingest
 
+    empty_dir = tmp_path / "empty"  # (a folder holding Parquet files reads as a HF dataset)
+    empty_dir.mkdir()
     bad_parquet = tmp_path / "broken.parquet"
     bad_parquet.write_bytes(b"PAR1" + b"\0" * 64)
 
@@ -105,7 +107,7 @@ def test_ingest_does_not_retry_a_missing_or_bad_file(tmp_path):
         return ingest(str(tmp_path / "s.duckdb"), [path])
 
     for path, message in [(str(tmp_path / "missing.jsonl"), "input file not found"),
-                          (str(tmp_path), "is a directory"),
+                          (str(empty_dir), "is a directory"),
                           (str(bad_parquet), "not a readable Parquet file")]:
         started = time.monotonic()
         state = ingest_one(path, return_state=True)

@@ -53,12 +53,15 @@ def test_atomic_write_replaces_only_on_success(tmp_path):
 def test_report_on_a_full_disk_keeps_the_previous_report(full_dir, report_db):
     previous = full_dir / "report.html"
     previous.write_text("GOOD REPORT")
+    # The report is ~0.1 MB: fill the 1 MB disk to within 16 KB first.
+    st = os.statvfs(full_dir)
+    (full_dir / "filler").write_bytes(b"\0" * max(0, st.f_bavail * st.f_frsize - 16_384))
     proc = tagtree("report", "--db", report_db, "--out", previous)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.startswith(f"error: disk full writing {previous}") and \
         proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert previous.read_text() == "GOOD REPORT"
-    assert sorted(p.name for p in full_dir.iterdir()) == ["report.html"]
+    assert sorted(p.name for p in full_dir.iterdir()) == ["filler", "report.html"]
 
 
 def test_ingest_into_a_store_on_a_full_disk_is_one_line(full_dir):
