@@ -43,11 +43,32 @@ def keep_out_of_parameters(overrides: dict[str, Any], key: str) -> None:
     """Move ``key`` from the flow's parameters to its env var: Prefect stores flow-run
     parameters in its database, and a URL may hold ``user:password@``. The in-process flow reads
     the same value from the environment (a flag still beats a recipe file)."""
+    import atexit
+
     from tagtree.config import env_name
 
     value = overrides.pop(key, None)
     if value is not None:
-        os.environ[env_name(key)] = str(value)
+        name = env_name(key)
+        before = os.environ.get(name)
+        os.environ[name] = str(value)
+        _restore.append((name, before))
+        if len(_restore) == 1:
+            atexit.register(restore_environment)
+
+
+_restore: list[tuple[str, str | None]] = []
+
+
+def restore_environment() -> None:
+    """Undo ``keep_out_of_parameters`` once the flow is done: a command run in-process (a test,
+    a notebook) must not leave its endpoint in the environment of the next one."""
+    while _restore:
+        name, before = _restore.pop()
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 class _HideUserErrors(logging.Filter):

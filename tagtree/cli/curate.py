@@ -107,12 +107,13 @@ def curate(
 
     hide_user_error_tracebacks()
 
+    # The store is this run's from start to end: a second curate is refused now, not after its
+    # first stages, and cannot interleave between ours (the flow opens the store per task).
+    from tagtree.cli.common import restore_environment
     from tagtree.io.runlock import run_lock
     from tagtree.io.store import Store
 
-    # The store is this run's from start to end: a second curate is refused now, not after its
-    # first stages, and cannot interleave between ours (the flow opens the store per task).
-    with run_lock(cfg.store.db, "tagtree curate"):
+    with run_lock(cfg.store.db, "tagtree curate"), _finally(restore_environment):
         with Store(cfg.store.db) as store:
             store.interrupt_stale_runs()  # 'running' rows of killed runs: nobody else runs now
         result = with_runner(curate_flow, cfg.runner)(  # runner.runner: thread, dask, ray
@@ -126,3 +127,17 @@ def curate(
             overrides={k: v for k, v in overrides.items() if v is not None},
         )
     print_summary(result, console)
+
+
+class _finally:
+    """Run ``fn`` when the block ends, however it ends."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.fn()
+        return False
