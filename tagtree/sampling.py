@@ -128,11 +128,11 @@ class _Block:
     """One family of features f with weight w_f, per-instance values X[x, f] >= 0 and a concave
     per-feature gain; keeps the running totals c_f of the selection."""
 
-    def __init__(self, X: sp.csr_matrix, weight: np.ndarray, kind: str, *, beta: float = 0.0,
+    def __init__(self, X: sp.csr_matrix, weight: np.ndarray, kind: str, *,
                  shape: str = "log1p", alpha: float = 1.0):
         self.X = sp.csr_matrix(X, dtype=np.float64)
         self.weight = np.asarray(weight, dtype=np.float64)
-        self.kind, self.beta, self.shape, self.alpha = kind, beta, shape, alpha
+        self.kind, self.shape, self.alpha = kind, shape, alpha
         self.c = np.zeros(self.X.shape[1])
 
     def _h(self, c):
