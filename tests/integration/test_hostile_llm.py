@@ -340,6 +340,11 @@ def test_every_request_is_counted_against_its_instance_failed_ones_too(tmp_path,
     # (On a loaded machine an injected slow answer may time out more often: others may fail too.)
     assert failed >= 2 and summary.failed == failed
     assert attempts == len(srv.chat_requests())
-    assert per_item["item00003"] == 7  # 1 + max_retries, every one a 500
-    assert per_item["item00005"] == 2  # two answers without tags (the content retry)
+    # Each failed item's attempts are exactly the requests the server saw for it. An injected
+    # fault may land on either item (a malformed answer to item00003 is a content failure with
+    # its own re-ask), so the floor is the fault-free count: 1 + max_retries 500s for item00003
+    # and two tagless answers (the content retry) for item00005.
+    for item, floor in [("item00003", 7), ("item00005", 2)]:
+        seen = sum(item in r["messages"][-1]["content"] for r in srv.chat_requests())
+        assert per_item[item] == seen >= floor, item
     assert tokens_in == summary.prompt_tokens > 0
