@@ -166,6 +166,64 @@ def tree_rows(problem, labels_top, labels_leaf, seed: int = 0) -> dict:
     }
 
 
+def naming_rows(ds: LabelledSet, problem, labels_top, names_by_variant: dict[str, list[str]],
+                embedder) -> dict:
+    """Naming score of the top level: for each top node with a clear majority label (> 50%),
+    is that label's (display) name the nearest label name to the node's name by the embedder?
+    One share per naming variant (same clustering, names from each variant)."""
+    from tagtree.label_metrics import assignment, majority_labels, naming_hits
+
+    tree = problem.tree
+    top_level = tree.depth - 1
+    top = assignment(tree, problem.weights, top_level)
+    ok = top >= 0
+    show = [ds.display.get(lb, lb) for lb in labels_top[ok].tolist()]
+    majority = {c: lb for c, lb in majority_labels(top[ok], np.array(show)).items()
+                if lb not in {ds.display.get(u, u) for u in ds.unnamed}}
+    label_names = sorted({s for s in show} - {ds.display.get(u, u) for u in ds.unnamed})
+
+    def embed(texts):
+        v = np.asarray(embedder.embed(list(texts)), dtype=np.float32)
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+    out: dict = {"scored": len(majority), "total": len(tree.nodes_at(top_level)),
+                 "nodes": [int(c) for c in tree.nodes_at(top_level)],
+                 "majority": {int(c): lb for c, lb in majority.items()}, "variants": {}}
+    for variant, names in names_by_variant.items():
+        hits = naming_hits({int(c): names[c] for c in tree.nodes_at(top_level)}, majority,
+                           label_names, embed)
+        out["variants"][variant] = {
+            "share": sum(hits.values()) / max(len(hits), 1),
+            "hits": int(sum(hits.values())),
+            "names": [names[c] for c in tree.nodes_at(top_level)],
+            "hit_nodes": [int(c) for c, h in hits.items() if h]}
+    return out
+
+
+def member_tag_names(db: Path, built: dict, tree) -> list[str]:
+    """The tree's top level named from member tags only (tagtree.tree.member_names, what every
+    level was named by before topic headings), for the naming score's comparison."""
+    from tagtree.io.store import Store
+    from tagtree.tree import member_names, normalise_rows
+
+    top_level = tree.depth - 1
+    with Store(str(db)) as store:
+        tags, freqs = store.tag_frequencies()
+        x = normalise_rows(store.tag_vectors(built["embedder"], tags))
+        leaf_of = dict(store.rows("SELECT tag, leaf_id FROM tag_leaf WHERE tree_version = ?",
+                                  [built["tree_version"]]))
+    tops = tree.nodes_at(top_level)
+    local = {int(c): i for i, c in enumerate(tops)}
+    keep = [i for i, t in enumerate(tags) if t in leaf_of]
+    top_of = np.array([local[int(tree.path(int(leaf_of[tags[i]]))[-1])] for i in keep])
+    _, names, _ = member_names(top_of, len(tops), x[keep], np.asarray(freqs)[keep],
+                               [tags[i] for i in keep], top_level)
+    out = list(tree.name)
+    for c, name in zip(tops, names, strict=True):
+        out[int(c)] = name
+    return out
+
+
 def select(method: str, problem, config, k: int, seed: int = 0, align: str = "none"):
     from tagtree.baselines import make_selector
     from tasks.sample import selector_params
@@ -247,9 +305,15 @@ def run_set(name: str, cache: Path, overrides: dict, llm: dict) -> dict:
     with Store(str(db)) as store:
         labels = pool_labels(store, ids, (ds.top_field, ds.leaf_field))
         lengths = instruction_lengths(store, ids)
+    from tagtree.io.embedder import make_embedder
+
+    embedder = make_embedder(config)
+    variants = {"default": list(problem.tree.name),
+                "member tags": member_tag_names(db, built, problem.tree)}
     result = {"set": name, "pool": problem.n, "tags": built["n_tags"] if "n_tags" in built
               else built.get("tags"), "tree_seconds": round(tree_s, 1),
               "tree": tree_rows(problem, labels[ds.top_field], labels[ds.leaf_field]),
+              "naming": naming_rows(ds, problem, labels[ds.top_field], variants, embedder),
               "selection": selection_rows(problem, config, labels[ds.leaf_field], lengths)}
     n_labels = len(set(labels[ds.leaf_field].tolist()))
     if ds.planted_tags is not None:  # a budget of exactly one pick per finest label
@@ -259,6 +323,11 @@ def run_set(name: str, cache: Path, overrides: dict, llm: dict) -> dict:
         result["alignment"] = alignment_rows(db, config, built["tree_version"],
                                              labels[ds.leaf_field], ds.target_labels)
     return result
+
+
+def _named(name: str, majority: str | None, hit: bool) -> str:
+    """A top-level name with its majority label, + when the name points at it, - when not."""
+    return name if majority is None else f"{name} [{majority}{'+' if hit else '-'}]"
 
 
 def print_result(r: dict) -> None:
@@ -271,6 +340,13 @@ def print_result(r: dict) -> None:
     print(f"tree leaf level (k={t['leaf_k']}): NMI {t['leaf_nmi']:.3f} | flat anchor "
           f"(k={t['flat_leaf_k']}): NMI {t['flat_leaf_nmi']:.3f}")
     print("top-level names: " + " | ".join(t["top_names"]))
+    nm = r["naming"]
+    print(f"naming (top nodes with a clear majority label: {nm['scored']} of {nm['total']}; "
+          "share whose majority label is the label name nearest to the node's name):")
+    for variant, v in nm["variants"].items():
+        print(f"  {variant:>12}: {v['share']:.0%} ({v['hits']}/{nm['scored']})   " + " | ".join(
+            _named(n, nm["majority"].get(c), c in v["hit_nodes"])
+            for c, n in zip(nm["nodes"], v["names"], strict=True)))
     methods = ("tags",) + BASELINES
     print(f"{'budget':>7} {'k':>5} " + " ".join(f"{m:>8}" for m in methods)
           + "   (labels covered; entropy; mean length / pool's)")

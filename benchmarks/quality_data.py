@@ -35,6 +35,11 @@ class LabelledSet:
     leaf_field: str  # finest label: the leaf level and coverage are measured on it
     target_labels: set[str] = field(default_factory=set)  # leaf_field values of the target
     planted_tags: dict[str, list[str]] | None = None  # instruction -> tags (fake LLM)
+    # How a person writes a label as a heading, for the naming score (label -> display name);
+    # only where the raw label is an acronym or a joined word the embedder cannot read.
+    display: dict[str, str] = field(default_factory=dict)
+    # Labels that name no topic ("other"): nodes whose majority is one are not scored for names.
+    unnamed: frozenset[str] = frozenset({"other", "?"})
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -53,7 +58,9 @@ def _read_jsonl(path: Path) -> list[dict]:
 def mtbench(work: Path) -> LabelledSet:
     return LabelledSet("mtbench", EXAMPLES / "mt_bench.jsonl",
                        EXAMPLES / "target_coding_math.jsonl", "category", "category",
-                       {"coding", "math"})
+                       {"coding", "math"},
+                       display={"stem": "science, technology, engineering (STEM)",
+                                "roleplay": "role-play"})
 
 
 def selfinstruct(work: Path) -> LabelledSet:

@@ -170,6 +170,17 @@ class TreeConfig(_Section):
         le=1,
         description="Cosine similarity above which tags are merged as near-duplicates.",
     )
+    vocabulary: str = Field(
+        "builtin",
+        description="Topic headings that name the upper levels offline: 'builtin' (tagtree's "
+        "own list of disciplines, fields and task types), a path to an indented outline file "
+        "(one heading per line, two spaces per tier), or 'none' (names from member tags only).",
+    )
+    vocabulary_min_score: float = Field(
+        0.35, ge=-1, le=2,
+        description="A node takes a heading only when its match score (cosine plus "
+        "distinctiveness) reaches this; otherwise its member tags name it.",
+    )
     refine_with_llm: bool = Field(False, description="Name/merge/reassign clusters with the LLM.")
     refine_min_level: int = Field(
         1, ge=0, description="Lowest level refined by the LLM (0 = leaves too: one call per leaf)."

@@ -14,6 +14,11 @@ class StoreBusy(TagtreeError):
     a moment for when the other writer only touches the file briefly (landing state)."""
 
 
+class EndpointError(TagtreeError):
+    """The LLM endpoint failed a request after the client's own retries (unreachable, an HTTP
+    error): unlike a reply that is not valid JSON, asking again right away will not help."""
+
+
 _FULL = ("no space left on device", "disk quota exceeded")
 
 

@@ -84,3 +84,30 @@ def label_share(labels, rows, wanted: set) -> float:
     if len(sel) == 0:
         return 0.0
     return float(np.isin(sel, list(wanted)).mean())
+
+
+def majority_labels(pred, truth, *, min_share: float = 0.5) -> dict[int, str]:
+    """Each cluster's majority label when it holds more than ``min_share`` of the cluster's rows
+    (a "clear majority"); clusters without one are left out."""
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    out: dict[int, str] = {}
+    for c in np.unique(pred):
+        label, count = Counter(truth[pred == c].tolist()).most_common(1)[0]
+        if count > min_share * int((pred == c).sum()):
+            out[int(c)] = str(label)
+    return out
+
+
+def naming_hits(node_names: dict[int, str], majority: dict[int, str], label_names: list[str],
+                embed) -> dict[int, bool]:
+    """For each node with a clear majority label: is that label's name the nearest label name (by
+    cosine of ``embed``'s vectors) to the node's name? ``embed`` maps texts to L2-normalised rows.
+    This asks whether a reader who knows the labels would recognise the node from its name."""
+    nodes = [c for c in majority if c in node_names]
+    if not nodes:
+        return {}
+    labels = sorted(set(label_names))
+    lv = np.asarray(embed(labels))
+    nv = np.asarray(embed([node_names[c] for c in nodes]))
+    nearest = (nv @ lv.T).argmax(axis=1)
+    return {c: labels[int(j)] == majority[c] for c, j in zip(nodes, nearest, strict=True)}

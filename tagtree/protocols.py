@@ -30,4 +30,8 @@ class ChatModel(Protocol):
     fingerprint: str
 
     def complete_json(self, messages: list[dict[str, str]], schema: dict[str, Any],
-                      *, name: str = "result") -> dict[str, Any]: ...
+                      *, name: str = "result", temperature: float | None = None,
+                      seed: int | None = None) -> dict[str, Any]:
+        """``temperature``/``seed`` override the model's own for one call (a retry that
+        differs); raises ``tagtree.errors.EndpointError`` when the endpoint fails."""
+        ...

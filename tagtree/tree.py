@@ -19,8 +19,9 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from tagtree.hierarchy import KnowledgeTree
+from tagtree.naming import sibling_unique, vocabulary_names
 
-ALGORITHM_VERSION = "tree@4"  # bump when clustering or naming changes: trees are rebuilt
+ALGORITHM_VERSION = "tree@5"  # bump when clustering or naming changes: trees are rebuilt
 
 
 # -- clustering ---------------------------------------------------------------------------------
@@ -269,6 +270,21 @@ def extractive_names(reps: list[list[int]], tags: list[str], tag_vectors: np.nda
     return names, descriptions
 
 
+def member_names(tag_node: np.ndarray, n_nodes: int, x: np.ndarray, freqs: np.ndarray,
+                 tags: list[str], depth: int, parts: int = 2, centroids: np.ndarray | None = None):
+    """(representatives, names, descriptions) of one level's nodes from their member tags:
+    leaves by their best tag, upper levels by ``parts`` distinctive members joined."""
+    if centroids is None:
+        centroids = group_means(x, tag_node, n_nodes)
+    reps = representative_tags(tag_node, n_nodes, x, centroids, freqs, top=12)
+    if depth > 0:
+        reps = distinctive_first(reps, tag_node, x, centroids, freqs, tags)
+    else:
+        reps = [r[:5] for r in reps]
+    names, descriptions = extractive_names(reps, tags, x, 1 if depth == 0 else parts)
+    return reps, names, descriptions
+
+
 def silhouette(x: np.ndarray, labels: np.ndarray, seed: int = 0, sample: int = 3000) -> float:
     """Mean cosine silhouette of a clustering (on a random sample of at most ``sample`` items);
     -1 when there is a single cluster or every item is its own."""
@@ -300,6 +316,7 @@ class Level:
     labels: np.ndarray  # item of the level below (tags for level 0) -> node of this level
     names: list[str]
     descriptions: list[str]
+    members: list[list[str]] = field(default_factory=list)  # representative tags, best first
 
 
 @dataclass
@@ -334,6 +351,10 @@ class TreeBuilder:
     ``mix(string, context, context_weight)`` and the upper levels the node means of
     ``mix(string, context, upper_context_weight)``: leaves follow which tags occur together,
     upper levels add what the tags mean. Names always come from the strings.
+
+    ``vocabulary`` (a ``tagtree.naming.Vocabulary``): levels >= ``vocabulary_min_level`` are
+    named by topic headings matched by embedding (``tagtree.naming.vocabulary_names``), nodes
+    without a good match by their members; no two siblings end with the same name.
     """
 
     def __init__(self, *, branching: int = 8, leaf_size: int = 6, root_max: int = 20,
@@ -341,7 +362,9 @@ class TreeBuilder:
                  refine_min_level: int = 1, name_parts: int = 2, direct_max: int = 512,
                  max_fanout_factor: int = 3, context_weight: float = 0.0,
                  upper_context_weight: float = 0.0, k_search: bool = False,
-                 k_search_max: int = 50_000):
+                 k_search_max: int = 50_000, vocabulary=None, vocabulary_min_level: int = 1,
+                 vocabulary_min_score: float = 0.35, vocabulary_distinct_weight: float = 0.5,
+                 vocabulary_tier_penalty: float = 0.1):
         self.branching = branching
         self.leaf_size = leaf_size
         self.root_max = root_max
@@ -356,6 +379,11 @@ class TreeBuilder:
         self.upper_context_weight = upper_context_weight
         self.k_search = k_search
         self.k_search_max = k_search_max
+        self.vocabulary = vocabulary
+        self.vocabulary_min_level = vocabulary_min_level
+        self.vocabulary_min_score = vocabulary_min_score
+        self.vocabulary_distinct_weight = vocabulary_distinct_weight
+        self.vocabulary_tier_penalty = vocabulary_tier_penalty
 
     def fit(self, tags: list[str], vectors: np.ndarray, freqs: np.ndarray | None = None,
             run_level=None, context: np.ndarray | None = None):
@@ -399,7 +427,7 @@ class TreeBuilder:
                                      self.max_fanout_factor * target, self.random_state)
         level, state.tag_node, _ = self._name_level(
             depth, labels, state.tag_node, state.x, state.freqs, state.tags, state.items_names,
-            state.items_vec)
+            state.items_vec, state.x_up)
         x_up = state.x if state.x_up is None else state.x_up
         centroids = group_means(x_up, state.tag_node, len(level.names))
         state.levels.append(level)
@@ -474,23 +502,32 @@ class TreeBuilder:
             k = max(k, min(self.root_max // 2, n_nodes // 2))
         return k
 
-    def _name_level(self, depth, labels, tag_node, x, freqs, tags, item_names, item_vectors):
+    def _name_level(self, depth, labels, tag_node, x, freqs, tags, item_names, item_vectors,
+                    x_up=None):
         n_nodes = int(labels.max()) + 1
         tag_node_new = labels[tag_node]
         centroids = group_means(x, tag_node_new, n_nodes)
-        reps = representative_tags(tag_node_new, n_nodes, x, centroids, freqs, top=12)
-        if depth > 0:
-            reps = distinctive_first(reps, tag_node_new, x, centroids, freqs, tags)
-        else:
-            reps = [r[:5] for r in reps]
-        names, descriptions = extractive_names(reps, tags, x, 1 if depth == 0 else self.name_parts)
+        reps, names, descriptions = member_names(tag_node_new, n_nodes, x, freqs, tags,
+                                                 depth, self.name_parts, centroids)
+        if self.vocabulary is not None and depth >= self.vocabulary_min_level:
+            # Headings are matched on the nodes' meaning with their context (what the tags' own
+            # instances are about), the vectors the upper levels cluster.
+            node_vectors = centroids if x_up is None else group_means(x_up, tag_node_new, n_nodes)
+            headings = vocabulary_names(node_vectors, self.vocabulary,
+                                        min_score=self.vocabulary_min_score,
+                                        distinct_weight=self.vocabulary_distinct_weight,
+                                        tier_penalty=self.vocabulary_tier_penalty)
+            names = [h or nm for h, nm in zip(headings, names, strict=True)]
+        members = [[tags[t] for t in r] for r in reps]
         if self.refiner is not None and depth >= self.refine_min_level:
             labels, names, descriptions = self.refiner.refine_level(
                 depth, labels, list(item_names), item_vectors, names, descriptions)
             n_nodes = int(labels.max()) + 1
             tag_node_new = labels[tag_node]
             centroids = group_means(x, tag_node_new, n_nodes)
-        return Level(labels, names, descriptions), tag_node_new, centroids
+            members = [[tags[t] for t in r] for r in
+                       representative_tags(tag_node_new, n_nodes, x, centroids, freqs, top=5)]
+        return Level(labels, names, descriptions, members), tag_node_new, centroids
 
     def _assemble(self, levels: list[Level], x: np.ndarray, freqs: np.ndarray) -> None:
         counts = [len(lv.names) for lv in levels]
@@ -512,7 +549,9 @@ class TreeBuilder:
                 tag_node = levels[depth].labels[tag_node]
             size[offsets[depth]:offsets[depth + 1]] = np.bincount(tag_node, minlength=counts[depth])
             centroids[offsets[depth]:offsets[depth + 1]] = group_means(x, tag_node, counts[depth])
-        names = [nm for lv in levels for nm in lv.names]
+        names = sibling_unique([nm for lv in levels for nm in lv.names], parent,
+                               [m for lv in levels
+                                for m in (lv.members or [[] for _ in lv.names])])
         descriptions = [ds for lv in levels for ds in lv.descriptions]
         self.tree_ = KnowledgeTree(parent=parent, level=level, name=names,
                                    description=descriptions, size=size)

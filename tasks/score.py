@@ -76,12 +76,13 @@ def run_score(db: str, cfg: dict, tree_version: str | None = None) -> dict:
         _, leaves = store.instance_leaf_matrix(tree.version, ids)
         ratings, judged = None, {}
         if sc.judge:
-            from tagtree.io.chat import make_chat_model
+            from tagtree.io.chat import open_chat_model
             from tagtree.io.judge import judge_instances
 
-            chat = make_chat_model(config)
-            judged = judge_instances(store, chat, ids, concurrency=sc.judge_concurrency,
-                                     max_chars=sc.judge_max_chars)
+            # No endpoint configured: the offline model on a local server, as annotate does.
+            with open_chat_model(config) as chat:
+                judged = judge_instances(store, chat, ids, concurrency=sc.judge_concurrency,
+                                         max_chars=sc.judge_max_chars)
             ratings = store.judge_ratings(judged["judge"], ids)
         scorer = TreeScorer(judge_weight=sc.judge_weight, richness_quantile=sc.richness_quantile,
                             quality_floor=sc.quality_floor).fit(tree, leaves, ratings)

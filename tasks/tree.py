@@ -8,6 +8,8 @@ of the canonical tag set, the config and the algorithm version, and an existing 
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import time
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from tagtree.config import Config
 from tagtree.errors import TagtreeError
 from tagtree.ground import NearestLeaf, far_similarity, leaf_weight_matrix, node_weight_matrix
 from tagtree.io.store import Store
+from tagtree.io.vocabulary import load_vocabulary, vocabulary_fingerprint
 from tagtree.tree import ALGORITHM_VERSION, TreeBuilder
 from tasks.policies import stage_cache_policy
 
@@ -81,14 +84,32 @@ def prepare_tags(store: Store, cfg: Config, embedder, tagger: str) -> dict:
             "merged": len(ordered) - len(freq), "embedded_new": embedded}
 
 
-def make_refiner(cfg: Config, embedder):
-    if not cfg.tree.refine_with_llm:
-        return None, []
-    from tagtree.io.chat import make_chat_model
-    from tagtree.refine import LLMRefiner
+class StoreNameCache:
+    """The refiner's cache of cluster names in the store (``cluster_names``)."""
 
-    chat = make_chat_model(cfg)
-    return LLMRefiner(chat, embedder), [chat.fingerprint]
+    def __init__(self, store: Store):
+        self.store = store
+
+    def get(self, key: str) -> tuple[str, str] | None:
+        return self.store.cluster_name(key)
+
+    def put(self, key: str, name: str, description: str) -> None:
+        self.store.put_cluster_name(key, name, description)
+
+
+@contextlib.contextmanager
+def open_refiner(cfg: Config, embedder, store: Store):
+    """(refiner, fingerprints) for ``tree.refine_with_llm``, else (None, []): the configured
+    endpoint, or the offline model on a local server for the build's duration."""
+    if not cfg.tree.refine_with_llm:
+        yield None, []
+        return
+    from tagtree.io.chat import open_chat_model
+    from tagtree.refine import PROMPT_VERSION, LLMRefiner
+
+    with open_chat_model(cfg) as chat:
+        yield (LLMRefiner(chat, embedder, cache=StoreNameCache(store)),
+               [chat.fingerprint, PROMPT_VERSION])
 
 
 def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None,
@@ -105,7 +126,8 @@ def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None
     # set and its frequencies do not pin down: the annotations' digest enters the version.
     with_context = cfg.tree.context != "none" and (cfg.tree.context_weight > 0
                                                    or cfg.tree.upper_context_weight > 0)
-    version = tree_version(tags, freqs, cfg, [embedder.fingerprint, tagger]
+    version = tree_version(tags, freqs, cfg, [embedder.fingerprint, tagger,
+                                              vocabulary_fingerprint(cfg.tree.vocabulary)]
                            + (refiner_fingerprints or [])
                            + ([store.annotations_digest(tagger)] if with_context else []))
     summary = {"tree_version": version, "tagger": tagger, "embedder": embedder.fingerprint} | prep
@@ -117,7 +139,9 @@ def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None
                           refine_min_level=t.refine_min_level,
                           context_weight=t.context_weight,
                           upper_context_weight=t.upper_context_weight,
-                          k_search=t.k_search)
+                          k_search=t.k_search,
+                          vocabulary=load_vocabulary(t.vocabulary, embedder),
+                          vocabulary_min_score=t.vocabulary_min_score)
     vectors = store.tag_vectors(embedder.fingerprint, tags)
     context = tag_contexts(store, cfg, embedder, tagger, tags, vectors)
     builder.fit(tags, vectors, freqs, run_level=fit_level, context=context)
@@ -127,6 +151,8 @@ def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None
                                               if context is not None
                                               else builder.holdout_similarity_, t.far_quantile),
              "build_seconds": round(time.perf_counter() - t0, 2)}
+    if refiner is not None:  # how the LLM names went: failures kept their offline names
+        stats["refine"] = refiner.stats()
     store.write_tree(version, builder.tree_, builder.centroids_, tags, builder.tag_leaf_,
                      builder.tag_similarity_, cfg.model_dump(include={"tree", "embed"}), stats)
     return summary | stats | {"reused": False}
@@ -301,8 +327,7 @@ def build_tree(db: str, cfg: dict, tagger: str | None = None) -> dict:
     """annotations -> tags, tag_aliases, tag_embeddings, trees, tree_nodes, tag_leaf.
     Returns tree_version, tagger, n_tags, n_leaves, levels, merged, embedded_new, reused..."""
     store, config, embedder = _open(db, cfg)
-    with store:
-        refiner, fps = make_refiner(config, embedder)
+    with store, open_refiner(config, embedder, store) as (refiner, fps):
         return build_tree_in(store, config, embedder, tagger, refiner, fps,
                              fit_level=_fit_level_as_task)
 

@@ -35,14 +35,15 @@ def build(
     """Normalize and embed the tags, cluster them bottom-up into a named tree, ground instances."""
     from tagtree.io.embedder import make_embedder
     from tagtree.io.store import Store
-    from tasks.tree import build_tree_in, ground_in, make_refiner
+    from tasks.tree import build_tree_in, ground_in, open_refiner
 
     cfg = settings(config, {"store.db": db, "tree.tagger": tagger, "tree.seed": seed,
                             "tree.refine_with_llm": llm})
     embedder = make_embedder(cfg)
-    refiner, fps = make_refiner(cfg, embedder)
     with Store(cfg.store.db) as store, console.status("building the tree..."):
-        built = build_tree_in(store, cfg, embedder, refiner=refiner, refiner_fingerprints=fps)
+        with open_refiner(cfg, embedder, store) as (refiner, fps):
+            built = build_tree_in(store, cfg, embedder, refiner=refiner,
+                                  refiner_fingerprints=fps)
         grounded = ground_in(store, cfg, embedder, built["tree_version"])
     reused = " (unchanged input: reused)" if built["reused"] else ""
     console.print(
@@ -50,6 +51,12 @@ def build(
         f"({built['raw_tags']:,} raw, {built['merged']:,} near-duplicates merged) -> levels "
         f"{' > '.join(f'{n:,}' for n in built['levels'])}; grounded {grounded['instances']:,} "
         f"instances, drift {grounded['drift']:.1%}", highlight=False)
+    if built.get("refine"):
+        r = built["refine"]
+        console.print(f"LLM names: {r['named']:,} asked, {r['cached']:,} from earlier builds, "
+                      f"{r['failed']:,} kept their offline name (no usable answer)"
+                      + (" - the endpoint kept failing, the rest were not asked"
+                         if r["gave_up"] else ""), highlight=False)
     console.print(f"next: tagtree tree show --db {cfg.store.db}", style="dim")
 
 

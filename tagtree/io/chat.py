@@ -7,13 +7,15 @@ small local models follow reliably) and retrying transport errors and unparseabl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
-from tagtree.errors import TagtreeError
+from tagtree.errors import EndpointError, TagtreeError
 
 
 def _parse_json_object(text: str) -> dict[str, Any]:
@@ -56,19 +58,23 @@ class OpenAIChatModel:
         self.completion_tokens = 0
 
     def complete_json(self, messages: list[dict[str, str]], schema: dict[str, Any],
-                      *, name: str = "result") -> dict[str, Any]:
+                      *, name: str = "result", temperature: float | None = None,
+                      seed: int | None = None) -> dict[str, Any]:
+        """``temperature`` / ``seed`` override the model's for this call (a retry that differs)."""
         import openai
 
         fmt = {"type": "json_schema", "json_schema": {"name": name, "schema": schema,
                                                       "strict": True}}
+        extra = {} if seed is None else {"seed": seed}
         last: Exception | None = None
         for attempt in range(self.parse_retries + 1):
             try:
                 resp = self.client.chat.completions.create(
                     model=self.model, messages=messages, response_format=fmt,
-                    temperature=self.temperature, max_tokens=self.max_tokens)
+                    temperature=self.temperature if temperature is None else temperature,
+                    max_tokens=self.max_tokens, **extra)
             except openai.APIError as exc:  # the client already retried 429/5xx/timeouts
-                raise TagtreeError(f"LLM endpoint failed: {exc}") from None
+                raise EndpointError(f"LLM endpoint failed: {exc}") from None
             if resp.usage is not None:
                 self.prompt_tokens += resp.usage.prompt_tokens or 0
                 self.completion_tokens += resp.usage.completion_tokens or 0
@@ -79,6 +85,29 @@ class OpenAIChatModel:
                 time.sleep(0.05 * (attempt + 1))
         raise TagtreeError(f"LLM returned no valid JSON after {self.parse_retries + 1} tries: "
                            f"{last}")
+
+
+@contextlib.contextmanager
+def open_chat_model(cfg, *, parse_retries: int | None = None) -> Iterator[OpenAIChatModel]:
+    """The configured endpoint, or with no ``llm.base_url`` the offline model on a local
+    server for the duration (as ``annotate --tagger llm`` does)."""
+    # An endpoint is configured: a base URL, or a model name with an API key (OpenAI itself).
+    if cfg.llm.base_url or (cfg.llm.model and os.environ.get(cfg.llm.api_key_env)):
+        model = make_chat_model(cfg)
+        if parse_retries is not None:
+            model.parse_retries = parse_retries
+        yield model
+        return
+    from tagtree.io.local_llm import LocalLLMServer
+
+    with LocalLLMServer() as server:
+        # Nothing is billed locally and a shared CPU is slow: a long timeout, few retries.
+        model = OpenAIChatModel(server.base_url, server.model, temperature=cfg.llm.temperature,
+                                timeout_s=max(cfg.llm.timeout_s, 600.0), max_retries=2,
+                                parse_retries=1 if parse_retries is None else parse_retries)
+        # The port changes every start: the fingerprint (tree versions, name cache) must not.
+        model.fingerprint = f"chat:{server.model}@local:t{model.temperature}"
+        yield model
 
 
 def make_chat_model(cfg) -> OpenAIChatModel:

@@ -77,6 +77,12 @@ TABLES: dict[str, str] = {
         CREATE TABLE IF NOT EXISTS instance_embeddings (
             instance_id VARCHAR NOT NULL, embedder VARCHAR NOT NULL, vector FLOAT[] NOT NULL,
             PRIMARY KEY (instance_id, embedder))""",
+    # LLM names of tree clusters, keyed by model + prompt + the members shown: a rebuild asks
+    # the model only about clusters whose members changed.
+    "cluster_names": """
+        CREATE TABLE IF NOT EXISTS cluster_names (
+            key VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, description VARCHAR,
+            created_at TIMESTAMP DEFAULT current_timestamp)""",
     "trees": """
         CREATE TABLE IF NOT EXISTS trees (
             tree_version VARCHAR PRIMARY KEY, created_at TIMESTAMP DEFAULT current_timestamp,

@@ -98,6 +98,16 @@ class TreeQueries:
             raise TagtreeError(f"{len(tags) - t.num_rows} tags have no '{embedder}' embedding")
         return _vectors(t.column("vector"))
 
+    # -- cluster names (LLM refinement cache) -----------------------------------------------
+    def cluster_name(self, key: str) -> tuple[str, str] | None:
+        rows = self.rows("SELECT name, coalesce(description, '') FROM cluster_names "
+                         "WHERE key = ?", [key])
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def put_cluster_name(self, key: str, name: str, description: str) -> None:
+        self.run("INSERT OR REPLACE INTO cluster_names (key, name, description) VALUES (?, ?, ?)",
+                 [key, name, description])
+
     # -- trees -----------------------------------------------------------------------------
     def tree_exists(self, version: str) -> bool:
         return bool(self.scalar("SELECT count(*) FROM trees WHERE tree_version = ?", [version]))
