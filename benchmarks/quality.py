@@ -41,6 +41,7 @@ BUDGETS = (0.01, 0.05, 0.10)
 BASELINES = ("random", "kcenter", "deita", "instag", "quality", "kmeans")
 RANDOM_SEEDS = 20
 REBUILD = False
+NAMES_LLM = False
 
 
 def parse_sets(pairs: list[str]) -> dict:
@@ -224,6 +225,50 @@ def member_tag_names(db: Path, built: dict, tree) -> list[str]:
     return out
 
 
+def llm_named_tree(db: Path, cfg_dict: dict, embedder, tree):
+    """The tree rebuilt with LLM refinement of its top level (the local model unless an endpoint
+    is configured): (tree version, refiner stats, seconds)."""
+    from tagtree.config import Config
+    from tagtree.io.store import Store
+    from tasks.tree import build_tree_in, ground_in, open_refiner
+
+    cfg = json.loads(json.dumps(cfg_dict))
+    cfg.setdefault("tree", {}).update(refine_with_llm=True, refine_min_level=tree.depth - 1)
+    config = Config.model_validate(cfg)
+    t0 = time.perf_counter()
+    with Store(str(db)) as store, open_refiner(config, embedder, store) as (refiner, fps):
+        built = build_tree_in(store, config, embedder, refiner=refiner, refiner_fingerprints=fps)
+        ground_in(store, config, embedder, built["tree_version"])
+    return built["tree_version"], built.get("refine"), round(time.perf_counter() - t0, 1)
+
+
+def llm_naming(ds: LabelledSet, db: Path, llm_tree, ids, labels_top, embedder) -> dict:
+    """The naming score of the LLM-refined tree's top level (its own clustering after merges)."""
+    from tagtree.io.store import Store
+    from tagtree.label_metrics import assignment, majority_labels, naming_hits
+
+    version, stats, seconds = llm_tree
+    with Store(str(db)) as store:
+        tree = store.load_tree(version)
+        _, weights = store.instance_leaf_matrix(version, ids)
+    top_level = tree.depth - 1
+    top = assignment(tree, weights @ tree.leaf_ancestors(), top_level)
+    ok = top >= 0
+    unnamed = {ds.display.get(u, u) for u in ds.unnamed}
+    show = np.array([ds.display.get(lb, lb) for lb in labels_top[ok].tolist()])
+    majority = {c: lb for c, lb in majority_labels(top[ok], show).items() if lb not in unnamed}
+
+    def embed(texts):
+        v = np.asarray(embedder.embed(list(texts)), dtype=np.float32)
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+    names = {int(c): tree.name[c] for c in tree.nodes_at(top_level)}
+    hits = naming_hits(names, majority, sorted(set(show.tolist()) - unnamed), embed)
+    return {"share": sum(hits.values()) / max(len(hits), 1), "hits": int(sum(hits.values())),
+            "scored": len(hits), "names": list(names.values()), "refine": stats,
+            "seconds": seconds}
+
+
 def select(method: str, problem, config, k: int, seed: int = 0, align: str = "none"):
     from tagtree.baselines import make_selector
     from tasks.sample import selector_params
@@ -310,10 +355,13 @@ def run_set(name: str, cache: Path, overrides: dict, llm: dict) -> dict:
     embedder = make_embedder(config)
     variants = {"default": list(problem.tree.name),
                 "member tags": member_tag_names(db, built, problem.tree)}
+    llm_tree = llm_named_tree(db, cfg, embedder, problem.tree) if NAMES_LLM else None
     result = {"set": name, "pool": problem.n, "tags": built["n_tags"] if "n_tags" in built
               else built.get("tags"), "tree_seconds": round(tree_s, 1),
               "tree": tree_rows(problem, labels[ds.top_field], labels[ds.leaf_field]),
-              "naming": naming_rows(ds, problem, labels[ds.top_field], variants, embedder),
+              "naming": naming_rows(ds, problem, labels[ds.top_field], variants, embedder)
+              | ({"llm": llm_naming(ds, db, llm_tree, ids, labels[ds.top_field], embedder)}
+                 if llm_tree is not None else {}),
               "selection": selection_rows(problem, config, labels[ds.leaf_field], lengths)}
     n_labels = len(set(labels[ds.leaf_field].tolist()))
     if ds.planted_tags is not None:  # a budget of exactly one pick per finest label
@@ -347,6 +395,10 @@ def print_result(r: dict) -> None:
         print(f"  {variant:>12}: {v['share']:.0%} ({v['hits']}/{nm['scored']})   " + " | ".join(
             _named(n, nm["majority"].get(c), c in v["hit_nodes"])
             for c, n in zip(nm["nodes"], v["names"], strict=True)))
+    if "llm" in nm:
+        v = nm["llm"]
+        print(f"  {'LLM (top)':>12}: {v['share']:.0%} ({v['hits']}/{v['scored']}) in "
+              f"{v['seconds']} s, {v['refine']}   " + " | ".join(v["names"]))
     methods = ("tags",) + BASELINES
     print(f"{'budget':>7} {'k':>5} " + " ".join(f"{m:>8}" for m in methods)
           + "   (labels covered; entropy; mean length / pool's)")
@@ -383,11 +435,15 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", nargs="*", default=[],
                     help="config overrides, e.g. tree.leaf_size=8 sample.level_decay=0.5")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    ap.add_argument("--names-llm", action="store_true",
+                    help="also name the top level with the LLM (the local model unless "
+                    "--llm-base-url) and print its naming score")
     ap.add_argument("--rebuild", action="store_true",
                     help="drop the cached trees first (after changing the tree code)")
     args = ap.parse_args()
-    global REBUILD
+    global REBUILD, NAMES_LLM
     REBUILD = args.rebuild
+    NAMES_LLM = args.names_llm
     llm = {"base_url": args.llm_base_url, "model": args.llm_model} if args.llm_base_url else {}
     results = []
     for name in args.sets:

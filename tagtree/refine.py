@@ -64,15 +64,18 @@ class LLMRefiner:
     a cluster whose shown members did not change is never asked again).
 
     A cluster the model cannot name (endpoint errors, no JSON, an unusable name after a second,
-    different try) keeps its offline name; ``failed_`` counts them. After ``GIVE_UP_AFTER``
+    different try) keeps its offline name; ``failed_`` counts them. With an ``embedder``, an
+    answer that fits the members worse than the offline name (``fit_margin``) is dropped too
+    (``rejected_``). After ``GIVE_UP_AFTER``
     consecutive endpoint failures the remaining clusters are not asked (``gave_up_``)."""
 
     def __init__(self, chat, embedder=None, *, max_members: int = 12,
-                 reassign_margin: float = 0.05, cache=None):
+                 reassign_margin: float = 0.05, cache=None, fit_margin: float = 0.05):
         self.chat = chat
         self.embedder = embedder
         self.max_members = max_members
         self.reassign_margin = reassign_margin
+        self.fit_margin = fit_margin
         self.cache = cache
         self.clusters_ = 0  # clusters to name
         self.calls_ = 0  # clusters sent to the model (a retry is not another cluster)
@@ -80,6 +83,7 @@ class LLMRefiner:
         self.cached_ = 0
         self.named_ = 0
         self.failed_ = 0
+        self.rejected_ = 0  # answers that fit the members worse than the offline name
         self.gave_up_ = False
         self.merged_ = 0
         self.moved_ = 0
@@ -87,6 +91,7 @@ class LLMRefiner:
 
     def stats(self) -> dict:
         return {"named": self.named_, "cached": self.cached_, "failed": self.failed_,
+                "rejected": self.rejected_,
                 "requests": self.requests_, "merged": self.merged_, "moved": self.moved_,
                 "gave_up": self.gave_up_}
 
@@ -139,21 +144,46 @@ class LLMRefiner:
         """Return (labels, names, descriptions) after naming, merging and reassignment."""
         labels = np.asarray(labels, np.int64).copy()
         k = int(labels.max()) + 1
-        new_names, new_desc = [], []
+        new_names, new_desc, shown_all = [], [], []
         for c in range(k):
             members = np.flatnonzero(labels == c)
             if len(members) > self.max_members:  # closest to the cluster mean read best
                 centre = member_vectors[members].mean(axis=0)
                 members = members[np.argsort(-(member_vectors[members] @ centre), kind="stable")]
             shown = [member_names[i] for i in members[:self.max_members]]
+            shown_all.append(shown)
             name, desc = self.name_cluster(level, shown, names[c])
             new_names.append(name)
             new_desc.append(desc or descriptions[c])
+        if self.embedder is not None:
+            new_names, new_desc = self._keep_fitting(shown_all, new_names, new_desc, names,
+                                                     descriptions)
         labels, new_names, new_desc = self._merge_duplicates(labels, new_names, new_desc)
         if self.embedder is not None and len(new_names) > 1:
             labels, new_names, new_desc = self._reassign(labels, member_vectors, new_names,
                                                          new_desc)
         return labels, new_names, new_desc
+
+    def _keep_fitting(self, shown, names, descs, offline, offline_descs):
+        """An LLM name is kept only when it fits the cluster's members (cosine to their mean
+        string embedding) at least about as well as the offline name: a 135M model answers
+        "Geralt of Raven" for a cluster of fantasy-story tags, and a heading beats that."""
+        changed = [c for c in range(len(names)) if names[c] != offline[c]]
+        if not changed:
+            return names, descs
+        texts = [names[c] for c in changed] + [offline[c] for c in changed]
+        flat = [m for c in changed for m in shown[c]]
+        vecs = self.embedder.embed(texts + flat)
+        name_v, off_v, mem_v = (vecs[:len(changed)], vecs[len(changed):2 * len(changed)],
+                                vecs[2 * len(changed):])
+        out_n, out_d, start = list(names), list(descs), 0
+        for i, c in enumerate(changed):
+            centre = mem_v[start:start + len(shown[c])].mean(axis=0)
+            start += len(shown[c])
+            if float(name_v[i] @ centre) < float(off_v[i] @ centre) - self.fit_margin:
+                out_n[c], out_d[c] = offline[c], offline_descs[c]
+                self.rejected_ += 1
+        return out_n, out_d
 
     def _merge_duplicates(self, labels, names, descs):
         first: dict[str, int] = {}

@@ -54,7 +54,8 @@ def build(
     if built.get("refine"):
         r = built["refine"]
         console.print(f"LLM names: {r['named']:,} asked, {r['cached']:,} from earlier builds, "
-                      f"{r['failed']:,} kept their offline name (no usable answer)"
+                      f"{r['failed']:,} kept their offline name (no usable answer), "
+                      f"{r.get('rejected', 0):,} (the answer fit the members worse)"
                       + (" - the endpoint kept failing, the rest were not asked"
                          if r["gave_up"] else ""), highlight=False)
     console.print(f"next: tagtree tree show --db {cfg.store.db}", style="dim")

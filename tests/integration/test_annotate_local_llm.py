@@ -47,3 +47,31 @@ def test_local_model_tags_instances_end_to_end(tmp_path, db_path):
     for _, tags, status, error in rows:  # a 135M model: tags are weak, but they are tags
         assert status == "ok", error
         assert 2 <= len(tags) <= 12 and all(isinstance(t, str) and t for t in tags)
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_tree_build_with_llm_starts_the_local_model_and_names_every_node(tmp_path, db_path):
+    """`tagtree tree build --llm` with no endpoint configured: the local model names the
+    clusters; whatever it answers, every node ends with a name and the counts are printed."""
+    import subprocess
+    import sys
+
+    rows = [{"instruction": f"{q} (case {i})", "output": "..."} for i in range(4) for q in (
+        "Write a Python function that reverses a linked list.",
+        "Explain the light reactions of photosynthesis.",
+        "Give a recipe for a chocolate cake.", "What is a derivative in calculus?")]
+    path = tmp_path / "pool.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    env = {"PATH": "/usr/bin:/bin", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "HOME": str(tmp_path)}
+    run = [sys.executable, "-m", "tagtree"]
+    for args in (["ingest", str(path)], ["annotate"], ["tree", "build", "--llm"]):
+        out = subprocess.run(run + args + ["--db", db_path], capture_output=True, text=True,
+                             env=env, timeout=900)
+        assert out.returncode == 0, out.stderr
+    assert "LLM names:" in out.stdout
+    with Store(db_path) as store:
+        tree = store.load_tree()
+        assert all(name.strip() for name in tree.name)
+        assert store.tree_stats(tree.version)["refine"]["gave_up"] is False

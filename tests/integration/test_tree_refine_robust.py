@@ -128,3 +128,21 @@ def test_a_rebuild_asks_only_about_changed_clusters(store):
     # ... and every other refined cluster came from the cache.
     assert r2.cached_ > 0 and r2.cached_ + r2.calls_ == r2.clusters_
     assert r2.calls_ < r1.calls_
+
+
+def test_an_answer_that_fits_the_members_worse_than_the_offline_name_is_dropped():
+    from tagtree.io.embedder import make_embedder
+
+    emb = make_embedder(Config())
+    members = ["apple", "pear", "plum", "hammer", "saw", "nail"]
+    labels = np.array([0, 0, 0, 1, 1, 1])
+
+    def respond(body):
+        fruit = "apple" in items(body)
+        return json.dumps({"name": "Fruit" if fruit else "Geralt of Raven", "description": "."})
+
+    with FakeOpenAIServer(responder=respond) as srv:
+        refiner = LLMRefiner(chat(srv.base_url), emb)
+        _, names, _ = refiner.refine_level(1, labels, members, emb.embed(members),
+                                           ["fruit a", "hand tools"], ["", ""])
+    assert names == ["Fruit", "hand tools"] and refiner.rejected_ == 1
