@@ -14,6 +14,11 @@ class StoreBusy(TagtreeError):
     a moment for when the other writer only touches the file briefly (landing state)."""
 
 
+class EmbeddingUnavailable(TagtreeError):
+    """The embedder could not be built or could not embed (no model, endpoint down): methods
+    that need instance vectors are skipped in a comparison instead of failing it."""
+
+
 _FULL = ("no space left on device", "disk quota exceeded")
 
 

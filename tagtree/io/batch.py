@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable
 
-from tagtree.annotate import FAILED, OK, TagError, TagResult, TagStats, clean_tags, parse_tags
+from tagtree.annotation import FAILED, OK, TagError, TagResult, TagStats, clean_tags, parse_tags
 from tagtree.errors import TagtreeError
 from tagtree.io.annotator import AnnotateSummary, LLMTagger
 
@@ -32,7 +32,7 @@ def _client(tagger: LLMTagger, cfg):
 
 def request_line(tagger: LLMTagger, instance_id: str, instruction: str, response: str,
                  system: str) -> dict:
-    from tagtree.annotate import TagInput, truncate
+    from tagtree.annotation import TagInput, truncate
 
     item, _ = truncate(TagInput(instance_id, instruction, response, system),
                        tagger.max_input_tokens, tagger.count_tokens)

@@ -191,6 +191,19 @@ def objects_for(uri: str, *, endpoint_url: str | None = None, region: str | None
     return LocalObjects()
 
 
+def browse_url(uri: str, conn: dict | None = None) -> str:
+    """A link a browser can follow to an output: the S3-compatible endpoint's path-style URL
+    (where one is configured), the AWS console's object page for S3 itself, a file:// URL for a
+    local path."""
+    if not is_s3(uri):
+        return Path(uri).resolve().as_uri()
+    bucket, key = split_s3(uri)
+    endpoint = (conn or {}).get("endpoint_url")
+    if endpoint:
+        return f"{endpoint.rstrip('/')}/{bucket}/{key}"
+    return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={key}"
+
+
 def cache_path(cache_dir: str | Path, uri: str, etag: str) -> Path:
     """Where a downloaded object lives locally: one file per (key, ETag), keeping its name
     (readers detect formats from suffixes) and never overwritten by a newer version."""

@@ -1,5 +1,5 @@
 """Report stage (data): tree_nodes, tag_leaf, instance_nodes, selections, scores, runs, ... ->
-one JSON-able dict of aggregates that ``tagtree.report.render_report`` turns into HTML.
+one JSON-able dict of aggregates that ``tagtree.report_page.render_report`` turns into HTML.
 
 Everything is aggregated in DuckDB (counts and probability mass per tree node and group); only
 the top tags and a few example instructions of the ``report.detail_nodes`` most prominent nodes

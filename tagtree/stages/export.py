@@ -1,17 +1,14 @@
-"""Export task: selections + instances -> selection file(s) + manifest on disk, rows in exports."""
+"""Export stage: selections + instances -> selection file(s) + manifest on disk, rows in exports."""
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
-from tagtree.config import Config
 from tagtree.errors import TagtreeError
 from tagtree.io.export import export_selection
-from tagtree.io.store import Store
+from tagtree.stages.common import as_config, open_store
+from tagtree.stages.results import ExportResult
 
 
-def run_export(db: str, cfg: dict, run_id: str, out: str | None = None, *,
+def run_export(store, cfg, run_id: str, out: str | None = None, *,
                method: str | None = None, name: str | None = None,
                tree_version: str | None = None, location: str | None = None) -> dict:
     """Write the run's selection (``sample.method`` unless ``method``) to ``out`` (default
@@ -22,20 +19,15 @@ def run_export(db: str, cfg: dict, run_id: str, out: str | None = None, *,
     built tree under which every selected instance is scored. ``location``: where the files will
     be published (an s3:// prefix the flow uploads ``out`` to): the manifest and the ``exports``
     rows name the files there instead of their local paths."""
-    config = Config.model_validate(cfg)
+    config = as_config(cfg)
     method = method or config.sample.method
     pool = config.sample.pool
-    with Store(db) as store:
+    with open_store(store) as store:
         metrics = store.selection_metrics(run_id)
         if method not in metrics:
             raise TagtreeError(f"run {run_id} has no '{method}' selection (run `tagtree sample`)")
-        tree_version = tree_version or store.scalar(
-            "SELECT s.tree_version FROM scores s JOIN selections sel "
-            "ON sel.instance_id = s.instance_id JOIN trees t ON t.tree_version = s.tree_version "
-            "WHERE sel.run_id = ? AND sel.method = ? GROUP BY s.tree_version "
-            "HAVING count(*) = (SELECT count(*) FROM selections WHERE run_id = ? AND method = ?) "
-            "ORDER BY max(t.created_at) DESC, s.tree_version DESC LIMIT 1",
-            [run_id, method, run_id, method]) or store.latest_tree_version()
+        tree_version = (tree_version or store.selection_tree_version(run_id, method)
+                        or store.latest_tree_version())
         manifest = {"tree_version": tree_version, "budget": config.sample.budget,
                     "pool": len(store.pool_ids(pool)), "pool_datasets": pool,
                     "metrics": metrics[method], "compared": {m: v for m, v in metrics.items()
@@ -51,10 +43,11 @@ def run_export(db: str, cfg: dict, run_id: str, out: str | None = None, *,
                              f"{', '.join(result['files'][:-1])} (manifest {result['manifest']})"}
 
 
-# Not cached: writing files is cheap and the files may have been moved or deleted since.
-@task(name="export", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5,
-      timeout_seconds=3600)
-def export(db: str, cfg: dict, run_id: str, out: str, tree_version: str | None = None,
-           location: str | None = None) -> dict:
-    """Returns {run_id, method, rows, files (paths written), manifest (path), tree_version}."""
-    return run_export(db, cfg, run_id, out, tree_version=tree_version, location=location)
+def export(store, *, config=None, resources=None, run_id: str, out: str | None = None,
+           method: str | None = None, name: str | None = None,
+           tree_version: str | None = None, location: str | None = None) -> ExportResult:
+    """Write run ``run_id``'s selection to ``out`` (default ``export.out``) in
+    ``export.format`` with its manifest; see ``run_export``. (No resources needed; the
+    parameter keeps the calling convention.)"""
+    return ExportResult.of(run_export(store, config, run_id, out, method=method, name=name,
+                                      tree_version=tree_version, location=location))

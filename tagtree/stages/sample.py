@@ -1,48 +1,58 @@
-"""Sample task: scores + instance_nodes (+ target grounding, instance_embeddings) -> selections
-and selection_metrics (plus a Prefect table artifact of the metrics)."""
+"""Sample stage: scores + instance_nodes (+ target grounding, instance_embeddings) -> selections
+and selection_metrics."""
 
 from __future__ import annotations
 
 import time
 
 import numpy as np
-from prefect import task
 
 from tagtree.align import leaf_mass, normalise_rows
 from tagtree.baselines import make_selector
 from tagtree.config import Config, parse_budget
-from tagtree.errors import TagtreeError
-from tagtree.io.store import Store
+from tagtree.errors import EmbeddingUnavailable, TagtreeError
 from tagtree.metrics import evaluate, pool_kl
 from tagtree.sampling import SelectionProblem
 from tagtree.scoring import TreeScorer
-from tasks.policies import artifact_key, stage_cache_policy
-from tasks.score import StoreContent
+from tagtree.stages.common import as_config, open_store
+from tagtree.stages.resources import Resources, resources_or_new
+from tagtree.stages.results import SampleResult
 
 ALGORITHM_VERSION = "sample-1"
 EMBED_SHARD = 5_000  # instances embedded and written per shard: an interrupted run resumes
 NEEDS_EMBEDDINGS = ("deita", "kcenter", "kmeans")
 
 
-def ensure_embeddings(store: Store, config: Config, ids: list[str],
-                      embedder=None) -> np.ndarray:
+def ensure_embeddings(store, config: Config, ids: list[str], embedder=None, *,
+                      resources: Resources | None = None) -> np.ndarray:
     """Instance vectors (instruction + response) for ``ids``, computing only missing ones;
-    ``embedder``: the one to use (default: the configured one)."""
-    if embedder is None:
-        from tagtree.io.embedder import make_embedder
-
-        embedder = make_embedder(config)
-    missing = store.missing_instance_embeddings(embedder.fingerprint, ids)
+    ``embedder``: the one to use (default: the configured one). An embedder that cannot be
+    built or fails raises ``EmbeddingUnavailable``."""
+    try:
+        if embedder is None:
+            embedder = resources_or_new(resources).embedder_for(config)
+        missing = store.missing_instance_embeddings(embedder.fingerprint, ids)
+    except EmbeddingUnavailable:
+        raise
+    except TagtreeError as exc:
+        raise EmbeddingUnavailable(str(exc)) from exc
     for start in range(0, len(missing), EMBED_SHARD):
         part = missing[start:start + EMBED_SHARD]
         instructions, responses = store.instance_texts(part)
         texts = [f"{a}\n{b}".strip() for a, b in zip(instructions, responses, strict=True)]
-        store.write_instance_embeddings(embedder.fingerprint, part, embedder.embed(texts))
+        try:
+            vectors = embedder.embed(texts)
+        except EmbeddingUnavailable:
+            raise
+        except TagtreeError as exc:
+            raise EmbeddingUnavailable(str(exc)) from exc
+        store.write_instance_embeddings(embedder.fingerprint, part, vectors)
     return store.instance_vectors(embedder.fingerprint, ids)
 
 
-def load_problem(store: Store, config: Config, tree_version: str | None, *,
-                 embeddings: bool = False, target: list[str] | None = None):
+def load_problem(store, config: Config, tree_version: str | None, *,
+                 embeddings: bool = False, target: list[str] | None = None,
+                 resources: Resources | None = None):
     """The pool as a SelectionProblem, its ids, and facts about the target sample."""
     tree = store.load_tree(tree_version)
     ids = store.pool_ids(config.sample.pool)
@@ -70,7 +80,7 @@ def load_problem(store: Store, config: Config, tree_version: str | None, *,
             info["target_grounded"] = int((np.diff(tleaves.indptr) > 0).sum())
             if info["target_grounded"]:
                 target_mass = leaf_mass(normalise_rows(tleaves))
-    vectors = ensure_embeddings(store, config, ids) if embeddings else None
+    vectors = ensure_embeddings(store, config, ids, resources=resources) if embeddings else None
     problem = SelectionProblem(tree, scorer.weights_, quality, scorer.ic_, embeddings=vectors,
                                target_mass=target_mass)
     return problem, ids, info
@@ -88,27 +98,28 @@ def selector_params(config: Config, method: str, seed: int | None = None) -> dic
     return {"random_state": seed, "threshold": s.deita_threshold, "max_pool": s.kcenter_max_pool}
 
 
-def run_sample(db: str, cfg: dict, tree_version: str | None, run_id: str, *,
+def run_sample(store, cfg, tree_version: str | None, run_id: str, *,
                methods: list[str] | None = None, target: list[str] | None = None,
-               random_seeds: int = 1) -> dict:
+               random_seeds: int = 1, resources: Resources | None = None) -> dict:
     """Select with each method (default: ``sample.method``), store selections and metrics.
 
     ``target``: None aligns to every stored target sample; a list names the target datasets to
     use. ``random_seeds`` > 1 reports the random baseline's metrics as a mean over that many seeds.
     """
-    config = Config.model_validate(cfg)
+    config = as_config(cfg)
     methods = methods or [config.sample.method]
     smoothing, dup = config.sample.align_smoothing, config.sample.dup_threshold
     skipped: dict[str, str] = {}
-    with Store(db) as store:
+    resources = resources_or_new(resources)
+    with open_store(store) as store:
         want_vectors = any(m in NEEDS_EMBEDDINGS for m in methods)
         try:
             problem, ids, info = load_problem(
                 store, config, tree_version, target=[] if target is None else target,
-                embeddings=want_vectors)
-        except TagtreeError as exc:
+                embeddings=want_vectors, resources=resources)
+        except EmbeddingUnavailable as exc:
             # A comparison still runs without embeddings; a single requested method does not.
-            if not want_vectors or len(methods) == 1 or "embedd" not in str(exc).lower():
+            if len(methods) == 1:
                 raise
             skipped = {m: str(exc) for m in methods if m in NEEDS_EMBEDDINGS}
             methods = [m for m in methods if m not in NEEDS_EMBEDDINGS]
@@ -149,7 +160,8 @@ def run_sample(db: str, cfg: dict, tree_version: str | None, run_id: str, *,
             "line": line} | info
 
 
-def ensure_target(db: str, cfg: dict, path: str, tree_version: str | None = None) -> dict:
+def ensure_target(store, cfg, path: str, tree_version: str | None = None, *,
+                  resources: Resources | None = None) -> dict:
     """Make the target sample at ``path`` usable for alignment on the tree: ingest it (role
     target) if the store has not seen it, tag what is untagged with the configured tagger, and
     ground it on ``tree_version`` (the latest when None) when it has no grounding there. Each
@@ -157,18 +169,18 @@ def ensure_target(db: str, cfg: dict, path: str, tree_version: str | None = None
     from pathlib import Path
 
     from tagtree.io import hf
-    from tagtree.io.annotator import annotate_store, open_tagger, tagger_fingerprint_for
-    from tagtree.io.embedder import make_embedder
+    from tagtree.io.annotator import annotate_store, tagger_fingerprint_for
     from tagtree.io.ingest import dataset_name, ingest_files
-    from tasks.tree import ground_in
+    from tagtree.stages.ground import ground_in
 
-    config = Config.model_validate(cfg)
+    config = as_config(cfg)
+    resources = resources_or_new(resources)
     target = Path(path)
     candidates = [target.name, dataset_name(str(target))]
     if hf.is_hf_input(target):
         candidates.insert(0, hf.dataset_name(target, None))
     out = {"ingested": 0, "annotated": 0, "grounded": 0, "lines": []}
-    with Store(db) as store:
+    with open_store(store) as store:
         version = tree_version or store.latest_tree_version()
         if version is None:
             raise TagtreeError("no knowledge tree in the store (run `tagtree curate` or build one)")
@@ -198,8 +210,8 @@ def ensure_target(db: str, cfg: dict, path: str, tree_version: str | None = None
                 f"the tree {version} was built from tagger {tree_tagger}, but the current "
                 f"settings tag with {wanted}: pass the --llm-base-url/--llm-model (or "
                 "annotate.tagger) the tree was built with to tag the target sample")
-        embedder = make_embedder(config)
-        with open_tagger(config, embedder=embedder) as tagger:
+        embedder = resources.embedder_for(config)
+        with resources.open_tagger(config) as tagger:
             tagged = annotate_store(store, tagger, page=config.annotate.batch_size)
         out["annotated"] = tagged.requested
         out["lines"].append(f"target: {tagged.line()}")
@@ -211,12 +223,12 @@ def ensure_target(db: str, cfg: dict, path: str, tree_version: str | None = None
     return out | {"names": names}
 
 
-def comparison_notes(db: str, run_id: str, summary: dict) -> list[str]:
+def comparison_notes(store, run_id: str, summary: dict) -> list[str]:
     """Why methods print the same figures: selections that are identical, and quality ranking
     by richness alone when no judge scores exist (quality, deita and instag then all order by
     the tree's richness, so they tend to pick alike)."""
     notes = []
-    with Store(db) as store:
+    with open_store(store) as store:
         sets = store.selection_sets(run_id)
         judged = store.judged_scores(summary["tree_version"])
     groups: dict[frozenset, list[str]] = {}
@@ -240,20 +252,33 @@ def metrics_rows(summary: dict) -> list[dict]:
     return [{"method": m} | {k: round(v, 4) for k, v in metrics.items()} for m, metrics in rows]
 
 
-@task(name="sample", retries=1, retry_delay_seconds=10, timeout_seconds=6 * 3600,
-      cache_policy=stage_cache_policy(ALGORITHM_VERSION)
-      + StoreContent(parts=("datasets", "sources", "grounding", "scores", "embeddings")),
-      persist_result=True, result_serializer="json")
-def sample(db: str, cfg: dict, tree_version: str, run_id: str) -> dict:
-    """Write ``selections`` + ``selection_metrics`` for ``run_id``; returns the metrics, the KL to
-    the target before (whole pool) and after (selection) when a target sample is stored."""
-    from prefect.artifacts import create_table_artifact
-    from prefect.context import TaskRunContext
+def sample(store, *, config=None, resources: Resources | None = None,
+           tree_version: str | None = None, run_id: str | None = None,
+           methods: list[str] | None = None, target: list[str] | None = None,
+           random_seeds: int = 1) -> SampleResult:
+    """Select ``sample.budget`` of the pool with ``sample.method`` (or each of ``methods``) on
+    ``tree_version`` (the latest when None); store ``selections`` and ``selection_metrics``
+    under ``run_id`` (a new run, recorded in ``runs``, when None). ``target``: the target
+    datasets to align to (None: every stored target sample)."""
+    config = as_config(config)
+    with open_store(store) as store:
+        if run_id is not None:
+            return SampleResult.of(run_sample(store, config, tree_version, run_id,
+                                              methods=methods, target=target,
+                                              random_seeds=random_seeds, resources=resources))
+        run_id = new_run_id("sample")
+        store.start_run(run_id, "sample", config.model_dump())
+        try:
+            summary = run_sample(store, config, tree_version, run_id, methods=methods,
+                                 target=target, random_seeds=random_seeds, resources=resources)
+        except BaseException:
+            store.finish_run(run_id, "failed", metrics={})
+            raise
+        store.finish_run(run_id, "completed", metrics={"sample": summary})
+    return SampleResult.of(summary)
 
-    summary = run_sample(db, cfg, tree_version, run_id)
-    if TaskRunContext.get() is not None:  # not when the body is called directly (tests, CLI)
-        create_table_artifact(key=artifact_key("selection-metrics", cfg),
-                              table=metrics_rows(summary),
-                              description=f"Selection metrics of run {run_id} (pool "
-                                          f"{summary['pool']:,}, budget {summary['budget']})")
-    return summary
+
+def new_run_id(kind: str) -> str:
+    import uuid
+
+    return f"{kind}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tagtree.errors import TagtreeError
 from tagtree.io.report_data import gather_report_data, kl_divergence, normalized_entropy
 from tagtree.io.store import Store
-from tagtree.report import render_report, script_json
+from tagtree.report_page import render_report, script_json
 
 XSS = "<script>alert(1)</script>"
 STUB_JS = "window.TTCharts = {};"  # the real chart code is drawn by the browser test

@@ -94,6 +94,9 @@ class SampleQueries:
             self.insert_arrow("scores", table)
         return len(ids)
 
+    def scored_count(self, tree_version: str) -> int:
+        return self.scalar("SELECT count(*) FROM scores WHERE tree_version = ?", [tree_version])
+
     def quality_scores(self, tree_version: str, ids: list[str]) -> np.ndarray:
         """q(x) in ``ids`` order; NaN for instances not scored under ``tree_version``."""
         t = self._aligned("SELECT w.pos, s.quality FROM _ids w LEFT JOIN scores s "
@@ -160,6 +163,16 @@ class SampleQueries:
                 "ORDER BY method, metric", [run_id]):
             out.setdefault(method, {})[metric] = value
         return out
+
+    def selection_tree_version(self, run_id: str, method: str) -> str | None:
+        """The newest built tree under which every instance of the selection is scored."""
+        return self.scalar(
+            "SELECT s.tree_version FROM scores s JOIN selections sel "
+            "ON sel.instance_id = s.instance_id JOIN trees t ON t.tree_version = s.tree_version "
+            "WHERE sel.run_id = ? AND sel.method = ? GROUP BY s.tree_version "
+            "HAVING count(*) = (SELECT count(*) FROM selections WHERE run_id = ? AND method = ?) "
+            "ORDER BY max(t.created_at) DESC, s.tree_version DESC LIMIT 1",
+            [run_id, method, run_id, method])
 
     def selection_methods(self, run_id: str) -> list[str]:
         return [r[0] for r in self.rows(

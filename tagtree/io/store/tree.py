@@ -106,6 +106,11 @@ class TreeQueries:
         raw = self.scalar("SELECT stats FROM trees WHERE tree_version = ?", [version])
         return orjson.loads(raw) if raw else {}
 
+    def tree_config(self, version: str) -> dict:
+        """The settings a tree was built with (its ``tree`` and ``embed`` sections)."""
+        raw = self.scalar("SELECT config FROM trees WHERE tree_version = ?", [version])
+        return orjson.loads(raw) if raw else {}
+
     def latest_tree_version(self) -> str | None:
         return self.scalar("SELECT tree_version FROM trees ORDER BY created_at DESC, "
                            "tree_version LIMIT 1")
@@ -225,6 +230,11 @@ class TreeQueries:
             finally:
                 self.con.unregister("_instance_nodes")
         return coo.nnz
+
+    def node_instance_counts(self, version: str) -> dict[int, int]:
+        """Instances grounded on each node of tree ``version``."""
+        return dict(self.rows("SELECT node_id, count(*) FROM instance_nodes "
+                              "WHERE tree_version = ? GROUP BY 1", [version]))
 
     def instance_leaf_matrix(self, version: str | None = None,
                              instance_ids: list[str] | None = None):
