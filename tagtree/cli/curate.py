@@ -98,12 +98,13 @@ def curate(
 
     # Unusable inputs fail here, in one line, before Prefect starts (item 6 of issue 16).
     check_inputs([*inputs, *([target] if target else [])], cfg.ingest.format)
-    from tagtree.cli.project import import_project, prefect_project
+    from tagtree.cli.project import import_project, prefect_project, require_project
 
     if prefect is None:
         prefect = prefect_project() is not None
     if not prefect:
         return _curate_library(inputs, target, cfg)
+    require_project()
     quiet_prefect()
     keep_out_of_parameters(overrides, "llm.base_url")
     from tagtree.cli.lifeline import exit_on_sigterm, hold

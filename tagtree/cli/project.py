@@ -29,13 +29,19 @@ def prefect_project() -> Path | None:
     return None
 
 
-def import_project(module: str) -> ModuleType:
-    """Import ``flows.x`` / ``deployments.x`` from the Prefect project."""
+def require_project() -> Path:
+    """The Prefect project's folder, or a TagtreeError saying how to get one."""
     root = prefect_project()
     if root is None:
         raise TagtreeError(f"this command runs the Prefect project (flows/, tasks/, deployments/ "
                            f"of a tagtree checkout), which `pip install` does not install: run "
                            f"it from a clone, or set {ENV}=/path/to/tagtree")
+    return root
+
+
+def import_project(module: str) -> ModuleType:
+    """Import ``flows.x`` / ``deployments.x`` from the Prefect project."""
+    root = require_project()
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     return importlib.import_module(module)
