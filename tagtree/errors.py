@@ -19,6 +19,15 @@ class EmbeddingUnavailable(TagtreeError):
     that need instance vectors are skipped in a comparison instead of failing it."""
 
 
+# HTTP statuses a later attempt can succeed on, for every client (LLM endpoints, S3, the
+# Prefect retry conditions): timeout, conflict, too early, rate limit, and any server error.
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+
+
+def retryable_status(status: int) -> bool:
+    return status in RETRYABLE_STATUS or 500 <= status < 600
+
+
 _FULL = ("no space left on device", "disk quota exceeded")
 
 
