@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 from tagtree.io.atomic import write_text_atomic
-from tagtree.io.report_data import gather_report_data
+from tagtree.io.store.report import gather_report_data
 from tagtree.report_page import render_report
 from tagtree.stages.common import as_config, open_store
 from tagtree.stages.results import ReportResult

@@ -1,5 +1,6 @@
 """The DuckDB store. All SQL and table names live in this package: the schema in ``schema``,
-each stage's queries in a module named after the stage, composed into one ``Store``."""
+each stage's queries in a module named after the stage, composed into one ``Store``; the
+report's read-only aggregates in ``report`` (functions over a Store, not a mixin)."""
 
 from tagtree.io.store.annotate import AnnotateQueries
 from tagtree.io.store.base import StoreBase

@@ -164,6 +164,10 @@ class StoreBase:
     def rows(self, sql: str, params=None) -> list[tuple]:
         return self.con.execute(sql, params).fetchall()
 
+    def settings(self, names) -> dict:
+        """DuckDB's current value of each setting in ``names`` (to restore after a change)."""
+        return {name: self.scalar("SELECT current_setting(?)", [name]) for name in names}
+
     def scalar(self, sql: str, params=None):
         rows = self.con.execute(sql, params).fetchall()
         return rows[0][0] if rows else None
