@@ -22,13 +22,15 @@ from tagtree.config import load_config
 from tagtree.io.objectstore import browse_url
 from tagtree.io.store import Store
 from tagtree.stages.curate import SUMMARY_FILE, Steps, run_curate
+from tasks.embed import embed_tags
 from tasks.export import export
+from tasks.ground import ground
 from tasks.objects import conn_of, upload_outputs
 from tasks.policies import artifact_key
 from tasks.report import report
 from tasks.sample import sample
 from tasks.score import score
-from tasks.tree import build_tree, embed_tags, ground
+from tasks.tree import build_tree
 
 __all__ = ["SUMMARY_FILE", "curate", "mark_run_crashed", "publish_outputs"]
 

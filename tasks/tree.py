@@ -1,5 +1,5 @@
-"""Tree tasks: annotations -> tags, tag_embeddings -> trees, tree_nodes, tag_leaf -> instance_nodes
-(``tagtree.stages.embed``, ``.tree``, ``.ground``).
+"""Tree tasks: annotations -> tags, tag_embeddings -> trees, tree_nodes, tag_leaf
+(``tagtree.stages.tree``); one ``cluster-level`` run per level of the tree.
 
 Caching is by content, in the store, rather than by Prefect inputs: ``(db, cfg)`` does not change
 when new annotations arrive, so an ``INPUTS`` cache would return stale trees.
@@ -14,8 +14,6 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.context import TaskRunContext
 
-from tagtree.stages.embed import run_embed
-from tagtree.stages.ground import ground as ground_stage
 from tagtree.stages.tree import build_tree as build_tree_stage
 from tagtree.tree import ALGORITHM_VERSION, TreeBuilder
 from tasks.policies import stage_cache_policy
@@ -49,14 +47,6 @@ def _fit_level_as_task(builder: TreeBuilder, state) -> dict:
         _Build(builder, state))
 
 
-@task(name="embed-tags", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=10,
-      timeout_seconds=4 * 3600)
-def embed_tags(db: str, cfg: dict, tagger: str | None = None) -> dict:
-    """annotations -> tag_embeddings for the folded tags still without a vector (shards of
-    20K, each written when done: a retry resumes). ``build_tree`` then finds them cached."""
-    return run_embed(db, cfg, tagger)
-
-
 @dataclass
 class AnnotationsContent(CachePolicy):
     """Cache key part: a content hash of the annotations the stage reads (``db`` and ``cfg``
@@ -86,13 +76,3 @@ def build_tree(db: str, cfg: dict, tagger: str | None = None) -> dict:
     """annotations -> tags, tag_aliases, tag_embeddings, trees, tree_nodes, tag_leaf.
     Returns tree_version, tagger, n_tags, n_leaves, levels, merged, embedded_new, reused..."""
     return build_tree_stage(db, config=cfg, tagger=tagger, fit_level=_fit_level_as_task).figures
-
-
-@task(name="ground", retries=2, retry_delay_seconds=10, timeout_seconds=2 * 3600, **_TREE_CACHE)
-def ground(db: str, cfg: dict, tree_version: str | None = None, tagger: str | None = None,
-           drift_datasets: list[str] | None = None) -> dict:
-    """annotations + tag_leaf -> instance_nodes (and tag_leaf rows for tags new to the tree).
-    Returns tree_version, instances, instance_nodes, new_tags, far_new_tags, drift (on
-    ``drift_datasets`` when given) and rebuild_advised."""
-    return ground_stage(db, config=cfg, tree_version=tree_version, tagger=tagger,
-                        drift_datasets=drift_datasets).figures

@@ -13,7 +13,9 @@ from tagtree.config import Config
 from tagtree.io.store import Store
 from tagtree.stages.ground import ground_in
 from tagtree.stages.tree import build_tree_in
-from tasks.tree import build_tree, embed_tags, ground
+from tasks.embed import embed_tags
+from tasks.ground import ground
+from tasks.tree import build_tree
 from tests.unit.test_tree_planted import planted_tags
 
 TAGGER = "fake-tagger@1"
