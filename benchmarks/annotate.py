@@ -134,7 +134,7 @@ def main() -> None:
 
 def _messages(db: str) -> list:
     """The exact prompts tagtree sends, so both loops move the same bytes."""
-    from tagtree.annotate import TagInput, load_prompt
+    from tagtree.annotation import TagInput, load_prompt
     from tagtree.io.store import Store
 
     prompt = load_prompt("tag", "v1")

@@ -54,7 +54,8 @@ def main() -> None:
     from tagtree.io.embedder import make_embedder
     from tagtree.io.ingest import ingest_files
     from tagtree.io.store import Store
-    from tasks.tree import build_tree_in, ground_in
+    from tagtree.stages.ground import ground_in
+    from tagtree.stages.tree import build_tree_in
 
     with Store(args.db) as store:
         ingest_files(store, [args.data], fmt="auto", dataset="mt_bench", role="pool")

@@ -122,9 +122,10 @@ def build(db: Path, cfg_dict: dict):
     from tagtree.config import Config
     from tagtree.io.embedder import make_embedder
     from tagtree.io.store import Store
-    from tasks.sample import load_problem
-    from tasks.score import run_score
-    from tasks.tree import build_tree_in, ground_in
+    from tagtree.stages.ground import ground_in
+    from tagtree.stages.sample import load_problem
+    from tagtree.stages.score import run_score
+    from tagtree.stages.tree import build_tree_in
 
     config = Config.model_validate(cfg_dict)
     embedder = make_embedder(config)
@@ -230,7 +231,8 @@ def llm_named_tree(db: Path, cfg_dict: dict, embedder, tree):
     is configured): (tree version, refiner stats, seconds)."""
     from tagtree.config import Config
     from tagtree.io.store import Store
-    from tasks.tree import build_tree_in, ground_in, open_refiner
+    from tagtree.stages.ground import ground_in
+    from tagtree.stages.tree import build_tree_in, open_refiner
 
     cfg = json.loads(json.dumps(cfg_dict))
     cfg.setdefault("tree", {}).update(refine_with_llm=True, refine_min_level=tree.depth - 1)
@@ -271,7 +273,7 @@ def llm_naming(ds: LabelledSet, db: Path, llm_tree, ids, labels_top, embedder) -
 
 def select(method: str, problem, config, k: int, seed: int = 0, align: str = "none"):
     from tagtree.baselines import make_selector
-    from tasks.sample import selector_params
+    from tagtree.stages.sample import selector_params
 
     params = selector_params(config, method, seed)
     if method == "tags":
@@ -307,7 +309,7 @@ def alignment_rows(db: Path, config, tree_version: str, labels, target_labels: s
     from tagtree.io.store import Store
     from tagtree.label_metrics import label_share
     from tagtree.metrics import pool_kl
-    from tasks.sample import load_problem
+    from tagtree.stages.sample import load_problem
 
     with Store(str(db)) as store:
         problem, _, info = load_problem(store, config, tree_version, embeddings=True, target=[])

@@ -22,9 +22,9 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tagtree.config import Config  # noqa: E402
-from tagtree.io.report_data import gather_report_data  # noqa: E402
 from tagtree.io.store import Store  # noqa: E402
-from tagtree.report import chart_library, render_report  # noqa: E402
+from tagtree.io.store.report import gather_report_data  # noqa: E402
+from tagtree.report_page import chart_library, render_report  # noqa: E402
 
 WORDS = ("parse sort graph proof integral tense poem email budget recipe sql regex tax essay "
          "physics chemistry history contract summary translate joke story review plan schedule "

@@ -59,7 +59,7 @@ def peak_rss_gb() -> float:
 
 
 def run_one(n: int, instances: int) -> dict:
-    from tagtree.ground import leaf_weight_matrix, node_weight_matrix
+    from tagtree.grounding import leaf_weight_matrix, node_weight_matrix
     from tagtree.tree import TreeBuilder
 
     t0 = time.perf_counter()
@@ -98,13 +98,13 @@ class _NoEmbedder:
 
 def run_store_ground(n_tags: int, instances: int, db: str) -> dict:
     """End-to-end grounding through DuckDB: annotations (instances x 6 raw tags) -> aliases ->
-    tag_leaf -> instance_nodes, timed around ``tasks.tree.ground_in``."""
+    tag_leaf -> instance_nodes, timed around ``tagtree.stages.ground.ground_in``."""
     import pyarrow as pa
 
     from tagtree.config import Config
     from tagtree.io.store import Store
+    from tagtree.stages.ground import ground_in
     from tagtree.tree import TreeBuilder
-    from tasks.tree import ground_in
 
     Path(db).unlink(missing_ok=True)
     x = synthetic_tags(n_tags)

@@ -46,6 +46,21 @@ def dataset_of(uri: str, etag: str, prefix: str = "") -> str:
     return f"{object_label(uri, prefix)}@{object_version(etag)}"
 
 
+def curate_objects(objects: list[dict], prefix: str, out: str, cfg, *, target: str | None,
+                   config_path: str | None, overrides: dict[str, Any],
+                   pool_with: list[str] | None, meta: dict[str, Any]) -> dict:
+    """The body on-upload (one object a run) and refresh (every object under the prefix in one
+    run) share: download ``objects`` ({uri, etag}) once per version, curate them -- each named
+    by its key path and version -- into ``out``; returns the curate flow's result."""
+    conn = conn_of(cfg)
+    local = [download_object(o["uri"], o["etag"], cfg.objects.cache_dir, conn) for o in objects]
+    return with_runner(curate, cfg.runner)(
+        inputs=local, target=target, db=cfg.store.db, config_path=config_path,
+        overrides=overrides, out=out,
+        datasets=[dataset_of(o["uri"], o["etag"], prefix) for o in objects],
+        pool_with=pool_with, meta=meta)
+
+
 def release_run_claims(flow, flow_run, state) -> None:
     """on_crashed / on_cancellation hook: this run's objects still 'processing' -> 'new', so
     the watcher's next poll sends them again; its curate subflows still Running are marked
@@ -126,12 +141,10 @@ def on_upload(
                              cfg.objects.claim_lease_s):
         out = output_location(cfg.objects.output_prefix, obj["uri"], obj["etag"], prefix)
         try:
-            local = download_object(obj["uri"], obj["etag"], cfg.objects.cache_dir, conn)
-            result = with_runner(curate, cfg.runner)(
-                inputs=[local], target=target, db=cfg.store.db, config_path=config_path,
-                overrides=overrides, out=out,
-                datasets=[dataset_of(obj["uri"], obj["etag"], prefix)], pool_with=pool_with,
-                meta={"uri": obj["uri"], "etag": obj["etag"]})
+            result = curate_objects([obj], prefix, out, cfg, target=target,
+                                    config_path=config_path, overrides=overrides,
+                                    pool_with=pool_with,
+                                    meta={"uri": obj["uri"], "etag": obj["etag"]})
             mark_landed(state_db, obj["uri"], obj["etag"], "done")
             done.append({"uri": obj["uri"], "etag": obj["etag"], "out": out,
                          "outputs": result["outputs"]})

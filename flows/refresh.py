@@ -9,13 +9,11 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.curate import curate
-from flows.on_upload import dataset_of
-from flows.runners import with_runner
+from flows.on_upload import curate_objects, dataset_of
 from tagtree.config import load_config
 from tagtree.errors import TagtreeError
 from tagtree.io.objectstore import join_uri
-from tasks.objects import conn_of, download_object, list_objects
+from tasks.objects import conn_of, list_objects
 
 
 @flow(name="refresh", log_prints=False)
@@ -37,15 +35,13 @@ def refresh(
     objects = list_objects(prefix, conn)
     if not objects:
         raise TagtreeError(f"no datasets (.jsonl/.json/.parquet) under {prefix}")
-    local = [download_object(o["uri"], o["etag"], cfg.objects.cache_dir, conn) for o in objects]
     names = [dataset_of(o["uri"], o["etag"], prefix) for o in objects]
     get_run_logger().info("refresh: %d datasets under %s: %s", len(objects), prefix,
                           ", ".join(names))
     out = join_uri(cfg.objects.output_prefix, "refresh")
-    result = with_runner(curate, cfg.runner)(
-        inputs=local, target=target, db=cfg.store.db, config_path=config_path,
-        overrides=overrides, out=out, datasets=names, pool_with=pool_with,
-        meta={"prefix": prefix, "objects": objects})
+    result = curate_objects(objects, prefix, out, cfg, target=target, config_path=config_path,
+                            overrides=overrides, pool_with=pool_with,
+                            meta={"prefix": prefix, "objects": objects})
     outputs = result["outputs"]
     uploaded = [*outputs["selection"], outputs["manifest"], outputs["report"],
                 outputs["summary"]]

@@ -19,6 +19,20 @@ class EndpointError(TagtreeError):
     error): unlike a reply that is not valid JSON, asking again right away will not help."""
 
 
+class EmbeddingUnavailable(TagtreeError):
+    """The embedder could not be built or could not embed (no model, endpoint down): methods
+    that need instance vectors are skipped in a comparison instead of failing it."""
+
+
+# HTTP statuses a later attempt can succeed on, for every client (LLM endpoints, S3, the
+# Prefect retry conditions): timeout, conflict, too early, rate limit, and any server error.
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+
+
+def retryable_status(status: int) -> bool:
+    return status in RETRYABLE_STATUS or 500 <= status < 600
+
+
 _FULL = ("no space left on device", "disk quota exceeded")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tagtree.annotate import FAILED, OK, TagInput, TagResult, normalize_tag, tagger_fingerprint
+from tagtree.annotation import FAILED, OK, TagInput, TagResult, normalize_tag, tagger_fingerprint
 from tagtree.protocols import Embedder
 
 _TOKEN = re.compile(r"[a-z][a-z0-9+#]*(?:['._-][a-z0-9+#]+)*|[.,;:!?()\[\]{}\"\n=<>/|*]")

@@ -1,9 +1,12 @@
-"""Tag normalization (tree stage): annotations' raw tags -> tags (frequencies) + tag_aliases.
+"""Tag normalization, every step of it: a tagger's reply -> the raw tags stored in annotations
+(``tidy_tag``), and (tree stage) annotations' raw tags -> tags (frequencies) + tag_aliases.
 
-Three steps, each keeping the raw -> canonical map: (1) text folding (Unicode NFKC, case,
-whitespace, separators, surrounding punctuation), which also de-duplicates exactly; (2) optional
-rare-tag filter; (3) near-duplicate merge by embedding cosine similarity, each tag merging into a
-more frequent canonical tag, so merges never chain.
+``tidy_tag`` runs when a reply is read (its output is in every stored annotation, so changing
+it changes annotations: bump the prompt/tagger version with it). Then the tree stage's three
+steps, each keeping the raw -> canonical map: (1) text folding (``normalize_tag``: Unicode NFKC,
+case, whitespace, separators, surrounding punctuation), which also de-duplicates exactly; (2)
+optional rare-tag filter; (3) near-duplicate merge by embedding cosine similarity, each tag
+merging into a more frequent canonical tag, so merges never chain.
 """
 
 from __future__ import annotations
@@ -15,10 +18,21 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from tagtree.sanitize import strip_controls
+
+_TIDY_EDGES = " \t\"'`.,;:!?*#-•()[]{}"
 _SEPARATORS = re.compile(r"[\s_\-\u2010-\u2015/|]+")
 # Punctuation stripped from the ends only: "c++", "c#" and "node.js" keep their inner characters.
 _EDGE_PUNCT = " \t\"'`.,;:!?()[]{}<>*~"
 MAX_TAG_CHARS = 80
+
+
+def tidy_tag(tag: str) -> str:
+    """A tagger's tag as stored: lower-case, single spaces, no surrounding quotes/punctuation/
+    bullets, no terminal escape sequences or control/bidi characters (tags are printed and
+    shown everywhere). Length bounds are the reply validator's (``annotation.clean_tags``)."""
+    tag = re.sub(r"\s+", " ", strip_controls(tag).replace("_", " ")).strip().lower()
+    return tag.strip(_TIDY_EDGES)
 
 
 def normalize_tag(raw: str) -> str:

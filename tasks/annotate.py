@@ -14,13 +14,9 @@ from prefect.context import TaskRunContext
 from tagtree.config import Config
 from tagtree.io.annotate_shards import export_pending as export_partitions
 from tagtree.io.annotate_shards import load_results, tag_partition
-from tagtree.io.annotator import (
-    AnnotateSummary,
-    annotate_store,
-    open_tagger,
-    tagger_fingerprint_for,
-)
+from tagtree.io.annotator import AnnotateSummary, open_tagger, tagger_fingerprint_for
 from tagtree.io.store import Store
+from tagtree.stages.annotate import run_annotate
 from tasks.policies import LLM_TAG, TRANSIENT_RETRIES, artifact_key, stage_cache_policy
 
 ALGORITHM_VERSION = "annotate-1"
@@ -94,18 +90,10 @@ class PendingAnnotations(CachePolicy):
 def annotate(db: str, cfg: dict) -> dict:
     """Tag every pool and target instance lacking an ok annotation for the configured tagger.
     Returns counts (requested/ok/failed/cached), tokens, failure reasons and the fingerprint."""
-    config = Config.model_validate(cfg)
     progress = Progress("annotated", artifact_key("annotate-progress", cfg))
-    with Store(db) as store, open_tagger(config) as tagger:
-        if config.annotate.mode == "batch":
-            from tagtree.io.batch import annotate_batch
-
-            summary = annotate_batch(store, tagger, config, progress=progress)
-        else:
-            summary = annotate_store(store, tagger, page=config.annotate.batch_size,
-                                     progress=progress)
+    summary = run_annotate(db, cfg, progress=progress)
     progress.finish()
-    return summary.to_dict() | {"table": "annotations", "line": summary.line()}
+    return summary
 
 
 # -- on a Dask/Ray cluster, CPU-bound taggers run as shard tasks (see flows/annotate_stage.py) --

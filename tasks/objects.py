@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from tagtree.errors import StoreBusy, TagtreeError
-from tagtree.io.objectstore import cache_path, is_dataset, is_s3, objects_for, split_s3
+from tagtree.io.objectstore import cache_path, is_dataset, is_s3, objects_for
 from tagtree.io.store import Store
 from tagtree.io.store.landed import RUN_NOT_FOUND, stale_claim_reason, utcnow
 from tasks.policies import S3_RETRIES
@@ -252,19 +252,6 @@ def upload_outputs(local_dir: str, prefix: str, conn: dict | None = None) -> lis
     target = _objects(prefix, conn)
     return [target.upload(p, prefix.rstrip("/") + "/" + p.relative_to(root).as_posix())
             for p in files]
-
-
-def browse_url(uri: str, conn: dict | None = None) -> str:
-    """A link a browser can follow to an output: the S3-compatible endpoint's path-style URL
-    (where one is configured), the AWS console's object page for S3 itself, a file:// URL for a
-    local path."""
-    if not is_s3(uri):
-        return Path(uri).resolve().as_uri()
-    bucket, key = split_s3(uri)
-    endpoint = (conn or {}).get("endpoint_url")
-    if endpoint:
-        return f"{endpoint.rstrip('/')}/{bucket}/{key}"
-    return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={key}"
 
 
 def conn_of(cfg) -> dict:

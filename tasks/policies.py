@@ -77,7 +77,6 @@ def cached(algorithm_version: str) -> dict[str, Any]:
 
 
 # -- transient faults -------------------------------------------------------------------------
-_TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 _TRANSIENT_S3_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
                        "InternalError", "ServiceUnavailable", "RequestTimeTooSkewed"}
 
@@ -95,7 +94,7 @@ def is_transient(exc: BaseException | None) -> bool:
 
 
 def _is_transient_one(exc: BaseException) -> bool:
-    from tagtree.errors import TagtreeError
+    from tagtree.errors import TagtreeError, retryable_status
 
     if isinstance(exc, TagtreeError):
         return False
@@ -103,7 +102,7 @@ def _is_transient_one(exc: BaseException) -> bool:
         return True
     status = getattr(exc, "status_code", None)  # openai.APIStatusError, httpx errors
     if isinstance(status, int):
-        return status in _TRANSIENT_STATUS
+        return retryable_status(status)
     try:
         import openai
 
@@ -128,7 +127,7 @@ def _is_transient_one(exc: BaseException) -> bool:
             err = exc.response.get("Error", {})
             code = err.get("Code", "")
             http = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            return code in _TRANSIENT_S3_CODES or http in _TRANSIENT_STATUS
+            return code in _TRANSIENT_S3_CODES or retryable_status(http)
     except ImportError:  # pragma: no cover
         pass
     return False

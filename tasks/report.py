@@ -1,18 +1,15 @@
-"""Report task: tree_nodes, instance_nodes, selections, scores, runs, ... -> one HTML file."""
+"""Report task: tree_nodes, instance_nodes, selections, scores, runs, ... -> one HTML file
+(``tagtree.stages.report``), plus link and summary artifacts."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
-from tagtree.io.atomic import write_text_atomic
-from tagtree.io.report_data import gather_report_data
-from tagtree.io.store import Store
-from tagtree.report import render_report
+from tagtree.stages.report import write_report
 from tasks.policies import retry_unless_user_error
 
 
@@ -22,22 +19,9 @@ from tasks.policies import retry_unless_user_error
       retry_condition_fn=retry_unless_user_error)
 def report(db: str, cfg: dict, run_id: str, out: str, location: str | None = None) -> dict:
     """Render the run's report to ``out``; ``location``: where it is published (the link)."""
-    # Not read_only: DuckDB refuses a read-only connection next to a read-write one in the same
-    # process (a flow or worker may hold one), and this task writes nothing anyway.
-    with Store(db) as store:
-        data = gather_report_data(store, run_id=run_id or None, cfg=cfg)
-    page = render_report(data)
-    path = Path(out).resolve()
-    write_text_atomic(path, page)  # a reader never sees half a report
-    summary = {
-        "path": str(path), "bytes": len(page.encode()), "run_id": data["meta"]["run_id"],
-        "tree_version": data["meta"]["tree_version"], "method": data["meta"]["method"],
-        "nodes": len(data["tree"]["nodes"]), "selected": data["tree"]["n_selected"],
-        "kl": {r["method"]: r["kl"] for r in data["kl"]},
-        "sha256": hashlib.sha256(page.encode()).hexdigest(),
-    }
+    summary, _ = write_report(db, cfg, run_id, out)
     if TaskRunContext.get() is not None:  # artifacts need a run; task.fn() in tests has none
-        _publish(summary | {"link": location or path.as_uri()}, cfg)
+        _publish(summary | {"link": location or Path(summary["path"]).as_uri()}, cfg)
     return summary
 
 

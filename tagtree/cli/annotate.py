@@ -36,8 +36,8 @@ def annotate(
     config: str = ConfigOption,
 ) -> None:
     """Extract atomic knowledge tags per instance; re-runs only request what is missing/failed."""
-    from tagtree.io.annotator import annotate_store, open_tagger
     from tagtree.io.store import Store
+    from tagtree.stages.annotate import annotate as annotate_stage
 
     cfg = settings(config, {"store.db": db, "llm.base_url": llm_base_url, "llm.model": llm_model,
                             "annotate.concurrency": concurrency, "annotate.mode": mode,
@@ -45,22 +45,17 @@ def annotate(
     bar = Progress(TextColumn("annotating"), BarColumn(), MofNCompleteColumn(),
                    TimeRemainingColumn(), console=console, transient=True)
     task = bar.add_task("annotate", total=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
     with Store(cfg.store.db) as store:
         console.print("starting the tagger...", style="dim")
-        with open_tagger(cfg) as t, bar:
-            def progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
-
-            if cfg.annotate.mode == "batch":
-                from tagtree.io.batch import annotate_batch
-
-                summary = annotate_batch(store, t, cfg, limit=limit, progress=progress)
-            else:
-                summary = annotate_store(store, t, page=cfg.annotate.batch_size, limit=limit,
-                                         progress=progress)
+        with bar:
+            summary = annotate_stage(store, config=cfg, limit=limit, progress=progress)
         examples = store.tagged_examples(summary.tagger, show)
-    console.print(summary.line(), markup=False, highlight=False, soft_wrap=True)
-    for reason, n in summary.failures.items():
+    console.print(summary.line, markup=False, highlight=False, soft_wrap=True)
+    for reason, n in summary["failures"].items():
         console.print(f"  failed: {n:,} x {reason}", markup=False, highlight=False)
     for instruction, tags in examples:
         text = " ".join(instruction.split())

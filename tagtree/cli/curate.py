@@ -59,13 +59,18 @@ def curate(
     ),
     llm_model: str = typer.Option(None, "--llm-model", help="Model name [env TAGTREE_LLM_MODEL]."),
     seed: int = typer.Option(None, "--seed", help="Random seed for tree and sampling [0]."),
+    prefect: bool = typer.Option(
+        None, "--prefect/--no-prefect", help="Run the Prefect `curate` flow (needs the "
+        "Prefect project of a checkout) or the same stages as plain calls [the flow when the "
+        "project is found]."),
     db: str = DbOption,
     config: str = ConfigOption,
 ) -> None:
     """Run every stage: ingest, annotate, tree, ground, score, sample, export, report.
 
-    Runs the Prefect `curate` flow in ephemeral mode: no server needed. Finished stages are kept
-    in the store, so an interrupted run resumes where it stopped.
+    Runs the Prefect `curate` flow in ephemeral mode: no server needed (or, with --no-prefect
+    or without the Prefect project, tagtree.curate()). Finished stages are kept in the store, so
+    an interrupted run resumes where it stopped.
     """
     from tagtree.formats import FORMATS as INPUT_FORMATS
 
@@ -93,6 +98,13 @@ def curate(
 
     # Unusable inputs fail here, in one line, before Prefect starts (item 6 of issue 16).
     check_inputs([*inputs, *([target] if target else [])], cfg.ingest.format)
+    from tagtree.cli.project import import_project, prefect_project, require_project
+
+    if prefect is None:
+        prefect = prefect_project() is not None
+    if not prefect:
+        return _curate_library(inputs, target, cfg)
+    require_project()
     quiet_prefect()
     keep_out_of_parameters(overrides, "llm.base_url")
     from tagtree.cli.lifeline import exit_on_sigterm, hold
@@ -101,8 +113,8 @@ def curate(
     exit_on_sigterm()
     console.print(f"curating {len(inputs)} file(s) into {cfg.store.db}: ingest, annotate, tree, "
                   "ground, score, sample, export, report ...", highlight=False)
-    from flows.curate import curate as curate_flow
-    from flows.runners import with_runner
+    curate_flow = import_project("flows.curate").curate
+    with_runner = import_project("flows.runners").with_runner
     from tagtree.cli.summary import print_summary
 
     hide_user_error_tracebacks()
@@ -127,6 +139,28 @@ def curate(
             overrides={k: v for k, v in overrides.items() if v is not None},
         )
     print_summary(result, console)
+
+
+def _curate_library(inputs: list[Path], target: Path | None, cfg) -> None:
+    """The same stages without Prefect: ``tagtree.curate()`` in this process."""
+    from tagtree.cli.lifeline import exit_on_sigterm, hold
+    from tagtree.cli.summary import print_summary
+    from tagtree.io.runlock import run_lock
+    from tagtree.io.store import Store
+    from tagtree.stages.curate import curate as curate_stages
+
+    hold()  # a local model server dies with this command, even on SIGKILL
+    exit_on_sigterm()
+    console.print(f"curating {len(inputs)} file(s) into {cfg.store.db} (no Prefect): ingest, "
+                  "annotate, tree, ground, score, sample, export, report ...", highlight=False)
+    with run_lock(cfg.store.db, "tagtree curate"):
+        with Store(cfg.store.db) as store:
+            store.interrupt_stale_runs()
+        result = curate_stages(cfg.store.db, inputs, config=cfg, target=target,
+                               log=lambda line: err_console.print(line, style="dim",
+                                                                  markup=False,
+                                                                  highlight=False))
+    print_summary(result.to_dict(), console)
 
 
 class _finally:

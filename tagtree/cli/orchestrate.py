@@ -32,8 +32,9 @@ def serve(
     (needs a Prefect server: `prefect server start`, PREFECT_API_URL)."""
     settings(config, {})  # fail early on a bad recipe
     quiet_prefect(console_logs=True)  # runs log at INFO: the stage lines reach the UI
-    from deployments.serve import serve_all
+    from tagtree.cli.project import import_project
 
+    serve_all = import_project("deployments.serve").serve_all
     serve_all(landing, datasets, output_prefix, interval, cron, config)
 
 
@@ -48,7 +49,9 @@ def watch(
     """Record new or changed datasets under PREFIX and emit one landing event for each."""
     settings(config, {"objects.state_db": state_db})
     quiet_prefect()
-    from flows.watch_bucket import watch_bucket
+    from tagtree.cli.project import import_project
+
+    watch_bucket = import_project("flows.watch_bucket").watch_bucket
 
     while True:
         result = watch_bucket(prefix=prefix, state_db=state_db, config_path=config)
@@ -71,7 +74,9 @@ def refresh(
     """Re-curate every dataset under PREFIX into one store (only new instances cost requests)."""
     cfg = settings(config, {"store.db": db})
     quiet_prefect()
-    from flows.refresh import refresh as refresh_flow
+    from tagtree.cli.project import import_project
+
+    refresh_flow = import_project("flows.refresh").refresh
 
     result = refresh_flow(prefix=prefix, output_prefix=output_prefix, db=cfg.store.db,
                           config_path=config)

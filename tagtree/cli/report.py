@@ -29,23 +29,12 @@ def report(
     KL to the target, coverage, entropy, quality, baselines and the run manifest.
     """
     from tagtree.io.export import report_path
-    from tagtree.io.report_data import gather_report_data
     from tagtree.io.store import Store
-    from tagtree.report import render_report
+    from tagtree.stages.report import report as report_stage
 
     cfg = settings(config, {"store.db": db})
     target = out or report_path(cfg.export.out, cfg.export.name, cfg.report.filename)
     with Store(cfg.store.db, read_only=True) as store, console.status("gathering..."):
-        data = gather_report_data(store, run_id=run, method=method, cfg=cfg.model_dump())
-    page = render_report(data)
-    from tagtree.io.atomic import write_text_atomic
-
-    write_text_atomic(target, page)  # a failed write leaves the previous report as it was
-    meta, tree = data["meta"], data["tree"]
-    kl = {r["method"]: r["kl"] for r in data["kl"]}
-    line = (f"wrote {target} ({len(page.encode()) / 1e6:.1f} MB): run {meta['run_id'] or '-'}, "
-            f"tree {meta['tree_version']} ({len(tree['nodes']):,} nodes), "
-            f"{tree['n_selected']:,} of {tree['n_pool']:,} selected by {meta['method'] or '-'}")
-    if kl:
-        line += f", KL(target||pool) {kl.get('pool', 0):.3f} -> {kl.get(meta['method'], 0):.3f}"
-    console.print(line, markup=False, highlight=False, soft_wrap=True)
+        # a failed write leaves the previous report as it was
+        result = report_stage(store, config=cfg, run_id=run, out=target, method=method)
+    console.print(result.line, markup=False, highlight=False, soft_wrap=True)

@@ -27,8 +27,8 @@ def _prepare(cfg, target: Path | None, kind: str,
     """A new run id (recorded in ``runs``), the target names (the --target file ingested,
     tagged and grounded first when the store lacks it), and scores if none exist yet."""
     from tagtree.io.store import Store
-    from tasks.sample import ensure_target
-    from tasks.score import run_score
+    from tagtree.stages.sample import ensure_target
+    from tagtree.stages.score import run_score
 
     run_id = f"{kind}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     with Store(cfg.store.db) as store:
@@ -43,7 +43,7 @@ def _prepare(cfg, target: Path | None, kind: str,
                                                       soft_wrap=True)
         names = prepared["names"]
     with Store(cfg.store.db) as store:
-        scored = store.scalar("SELECT count(*) FROM scores WHERE tree_version = ?", [version])
+        scored = store.scored_count(version)
         store.start_run(run_id, kind, cfg.model_dump())
     if not scored:
         line = run_score(cfg.store.db, cfg.model_dump(), version)["line"]
@@ -85,7 +85,7 @@ def _columns(rows: list[dict], wide: bool) -> list[tuple[str, str]]:
 def metrics_table(summary: dict, title: str, wide: bool = True) -> Table:
     from rich import box
 
-    from tasks.sample import metrics_rows
+    from tagtree.stages.sample import metrics_rows
 
     rows = metrics_rows(summary)
     cols = _columns(rows, wide)
@@ -104,7 +104,7 @@ def metrics_text(summary: dict, fmt: str, extra: dict) -> str:
     import io
     import json
 
-    from tasks.sample import metrics_rows
+    from tagtree.stages.sample import metrics_rows
 
     rows = metrics_rows(summary)
     if fmt == "json":
@@ -128,7 +128,7 @@ def metrics_text(summary: dict, fmt: str, extra: dict) -> str:
 
 
 def _run(cfg, target, kind, methods, seeds=1, quiet=False):
-    from tasks.sample import run_sample
+    from tagtree.stages.sample import run_sample
 
     run_id, names = _prepare(cfg, target, kind, quiet)
     try:
@@ -170,7 +170,7 @@ def sample(
         err_console.print("warning: the target sample has no grounding on this tree, so the "
                           "selection is not aligned (tag and ground it first)")
     if out is not None:
-        from tasks.export import run_export
+        from tagtree.stages.export import run_export
 
         result = run_export(cfg.store.db, cfg.model_dump(), run_id, str(out))
         console.print(result["line"], markup=False, highlight=False, soft_wrap=True)
@@ -195,7 +195,7 @@ def compare(
 ) -> None:
     """Run TAGS and every baseline on the current pool and print their metrics side by side."""
     from tagtree.sampling import METHODS
-    from tasks.sample import comparison_notes
+    from tagtree.stages.sample import comparison_notes
 
     if fmt not in ("table", "json", "csv", "markdown"):
         raise TagtreeError(f"unknown --format {fmt!r}; choose table, json, csv or markdown")

@@ -34,7 +34,7 @@ def score(
     or grounding new data, and the next `sample`/`compare` selects with the new quality.
     """
     from tagtree.io.store import Store
-    from tasks.score import run_score
+    from tagtree.stages.score import run_score
 
     cfg = settings(config, {"store.db": db, "score.judge": judge,
                             "score.judge_weight": judge_weight, "llm.base_url": llm_base_url,

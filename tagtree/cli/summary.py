@@ -3,43 +3,12 @@ dict (``{"run_id", "db", <stage>: {summary of that stage's task}, ...}``)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from tagtree.sanitize import printable
-
-_MAX_FIGURES = 6
-_SKIP = {"line", "seconds", "files", "sha256", "path", "run_id", "table"}
-
-
-def _figure(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.4g}"
-    if isinstance(value, str) and len(value) <= 40:
-        return value
-    return None
-
-
-def stage_figures(summary: dict) -> str:
-    """One line for a stage: its own ``line`` if it has one, else its scalar figures."""
-    if isinstance(summary.get("line"), str):
-        return summary["line"]
-    parts = []
-    for key, value in summary.items():
-        shown = None if key in _SKIP else _figure(value)
-        if key == "bytes" and isinstance(value, int):
-            shown = f"{value / 1e6:.1f} MB"
-        if shown is not None:
-            parts.append(f"{key.replace('_', ' ')} {shown}")
-    return ", ".join(parts[:_MAX_FIGURES])
-
+from tagtree.stages.results import stage_figures  # noqa: F401 - flows import it from here
 
 _NOT_STAGES = {"timings", "outputs"}
 

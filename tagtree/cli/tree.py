@@ -33,26 +33,26 @@ def build(
     config: str = ConfigOption,
 ) -> None:
     """Normalize and embed the tags, cluster them bottom-up into a named tree, ground instances."""
-    from tagtree.io.embedder import make_embedder
     from tagtree.io.store import Store
-    from tasks.tree import build_tree_in, ground_in, open_refiner
+    from tagtree.stages.ground import ground
+    from tagtree.stages.resources import Resources
+    from tagtree.stages.tree import build_tree
 
     cfg = settings(config, {"store.db": db, "tree.tagger": tagger, "tree.seed": seed,
                             "tree.refine_with_llm": llm})
-    embedder = make_embedder(cfg)
+    resources = Resources()  # one embedder for both stages
     with Store(cfg.store.db) as store, console.status("building the tree..."):
-        with open_refiner(cfg, embedder, store) as (refiner, fps):
-            built = build_tree_in(store, cfg, embedder, refiner=refiner,
-                                  refiner_fingerprints=fps)
-        grounded = ground_in(store, cfg, embedder, built["tree_version"])
+        built = build_tree(store, config=cfg, resources=resources)
+        grounded = ground(store, config=cfg, resources=resources,
+                          tree_version=built["tree_version"])
     reused = " (unchanged input: reused)" if built["reused"] else ""
     console.print(
         f"tree [bold]{built['tree_version']}[/]{reused}: {built['n_tags']:,} tags "
         f"({built['raw_tags']:,} raw, {built['merged']:,} near-duplicates merged) -> levels "
         f"{' > '.join(f'{n:,}' for n in built['levels'])}; grounded {grounded['instances']:,} "
         f"instances, drift {grounded['drift']:.1%}", highlight=False)
-    if built.get("refine"):
-        r = built["refine"]
+    if built.figures.get("refine"):
+        r = built.figures["refine"]
         console.print(f"LLM names: {r['named']:,} asked, {r['cached']:,} from earlier builds, "
                       f"{r['failed']:,} kept their offline name (no usable answer), "
                       f"{r.get('rejected', 0):,} (the answer fit the members worse)"
@@ -65,13 +65,10 @@ def build(
 def ground_cmd(version: str = VersionOption, db: str = DbOption,
                config: str = ConfigOption) -> None:
     """Place instances (new ones too) on an existing tree without rebuilding; report drift."""
-    from tagtree.io.embedder import make_embedder
-    from tagtree.io.store import Store
-    from tasks.tree import ground_in
+    from tagtree.stages.ground import ground
 
     cfg = settings(config, {"store.db": db})
-    with Store(cfg.store.db) as store:
-        g = ground_in(store, cfg, make_embedder(cfg), version)
+    g = ground(cfg.store.db, config=cfg, tree_version=version)
     console.print(f"grounded {g['instances']:,} instances on tree {g['tree_version']}; "
                   f"{g['new_tags']:,} new tags placed on existing leaves; drift "
                   f"{g['drift']:.1%}", highlight=False)
@@ -86,8 +83,7 @@ def _load(db: str | None, config: str | None, version: str | None):
     cfg = settings(config, {"store.db": db})
     with Store(cfg.store.db, read_only=True) as store:
         tree = store.load_tree(version)
-        counts = dict(store.rows("SELECT node_id, count(*) FROM instance_nodes "
-                                 "WHERE tree_version = ? GROUP BY 1", [tree.version]))
+        counts = store.node_instance_counts(tree.version)
     return tree, counts
 
 

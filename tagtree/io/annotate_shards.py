@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tagtree.annotate import TagInput, TagResult, TagStats
+from tagtree.annotation import TagInput, TagResult, TagStats
 from tagtree.io.annotator import pending_inputs
 
 _RESULT_SCHEMA = pa.schema([

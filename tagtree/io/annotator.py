@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tagtree.annotate import (
+from tagtree.annotation import (
     CRITIQUE_SCHEMA,
     FAILED,
     OK,
@@ -190,7 +190,7 @@ def wordpiece_counter() -> Callable[[str], int]:
 def _loads_object(content: str | None) -> dict:
     import json
 
-    from tagtree.annotate import _json_candidates, _loads
+    from tagtree.annotation import _json_candidates, _loads
 
     if content:
         for candidate in _json_candidates(content):

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable
 
-from tagtree.annotate import FAILED, OK, TagError, TagResult, TagStats, clean_tags, parse_tags
+from tagtree.annotation import FAILED, OK, TagError, TagResult, TagStats, clean_tags, parse_tags
 from tagtree.errors import TagtreeError
 from tagtree.io.annotator import AnnotateSummary, LLMTagger
 
@@ -32,7 +32,7 @@ def _client(tagger: LLMTagger, cfg):
 
 def request_line(tagger: LLMTagger, instance_id: str, instruction: str, response: str,
                  system: str) -> dict:
-    from tagtree.annotate import TagInput, truncate
+    from tagtree.annotation import TagInput, truncate
 
     item, _ = truncate(TagInput(instance_id, instruction, response, system),
                        tagger.max_input_tokens, tagger.count_tokens)
@@ -77,9 +77,7 @@ def _load(store, client, tagger: LLMTagger, batch, stats: TagStats) -> None:
                 if raw.strip():
                     result = result_of(tagger, json.loads(raw))
                     results[result.instance_id] = result
-    submitted = [r[0] for r in store.rows(
-        "SELECT instance_id FROM annotations WHERE tagger = ? AND status = ? AND error = ?",
-        [fp, SUBMITTED, batch.id])]
+    submitted = store.instances_in_batch(fp, SUBMITTED, batch.id)
     for iid in submitted:
         results.setdefault(iid, TagResult(iid, FAILED, error=f"batch {batch.status}: no result"))
     with store.transaction():
@@ -117,7 +115,7 @@ def annotate_batch(store, tagger, cfg, *, wait: bool = True, limit: int | None =
     store.register_tagger(fp, tagger.describe())
     counts = store.annotation_counts(fp)
     stats = TagStats(pending=counts["pending"], cached=counts["ok"])
-    known = {row[0] for row in store.rows("SELECT batch_id FROM batch_jobs WHERE tagger = ?", [fp])}
+    known = store.batch_job_ids(fp)
     for batch in client.batches.list(limit=100).data:  # adopt those created before a kill
         if (batch.metadata or {}).get("tagtree_tagger") == fp[:512] and batch.id not in known:
             store.save_batch_job(batch.id, fp, "adopted", batch.input_file_id, None, 0)
@@ -128,10 +126,7 @@ def annotate_batch(store, tagger, cfg, *, wait: bool = True, limit: int | None =
             _load(store, client, tagger, batch, stats)
     if store.open_batch_jobs(fp) and not wait:
         return _summary(fp, counts, stats, started)
-    rows = store.rows(
-        "SELECT i.id, i.instruction, i.response, coalesce(i.system, '') FROM instances i "
-        "LEFT JOIN annotations a ON a.instance_id = i.id AND a.tagger = ? "
-        "WHERE a.status IS NULL OR a.status NOT IN ('ok', ?) ORDER BY i.id", [fp, SUBMITTED])
+    rows = store.instances_to_submit(fp, SUBMITTED)
     if limit is not None:
         rows = rows[:max(limit, 0)]
     size = cfg.annotate.batch_max_requests

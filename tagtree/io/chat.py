@@ -16,20 +16,14 @@ from typing import Any
 import orjson
 
 from tagtree.errors import EndpointError, TagtreeError
+from tagtree.replies import json_object
 
 
 def _parse_json_object(text: str) -> dict[str, Any]:
-    """The JSON object in a reply, tolerating a ```json fence some servers add."""
-    text = (text or "").strip()
-    if text.startswith("```"):
-        text = text.strip("`")
-        text = text[text.find("{"):] if "{" in text else text
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end < start:
+    """The JSON object in a reply (``tagtree.replies``: fences and chatter around it are fine)."""
+    value = json_object(text)
+    if value is None:
         raise ValueError("no JSON object in the reply")
-    value = orjson.loads(text[start:end + 1])
-    if not isinstance(value, dict):
-        raise ValueError("the reply is not a JSON object")
     return value
 
 

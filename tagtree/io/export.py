@@ -287,9 +287,7 @@ def export_selection(store, run_id: str, method: str, out: str | Path, *, fmt: s
     ``location``: where the output directory's files are published afterwards (e.g. an s3://
     prefix); the manifest, the ``exports`` rows and the returned paths then name them there."""
     records = store.selection_records(run_id, method)
-    if records.num_rows == 0 and not store.scalar(
-            "SELECT count(*) FROM selection_metrics WHERE run_id = ? AND method = ?",
-            [run_id, method]):
+    if records.num_rows == 0 and method not in store.selection_metrics(run_id):
         raise TagtreeError(f"no '{method}' selection for run {run_id} (run `tagtree sample`)")
     plan = plan_out(out, name)
     try:

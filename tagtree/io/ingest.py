@@ -519,7 +519,7 @@ def writer_settings(store, memory_limit: str | None):
     - the memory limit bounds the writer's peak RSS.
     Ends with a checkpoint under these settings, so closing the store has nothing left to do."""
     keys = ("threads", "memory_limit", "max_vacuum_tasks")
-    saved = {k: store.scalar(f"SELECT current_setting('{k}')") for k in keys}
+    saved = store.settings(keys)
     try:
         store.run("SET threads = 1")
         store.run("SET max_vacuum_tasks = 0")

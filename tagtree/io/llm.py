@@ -25,7 +25,7 @@ import httpx
 import openai
 import orjson
 
-from tagtree.errors import TagtreeError
+from tagtree.errors import TagtreeError, retryable_status
 from tagtree.sanitize import public_url, scrub_text
 
 
@@ -90,7 +90,6 @@ def retry_after_seconds(response: httpx.Response | None) -> float | None:
         return None
 
 
-_RETRY_STATUS = {408, 409, 425, 429}
 # Connections per httpx client. httpcore's pool matches queued requests against connections in
 # O(requests x connections) on every request and response, checking each idle socket: one pool of
 # 128 connections capped a loopback run at ~53 req/s. Pools of 4 (measured on 2 shared cores):
@@ -247,7 +246,7 @@ class AsyncLLM:
                         and "response_format" in str(exc.message).lower():
                     self.structured = False  # not supported here: parse free text from now on
                     continue
-                if status not in _RETRY_STATUS and status < 500:
+                if not retryable_status(status):
                     raise RequestFailed(f"http {status}: {_short(exc.message)}",
                                         attempt + 1) from None
                 reason = f"http {status}: {_short(exc.message)}"

@@ -9,7 +9,6 @@ No Prefect here: a prefect-aws credentials block is resolved by the caller into 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Protocol
 from urllib.parse import urlparse
 
 from tagtree.errors import TagtreeError
+from tagtree.io.atomic import atomic_path
 
 # Files a dataset can be; anything else under a watched prefix (markers, outputs) is ignored.
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".jsonl.gz", ".json.gz")
@@ -122,10 +122,8 @@ class LocalObjects:
 
     def upload(self, src: Path, uri: str) -> str:
         target = Path(uri)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".part")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, target)  # readers never see half a file
+        with atomic_path(target) as tmp:  # readers never see half a file
+            shutil.copyfile(src, tmp)
         return str(target)
 
 
@@ -172,10 +170,8 @@ class S3Objects:
 
     def download(self, uri: str, dest: Path) -> Path:
         bucket, key = split_s3(uri)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".part")
-        self.client.download_file(bucket, key, str(tmp))
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            self.client.download_file(bucket, key, str(tmp))
         return dest
 
     def upload(self, src: Path, uri: str) -> str:
@@ -189,6 +185,19 @@ def objects_for(uri: str, *, endpoint_url: str | None = None, region: str | None
     if is_s3(uri):
         return S3Objects(endpoint_url=endpoint_url, region=region, session=session)
     return LocalObjects()
+
+
+def browse_url(uri: str, conn: dict | None = None) -> str:
+    """A link a browser can follow to an output: the S3-compatible endpoint's path-style URL
+    (where one is configured), the AWS console's object page for S3 itself, a file:// URL for a
+    local path."""
+    if not is_s3(uri):
+        return Path(uri).resolve().as_uri()
+    bucket, key = split_s3(uri)
+    endpoint = (conn or {}).get("endpoint_url")
+    if endpoint:
+        return f"{endpoint.rstrip('/')}/{bucket}/{key}"
+    return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={key}"
 
 
 def cache_path(cache_dir: str | Path, uri: str, etag: str) -> Path:

@@ -290,7 +290,7 @@ def test_manifest_names_the_runs_tree_not_the_lexicographic_max(db_path, tmp_pat
     """Scores under another tree version (here one sorting after the real one) must not
     change which tree the manifest names."""
     from flows.curate import curate
-    from tasks.export import run_export
+    from tagtree.stages.export import run_export
 
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     overrides = {"llm.base_url": fake_llm.base_url, "llm.model": "fake-tagger"}

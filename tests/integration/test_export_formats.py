@@ -21,8 +21,8 @@ from tagtree.io.export import plan_out, report_path
 from tagtree.io.ingest import ingest_files
 from tagtree.io.store import Store
 from tagtree.scoring import node_weights
-from tasks.export import run_export
-from tasks.sample import run_sample
+from tagtree.stages.export import run_export
+from tagtree.stages.sample import run_sample
 from tests.integration.test_sample_store import VERSION, cfg, grounded  # noqa: F401
 
 datasets = pytest.importorskip("datasets")

@@ -71,7 +71,7 @@ def test_an_answer_nested_thousands_deep_fails_that_instance_only(tmp_path, db_p
 
 
 def test_deeply_nested_list_that_parses_gives_a_bounded_message():
-    from tagtree.annotate import TagError, clean_tags, parse_tags
+    from tagtree.annotation import TagError, clean_tags, parse_tags
 
     nested = "[" * 300 + "]" * 300  # parses (under the recursion limit), holds no string
     with pytest.raises(TagError, match="too few valid tags") as exc:

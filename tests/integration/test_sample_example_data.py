@@ -18,9 +18,10 @@ from tagtree.io.annotator import annotate_store, open_tagger
 from tagtree.io.embedder import make_embedder
 from tagtree.io.ingest import ingest_files
 from tagtree.io.store import Store
-from tasks.sample import run_sample
-from tasks.score import run_score
-from tasks.tree import build_tree_in, ground_in
+from tagtree.stages.ground import ground_in
+from tagtree.stages.sample import run_sample
+from tagtree.stages.score import run_score
+from tagtree.stages.tree import build_tree_in
 from tests.conftest import EXAMPLES
 from tests.support.openai_server import FakeOpenAIServer
 

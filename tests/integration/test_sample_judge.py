@@ -11,7 +11,7 @@ import pytest
 from tagtree.io.chat import OpenAIChatModel
 from tagtree.io.judge import judge_fingerprint, judge_instances, parse_rating
 from tagtree.io.store import Store
-from tasks.score import run_score
+from tagtree.stages.score import run_score
 from tests.integration.test_sample_store import VERSION, cfg, grounded  # noqa: F401
 from tests.support.openai_server import FakeOpenAIServer
 

@@ -17,8 +17,10 @@ from tagtree.hierarchy import KnowledgeTree
 from tagtree.io.ingest import ingest_files
 from tagtree.io.store import Store
 from tagtree.scoring import node_weights
-from tasks.export import export, run_export
-from tasks.sample import run_sample, sample
+from tagtree.stages.export import run_export
+from tagtree.stages.sample import run_sample
+from tasks.export import export
+from tasks.sample import sample
 from tasks.score import score, store_fingerprint
 from tests.conftest import EXAMPLES
 from tests.support.openai_server import FakeOpenAIServer

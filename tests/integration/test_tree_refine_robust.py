@@ -13,7 +13,7 @@ from tagtree.config import Config
 from tagtree.io.chat import OpenAIChatModel
 from tagtree.io.local_llm import free_port
 from tagtree.refine import LLMRefiner
-from tasks.tree import StoreNameCache, build_tree_in
+from tagtree.stages.tree import StoreNameCache, build_tree_in
 from tests.integration.test_tree_store import PlantedEmbedder, add_annotations
 from tests.support.openai_server import FakeOpenAIServer
 from tests.unit.test_tree_planted import planted_tags

@@ -11,7 +11,11 @@ import pytest
 
 from tagtree.config import Config
 from tagtree.io.store import Store
-from tasks.tree import build_tree, build_tree_in, embed_tags, ground, ground_in
+from tagtree.stages.ground import ground_in
+from tagtree.stages.tree import build_tree_in
+from tasks.embed import embed_tags
+from tasks.ground import ground
+from tasks.tree import build_tree
 from tests.unit.test_tree_planted import planted_tags
 
 TAGGER = "fake-tagger@1"
@@ -166,7 +170,7 @@ def test_tasks_with_the_local_embedder(db_path):
 
 
 def test_tree_roundtrip_and_leaf_matrix_order(store):
-    from tagtree.ground import leaf_weight_matrix, node_weight_matrix
+    from tagtree.grounding import leaf_weight_matrix, node_weight_matrix
     from tagtree.hierarchy import KnowledgeTree
 
     tree = KnowledgeTree(parent=[2, 2, -1], level=[0, 0, 1], name=["a", "b", "root"],

@@ -18,7 +18,7 @@ import pytest
 import scipy.sparse as sp
 
 from tagtree.align import alignment_level, level_kl
-from tagtree.ground import leaf_weight_matrix
+from tagtree.grounding import leaf_weight_matrix
 from tagtree.label_metrics import assignment, nmi
 from tagtree.sampling import SelectionProblem, TagsSampler
 from tagtree.scoring import TreeScorer

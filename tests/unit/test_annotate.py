@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tagtree.annotate import (
+from tagtree.annotation import (
     OK,
     TagError,
     TagInput,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tagtree.ground import NearestLeaf, far_similarity, leaf_weight_matrix, node_weight_matrix
+from tagtree.grounding import NearestLeaf, far_similarity, leaf_weight_matrix, node_weight_matrix
 from tagtree.hierarchy import KnowledgeTree
 
 #      4        5        (level 1)

@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tagtree.errors import TagtreeError
-from tagtree.io.report_data import gather_report_data, kl_divergence, normalized_entropy
 from tagtree.io.store import Store
-from tagtree.report import render_report, script_json
+from tagtree.io.store.report import gather_report_data
+from tagtree.report_figures import kl_divergence, normalized_entropy
+from tagtree.report_page import render_report, script_json
 
 XSS = "<script>alert(1)</script>"
 STUB_JS = "window.TTCharts = {};"  # the real chart code is drawn by the browser test

@@ -143,6 +143,25 @@ class AnnotateQueries:
             [batch_id, tagger, status, input_file_id, output_file_id, n_requests, prompt_tokens,
              completion_tokens])
 
+    def batch_job_ids(self, tagger: str) -> set[str]:
+        return {r[0] for r in self.rows("SELECT batch_id FROM batch_jobs WHERE tagger = ?",
+                                        [tagger])}
+
+    def instances_in_batch(self, tagger: str, status: str, batch_id: str) -> list[str]:
+        """The instances whose annotation row says ``status`` (submitted) in ``batch_id``."""
+        return [r[0] for r in self.rows(
+            "SELECT instance_id FROM annotations WHERE tagger = ? AND status = ? AND error = ?",
+            [tagger, status, batch_id])]
+
+    def instances_to_submit(self, tagger: str, submitted: str) -> list[tuple]:
+        """(id, instruction, response, system) of instances without an ok or ``submitted``
+        annotation by ``tagger``, in id order."""
+        return self.rows(
+            "SELECT i.id, i.instruction, i.response, coalesce(i.system, '') FROM instances i "
+            "LEFT JOIN annotations a ON a.instance_id = i.id AND a.tagger = ? "
+            "WHERE a.status IS NULL OR a.status NOT IN ('ok', ?) ORDER BY i.id",
+            [tagger, submitted])
+
     def open_batch_jobs(self, tagger: str) -> list[tuple]:
         """(batch_id, status) of this tagger's batches not yet loaded into annotations."""
         return self.rows(

@@ -8,9 +8,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 from tagtree.errors import StoreBusy, TagtreeError
 from tagtree.io.store.schema import MIGRATIONS, SCHEMA_VERSION, TABLES
+
+
+def _ids_table(ids: list[str]) -> pa.Table:
+    return pa.table({"instance_id": pa.array(ids, pa.string()),
+                     "pos": pa.array(np.arange(len(ids), dtype=np.int64))})
 
 
 def _lock_message(path: str, exc: Exception) -> str:
@@ -163,6 +170,19 @@ class StoreBase:
 
     def rows(self, sql: str, params=None) -> list[tuple]:
         return self.con.execute(sql, params).fetchall()
+
+    def _aligned(self, sql: str, ids: list[str], params: list) -> pa.Table:
+        """Run ``sql`` joined to the wanted ids (registered as ``_ids``), ordered by position."""
+        with self._lock:
+            self.con.register("_ids", _ids_table(ids))
+            try:
+                return self.arrow(sql, params)
+            finally:
+                self.con.unregister("_ids")
+
+    def settings(self, names) -> dict:
+        """DuckDB's current value of each setting in ``names`` (to restore after a change)."""
+        return {name: self.scalar("SELECT current_setting(?)", [name]) for name in names}
 
     def scalar(self, sql: str, params=None):
         rows = self.con.execute(sql, params).fetchall()

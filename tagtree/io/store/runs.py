@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import orjson
 
 from tagtree.sanitize import scrub
 
+# Cheap order-free fingerprints (one scan each) of what a stage reads: the Prefect layer's
+# cache keys of score and sample (the inputs db/cfg/tree_version do not change with the rows).
+_FINGERPRINTS = {
+    "datasets": "SELECT count(*), coalesce(bit_xor(hash(name, role)), 0) FROM datasets",
+    "sources": "SELECT count(*), coalesce(bit_xor(hash(instance_id, dataset)), 0) "
+               "FROM instance_sources",
+    "grounding": "SELECT count(*), coalesce(bit_xor(hash(instance_id, node_id, weight)), 0) "
+                 "FROM instance_nodes WHERE tree_version = $tv",
+    "judgements": "SELECT count(*), coalesce(bit_xor(hash(instance_id, judge, rating)), 0) "
+                  "FROM judgements WHERE status = 'ok'",
+    "scores": "SELECT count(*), coalesce(bit_xor(hash(instance_id, quality)), 0) FROM scores "
+              "WHERE tree_version = $tv",
+    "embeddings": "SELECT count(*) FROM instance_embeddings",
+}
+
 
 class RunQueries:
+    def content_fingerprint(self, tree_version: str | None, parts: tuple[str, ...]) -> str:
+        """A digest of the tables named by ``parts`` (keys of ``_FINGERPRINTS``) on
+        ``tree_version`` (the latest when None)."""
+        h = hashlib.sha256()
+        tv = tree_version or self.latest_tree_version() or ""
+        for name in parts:
+            sql = _FINGERPRINTS[name]
+            params = {"tv": tv} if "$tv" in sql else None
+            h.update(repr((name, tv, self.rows(sql, params))).encode())
+        return h.hexdigest()[:32]
+
     def start_run(self, run_id: str, kind: str, config: dict) -> None:
         self.rows(
             "INSERT OR REPLACE INTO runs (run_id, kind, status, started_at, config) "

@@ -1,5 +1,5 @@
-"""Store queries of the tree stage: tags, tag_aliases, tag_embeddings, trees, tree_nodes, tag_leaf,
-instance_nodes."""
+"""Store queries of the tree stage: tags, tag_aliases, tag_embeddings, trees, tree_nodes, tag_leaf
+(grounding's tag_leaf additions and instance_nodes are in ``ground``)."""
 
 from __future__ import annotations
 
@@ -116,6 +116,11 @@ class TreeQueries:
         raw = self.scalar("SELECT stats FROM trees WHERE tree_version = ?", [version])
         return orjson.loads(raw) if raw else {}
 
+    def tree_config(self, version: str) -> dict:
+        """The settings a tree was built with (its ``tree`` and ``embed`` sections)."""
+        raw = self.scalar("SELECT config FROM trees WHERE tree_version = ?", [version])
+        return orjson.loads(raw) if raw else {}
+
     def latest_tree_version(self) -> str | None:
         return self.scalar("SELECT tree_version FROM trees ORDER BY created_at DESC, "
                            "tree_version LIMIT 1")
@@ -172,33 +177,7 @@ class TreeQueries:
         t = self.arrow("SELECT distance FROM tag_leaf WHERE tree_version = ?", [version])
         return t.column("distance").to_numpy()
 
-    def add_tag_leaves(self, version: str, tags: list[str], leaf: np.ndarray,
-                       similarity: np.ndarray) -> int:
-        """Incremental grounding: map new canonical tags onto existing leaves of ``version``."""
-        table = pa.table({"tree_version": [version] * len(tags), "tag": tags,
-                          "leaf_id": pa.array(leaf, pa.int32()),
-                          "distance": pa.array(1.0 - np.asarray(similarity), pa.float32())})
-        return self.insert_arrow("tag_leaf", table)
-
     # -- grounding -------------------------------------------------------------------------
-    def unmapped_canonical_tags(self, version: str, tagger: str) -> list[str]:
-        """Canonical tags of the tagger's annotations that the tree has no leaf for yet."""
-        return [r[0] for r in self.rows(
-            "SELECT DISTINCT al.tag FROM annotations a, unnest(a.tags) AS t(raw) "
-            "JOIN tag_aliases al ON al.raw_tag = t.raw "
-            "LEFT JOIN tag_leaf tl ON tl.tree_version = ? AND tl.tag = al.tag "
-            "WHERE a.status = 'ok' AND a.tagger = ? AND tl.tag IS NULL ORDER BY 1",
-            [version, tagger])]
-
-    def instance_tag_leaves(self, version: str, tagger: str):
-        """(instance_id, leaf_id, distance) per tag occurrence of the tagger's usable
-        annotations (no ORDER BY: callers index instances with Arrow's hash kernels)."""
-        return self.arrow(
-            "SELECT a.instance_id, tl.leaf_id, tl.distance FROM annotations a, "
-            "unnest(a.tags) AS t(raw) JOIN tag_aliases al ON al.raw_tag = t.raw "
-            "JOIN tag_leaf tl ON tl.tree_version = ? AND tl.tag = al.tag "
-            "WHERE a.status = 'ok' AND a.tagger = ?", [version, tagger])
-
     def instance_tag_incidence(self, tagger: str, tags: list[str]):
         """(instance ids, (n_instances x len(tags)) 0/1 CSR): which canonical tags each of the
         tagger's usable annotations carries (through ``tag_aliases``), ids in key order."""
@@ -216,46 +195,6 @@ class TreeQueries:
         c = np.array([p[1] for p in pairs], dtype=np.int64)
         return ids, sp.csr_matrix((np.ones(len(r), np.float32), (r, c)),
                                   shape=(len(ids), len(tags)))
-
-    def write_instance_nodes(self, version: str, instance_ids: list[str],
-                             weights: sp.csr_matrix) -> int:
-        """Replace the grounding of ``version`` with the non-zero (instance, node) weights."""
-        coo = weights.tocoo()
-        ids = pa.array(instance_ids, pa.string())
-        table = pa.table({"tree_version": pa.array([version] * coo.nnz, pa.string()),
-                          "instance_id": ids.take(pa.array(coo.row, pa.int64())),
-                          "node_id": pa.array(coo.col, pa.int32()),
-                          "weight": pa.array(coo.data, pa.float32())})
-        with self.transaction():
-            self.run("DELETE FROM instance_nodes WHERE tree_version = ?", [version])
-            # Plain INSERT: the version's rows were just deleted, so no conflict checks needed.
-            self.con.register("_instance_nodes", table)
-            try:
-                self.run("INSERT INTO instance_nodes SELECT * FROM _instance_nodes")
-            finally:
-                self.con.unregister("_instance_nodes")
-        return coo.nnz
-
-    def instance_leaf_matrix(self, version: str | None = None,
-                             instance_ids: list[str] | None = None):
-        """(instance ids, (n_instances x n_leaves) CSR of leaf weights) for ``version``; rows in
-        ``instance_ids`` order when given (instances without grounding get empty rows)."""
-        version = self._version_or_latest(version)
-        n_leaves = self.scalar("SELECT count(*) FROM tree_nodes WHERE tree_version = ? "
-                               "AND level = 0", [version])
-        t = self.arrow("SELECT n.instance_id, n.node_id, n.weight FROM instance_nodes n "
-                       "JOIN tree_nodes tn ON tn.tree_version = n.tree_version "
-                       "AND tn.node_id = n.node_id WHERE n.tree_version = ? AND tn.level = 0 "
-                       "ORDER BY n.instance_id, n.node_id", [version])
-        got = t.column("instance_id").to_pylist()
-        ids = instance_ids if instance_ids is not None else list(dict.fromkeys(got))
-        pos = {iid: i for i, iid in enumerate(ids)}
-        rows = np.array([pos.get(i, -1) for i in got], dtype=np.int64)
-        keep = rows >= 0
-        m = sp.csr_matrix((t.column("weight").to_numpy()[keep],
-                           (rows[keep], t.column("node_id").to_numpy()[keep])),
-                          shape=(len(ids), n_leaves), dtype=np.float32)
-        return ids, m
 
     def tree_summary(self, version: str) -> list[tuple]:
         """(level, nodes, tags) per level, leaves first."""

@@ -1,5 +1,6 @@
 """Report stage (data): tree_nodes, tag_leaf, instance_nodes, selections, scores, runs, ... ->
-one JSON-able dict of aggregates that ``tagtree.report.render_report`` turns into HTML.
+one JSON-able dict of aggregates that ``tagtree.report_page.render_report`` turns into HTML (the
+report stage's queries; the figures computed from them are ``tagtree.report_figures``'s).
 
 Everything is aggregated in DuckDB (counts and probability mass per tree node and group); only
 the top tags and a few example instructions of the ``report.detail_nodes`` most prominent nodes
@@ -14,12 +15,23 @@ import datetime as dt
 from typing import Any
 
 import numpy as np
-import orjson
 
-from tagtree import align
 from tagtree.config import ReportConfig, SampleConfig
 from tagtree.errors import TagtreeError
 from tagtree.io.store.annotate import token_cost
+from tagtree.report_figures import (
+    find_key,
+    group_size,
+    kl_divergence,
+    kl_rows,
+    level_dist,
+    level_metrics,
+    load_json,
+    mass_share,
+    normalized_entropy,
+    pick_method,
+    top_level,
+)
 from tagtree.sanitize import scrub
 
 # Node -> itself and every ancestor, for one tree version (parent_id NULL or < 0 marks a root).
@@ -108,7 +120,7 @@ def gather_report_data(store, *, run_id: str | None = None, tree_version: str | 
     if method and method not in methods:
         raise TagtreeError(f"run '{run_id}' has no selection by '{method}' (it has: "
                            f"{', '.join(methods) or 'none'})")
-    method = method or _pick_method(methods, run)
+    method = method or pick_method(methods, run)
     # KL uses the sampling stage's smoothing (the run's own when recorded), so figures agree.
     sample_cfg = ((run or {}).get("config") or {}).get("sample") or cfg.get("sample") or {}
     smoothing = float(sample_cfg.get("align_smoothing", SampleConfig().align_smoothing))
@@ -126,9 +138,9 @@ def gather_report_data(store, *, run_id: str | None = None, tree_version: str | 
         node["selected"] = int(chosen["n"][i])
         node["target"] = int(target["n"][i]) if target else 0
         node["pool_mass"] = round(float(pool["mass"][i]), 4)
-        node["target_share"] = _share(target, i) if target else None
-        node["selected_share"] = _share(chosen, i)
-        node["pool_share"] = _share(pool, i)
+        node["target_share"] = mass_share(target, i) if target else None
+        node["selected_share"] = mass_share(chosen, i)
+        node["pool_share"] = mass_share(pool, i)
     _attach_tags_and_examples(store, nodes, idx, tv, run_id, method or "", rcfg)
     series = {"pool": pool} | {k[4:]: v for k, v in groups.items() if k.startswith("sel:")}
     baselines = _baselines(store, series, target, levels, run_id, tv, smoothing)
@@ -139,11 +151,11 @@ def gather_report_data(store, *, run_id: str | None = None, tree_version: str | 
                  "levels_shown": int(rcfg["levels_shown"]),
                  "max_sectors": int(rcfg["max_sectors"]), "kl_smoothing": smoothing},
         "tree": {"nodes": nodes, "depth": int(levels.max()) + 1 if len(levels) else 0,
-                 "n_pool": _total(pool), "n_selected": _total(chosen),
-                 "n_target": _total(target) if target else 0},
-        "top_level": _top_level(nodes, levels, pool, chosen, target),
-        "kl": _kl_rows(baselines, method),
-        "levels": _level_metrics(series, levels),
+                 "n_pool": group_size(pool), "n_selected": group_size(chosen),
+                 "n_target": group_size(target) if target else 0},
+        "top_level": top_level(nodes, levels, pool, chosen, target),
+        "kl": kl_rows(baselines, method),
+        "levels": level_metrics(series, levels),
         "quality": _quality(store, tv, run_id, method, int(rcfg["quality_bins"])),
         "baselines": baselines,
         "manifest": _manifest(store, run, tv, cfg),
@@ -151,15 +163,6 @@ def gather_report_data(store, *, run_id: str | None = None, tree_version: str | 
 
 
 # -- choosing what to show ------------------------------------------------------------------------
-def _json(value) -> Any:
-    if value is None or isinstance(value, (dict, list)):
-        return value or {}
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return {}
-
-
 def _pick_run(store, run_id: str | None) -> dict | None:
     cols = "run_id, kind, status, started_at, finished_at, config, fingerprints, timings, metrics"
     if run_id:
@@ -180,28 +183,14 @@ def _pick_run(store, run_id: str | None) -> dict | None:
     names = [c.strip() for c in cols.split(",")]
     run = dict(zip(names, rows[0], strict=True))
     for key in ("config", "fingerprints", "timings", "metrics"):
-        run[key] = _json(run[key])
+        run[key] = load_json(run[key])
     for key in ("started_at", "finished_at"):
         run[key] = run[key].isoformat(sep=" ", timespec="seconds") if run[key] else None
     return run
 
 
-def _find_key(value, key: str):
-    """First value of ``key`` anywhere in nested dicts/lists (run metrics hold stage summaries)."""
-    if isinstance(value, dict):
-        if isinstance(value.get(key), str):
-            return value[key]
-        value = list(value.values())
-    if isinstance(value, list):
-        for item in value:
-            found = _find_key(item, key)
-            if found:
-                return found
-    return None
-
-
 def _pick_tree_version(store, run: dict | None) -> str:
-    tv = _find_key((run or {}).get("metrics"), "tree_version")
+    tv = find_key((run or {}).get("metrics"), "tree_version")
     if tv and store.scalar("SELECT count(*) FROM tree_nodes WHERE tree_version = ?", [tv]):
         return tv
     tv = store.scalar(
@@ -211,14 +200,6 @@ def _pick_tree_version(store, run: dict | None) -> str:
         raise TagtreeError(f"no knowledge tree in {store.path}: run `tagtree curate` (or the "
                            "tree stage) before `tagtree report`")
     return tv
-
-
-def _pick_method(methods: list[str], run: dict | None) -> str | None:
-    configured = ((run or {}).get("config") or {}).get("sample", {}).get("method")
-    for choice in (configured, "tags"):
-        if choice in methods:
-            return choice
-    return methods[0] if methods else None
 
 
 # -- the tree -------------------------------------------------------------------------------------
@@ -277,81 +258,6 @@ def _attach_tags_and_examples(store, nodes, idx, tv, run_id, method, rcfg) -> No
             nodes[idx[node_id]]["examples"].append({"text": cut, "selected": bool(selected)})
 
 
-def _total(stats) -> int:
-    return int(stats.get("size", 0)) if stats else 0
-
-
-def _share(stats, i: int) -> float:
-    """A node's share of the group's mass: grounded instances of a group sum to 1 per level."""
-    total = stats.get("grounded_mass", 0.0)
-    return round(float(stats["mass"][i]) / total, 5) if total else 0.0
-
-
-# -- distributions and metrics ---------------------------------------------------------------
-def _level_dist(stats, levels: np.ndarray, level: int) -> np.ndarray:
-    mass = stats["mass"][levels == level]
-    total = mass.sum()
-    return mass / total if total > 0 else mass
-
-
-def kl_divergence(target: np.ndarray, other: np.ndarray, smoothing: float) -> float:
-    """KL(target || other) in nats, both smoothed as the sampling stage does (``tagtree.align``:
-    a ``smoothing`` share of the uniform distribution mixed in), so the figures agree."""
-    return align.kl_divergence(align.smoothed(target, smoothing), align.smoothed(other, smoothing))
-
-
-def normalized_entropy(p: np.ndarray, n_reachable: int | None = None) -> float:
-    """Shannon entropy / log(nodes the pool reaches at that level) (``tagtree.metrics``'s
-    definition): 1 = mass spread evenly, 0 = all in one node."""
-    n = len(p) if n_reachable is None else n_reachable
-    if n < 2 or p.sum() <= 0:
-        return 0.0
-    q = p[p > 0] / p.sum()
-    return float(-(q * np.log(q)).sum() / np.log(n))
-
-
-def _kl_rows(baselines: dict, method: str | None) -> list[dict]:
-    """KL(target || ·) of the pool and each method, as in the baselines table (stored figures
-    win, e.g. the random baseline's mean over seeds)."""
-    rows = []
-    for row in baselines["rows"]:
-        name = row["method"]
-        if row.get("kl_target") is None:
-            continue
-        label = ("pool (before selection)" if name == "pool"
-                 else f"{name} (shown)" if name == method else name)
-        rows.append({"label": label, "method": name, "kl": round(float(row["kl_target"]), 4)})
-    return rows
-
-
-def _level_metrics(series, levels) -> dict:
-    """Per level, top first: coverage = share of the nodes the pool reaches that a group reaches;
-    entropy normalised by the same count."""
-    order = sorted(set(levels.tolist()), reverse=True)
-    reach = {lv: series["pool"]["n"][levels == lv] > 0 for lv in order}
-    out = {"levels": order, "n_nodes": [int((levels == lv).sum()) for lv in order],
-           "coverage": {}, "entropy": {}}
-    for name, stats in series.items():
-        out["coverage"][name] = [
-            round(float((stats["n"][levels == lv] > 0)[reach[lv]].sum() / max(1, reach[lv].sum())),
-                  4) for lv in order]
-        out["entropy"][name] = [
-            round(normalized_entropy(_level_dist(stats, levels, lv), int(reach[lv].sum())), 4)
-            for lv in order]
-    return out
-
-
-def _top_level(nodes, levels, pool, chosen, target) -> dict:
-    if not len(levels):
-        return {"names": [], "pool": [], "selected": [], "target": []}
-    top = [i for i, n in enumerate(nodes) if n["parent"] < 0]
-    top.sort(key=lambda i: -pool["mass"][i])
-    return {"names": [nodes[i]["name"] for i in top],
-            "pool": [nodes[i]["pool_share"] for i in top],
-            "selected": [nodes[i]["selected_share"] for i in top],
-            "target": [nodes[i]["target_share"] for i in top] if target else []}
-
-
 def _quality(store, tv, run_id, method, bins) -> dict:
     pool = store.arrow(
         "SELECT s.quality, sel.instance_id IS NOT NULL AS selected FROM scores s "
@@ -379,12 +285,12 @@ def _baselines(store, series, target, levels, run_id, tv, smoothing) -> dict:
         "SELECT sel.method, avg(s.quality) FROM selections sel JOIN scores s "
         "ON s.instance_id = sel.instance_id AND s.tree_version = ? WHERE sel.run_id = ? "
         "GROUP BY 1", [tv, run_id]))
-    t = _level_dist(target, levels, 0) if target and len(levels) else None
+    t = level_dist(target, levels, 0) if target and len(levels) else None
     pool_leaves = series["pool"]["n"][levels == 0] > 0
     rows: dict[str, dict[str, Any]] = {}
     for name, stats in series.items():  # the names and definitions of tagtree.metrics
         row = rows.setdefault(name, {})
-        row["selected"] = _total(stats)
+        row["selected"] = group_size(stats)
         if name != "pool" and means.get(name) is not None:
             row["mean_quality"] = round(means[name], 4)
         if len(levels):
@@ -392,10 +298,10 @@ def _baselines(store, series, target, levels, run_id, tv, smoothing) -> dict:
             row["leaf_coverage"] = round(float(leaves[pool_leaves].sum()
                                                / max(1, pool_leaves.sum())), 4)
             row["entropy_l0"] = round(normalized_entropy(
-                _level_dist(stats, levels, 0), int(pool_leaves.sum())), 4)
+                level_dist(stats, levels, 0), int(pool_leaves.sum())), 4)
         if t is not None and t.sum() > 0:
             row["kl_target"] = round(
-                kl_divergence(t, _level_dist(stats, levels, 0), smoothing), 4)
+                kl_divergence(t, level_dist(stats, levels, 0), smoothing), 4)
     stored = store.scalar("SELECT count(*) FROM information_schema.tables "
                           "WHERE table_name = 'selection_metrics'")
     if stored:
@@ -460,7 +366,7 @@ def _manifest(store, run: dict | None, tv: str, cfg: dict) -> dict:
 def _fingerprints(store, run: dict, tv: str, tokens, judges) -> dict:
     """Which tree, tagger (model + prompt + parameters), embedder and judge made these numbers."""
     described = dict(store.rows("SELECT tagger, description::VARCHAR FROM taggers"))
-    tree_stats = _json(store.scalar("SELECT stats::VARCHAR FROM trees WHERE tree_version = ?",
+    tree_stats = load_json(store.scalar("SELECT stats::VARCHAR FROM trees WHERE tree_version = ?",
                                     [tv]))
     out: dict[str, Any] = {"tree_version": tv}
     if tree_stats.get("embedder"):
@@ -478,7 +384,7 @@ def _timings(store, run: dict, tv: str) -> dict:
     for stage, summary in (run.get("metrics") or {}).items():
         if isinstance(summary, dict) and isinstance(summary.get("seconds"), (int, float)):
             out.setdefault(stage, round(summary["seconds"], 3))
-    build = _json(store.scalar("SELECT stats::VARCHAR FROM trees WHERE tree_version = ?",
+    build = load_json(store.scalar("SELECT stats::VARCHAR FROM trees WHERE tree_version = ?",
                                [tv])).get("build_seconds")
     if build is not None:
         out.setdefault("tree build", build)

@@ -7,7 +7,6 @@ store loop in ``tagtree.io.annotator``; the offline keyphrase tagger in ``tagtre
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import importlib.resources
 import json
@@ -18,9 +17,14 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from tagtree.sanitize import strip_controls
+from tagtree.normalize import tidy_tag
+from tagtree.replies import json_candidates as _json_candidates
+from tagtree.replies import loads_lenient as _loads
 
 OK, FAILED = "ok", "failed"
+# The name tagtree.keyphrase imports: the annotate-time tidy-up (tagtree.normalize owns both
+# steps of tag normalisation; this is not the tree stage's folding, normalize.normalize_tag).
+normalize_tag = tidy_tag
 # Tags longer than this are sentences, not atomic concepts.
 MAX_TAG_CHARS = 64
 MAX_TAG_WORDS = 8
@@ -189,33 +193,7 @@ def truncate(item: TagInput, max_tokens: int,
 
 
 # -- parsing and validation -------------------------------------------------------------------
-_FENCE = re.compile(r"```(?:json|JSON|javascript|js)?\s*(.*?)```", re.DOTALL)
 _QUOTED = re.compile(r"\"([^\"\n]{1,200})\"|'([^'\n]{1,200})'")
-
-
-def _json_candidates(text: str) -> Iterable[str]:
-    for m in _FENCE.finditer(text):
-        yield m.group(1)
-    yield text
-    # The outermost {...} or [...] span, dropping chatter before/after it.
-    for open_, close in (("{", "}"), ("[", "]")):
-        start, end = text.find(open_), text.rfind(close)
-        if 0 <= start < end:
-            yield text[start:end + 1]
-
-
-def _loads(candidate: str) -> Any:
-    """A JSON (or Python-literal) value, or None. Never raises: a hostile answer nested a
-    thousand levels deep is just unreadable (RecursionError), not a crash of the whole run."""
-    candidate = candidate.strip()
-    try:
-        return json.loads(candidate)
-    except (ValueError, RecursionError):
-        pass
-    try:  # single quotes, trailing commas and Python literals: {'tags': ['a', 'b',]}
-        return ast.literal_eval(candidate)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return None
 
 
 _BRIEF = reprlib.Repr()  # keyword arguments only from Python 3.12
@@ -258,13 +236,6 @@ def parse_tags(content: str | None) -> list:
     raise TagError(f"no tag list in response: {content[:80]!r}")
 
 
-def normalize_tag(tag: str) -> str:
-    """Lower-case, single spaces, no surrounding quotes/punctuation/bullets, no terminal escape
-    sequences or control/bidi characters (tags are printed and shown everywhere)."""
-    tag = re.sub(r"\s+", " ", strip_controls(tag).replace("_", " ")).strip().lower()
-    return tag.strip(" \t\"'`.,;:!?*#-•()[]{}")
-
-
 def clean_tags(raw: list, min_tags: int, max_tags: int) -> list[str]:
     """Validate and normalize: strings only, length bounds, no empties or duplicates, at most
     ``max_tags`` kept (in the model's order); fewer than ``min_tags`` raises TagError."""
@@ -272,7 +243,7 @@ def clean_tags(raw: list, min_tags: int, max_tags: int) -> list[str]:
     for value in raw:
         if not isinstance(value, str):
             continue
-        tag = normalize_tag(value)
+        tag = tidy_tag(value)
         if len(tag) < 2 or len(tag) > MAX_TAG_CHARS or len(tag.split()) > MAX_TAG_WORDS:
             continue
         if tag not in out:

@@ -1,4 +1,4 @@
-"""Report stage (render): the report-data dict (``tagtree.io.report_data``) -> one self-contained
+"""Report stage (render): the report-data dict (``tagtree.io.store.report``) -> one self-contained
 HTML page (its own small SVG chart code inlined, no network, all data text escaped).
 
 Safety: static parts go through ``html.escape``; the data travels as JSON inside a
