@@ -266,6 +266,12 @@ def annotate_store(store, tagger: Tagger, *, page: int = 2000, limit: int | None
     def flush() -> None:
         nonlocal last_flush
         store.write_annotations(tagger.fingerprint, buffer)
+        # The single-pass keyphrase tagger computed each instance's vector: stored, the tree's
+        # context and the baselines need no second embedder pass over the instance texts.
+        vectors = tagger.take_instance_vectors() if hasattr(tagger, "take_instance_vectors") \
+            else None
+        if vectors:
+            store.write_instance_embeddings(tagger.embedder.fingerprint, *vectors)
         buffer.clear()
         last_flush = time.monotonic()
         if progress:
@@ -341,7 +347,8 @@ def _keyphrase_tagger(cfg, embedder=None):
         from tagtree.io.embedder import make_embedder
 
         embedder = make_embedder(cfg)
-    return KeyphraseTagger(embedder, min_tags=cfg.annotate.min_tags, max_tags=cfg.annotate.max_tags)
+    return KeyphraseTagger(embedder, mode=cfg.annotate.phrase_vectors,
+                           min_tags=cfg.annotate.min_tags, max_tags=cfg.annotate.max_tags)
 
 
 @contextlib.contextmanager
