@@ -20,7 +20,7 @@ def test_annotate_stores_the_instance_vectors_the_tree_context_reuses(tmp_path):
     path = tmp_path / "pool.jsonl"
     path.write_text("".join(json.dumps({"instruction": it.instruction, "output": it.response})
                             + "\n" for it in ITEMS))
-    cfg, _ = load_config(None, {}, environ={})
+    cfg, _ = load_config(None, {"annotate.phrase_vectors": "context"}, environ={})
     with Store(str(tmp_path / "s.duckdb")) as store:
         ingest_files(store, [str(path)])
         with open_tagger(cfg) as tagger:

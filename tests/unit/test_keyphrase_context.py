@@ -36,7 +36,7 @@ def test_candidate_spans_point_at_their_phrase_in_the_text():
 
 
 def test_context_tags_are_own_phrases_and_vectors_are_embeds(embedder):
-    tagger = KeyphraseTagger(embedder)
+    tagger = KeyphraseTagger(embedder, mode="context")
     assert tagger.mode == "context"
     results = tagger.tag_many(ITEMS)
     assert [r.instance_id for r in results] == ["a", "b", "c"]
@@ -55,7 +55,7 @@ def test_context_tags_are_own_phrases_and_vectors_are_embeds(embedder):
 
 
 def test_a_huge_row_is_cut_and_its_vector_not_handed_on(embedder):
-    tagger = KeyphraseTagger(embedder)
+    tagger = KeyphraseTagger(embedder, mode="context")
     big = TagInput("big", "Summarize the history of the printing press.",
                    "Gutenberg movable type. " * 200_000)  # ~4.8 MB
     (result,) = tagger.tag_many([big])
@@ -65,8 +65,8 @@ def test_a_huge_row_is_cut_and_its_vector_not_handed_on(embedder):
 
 
 def test_version_one_stays_selectable_under_its_fingerprint(embedder):
-    old = KeyphraseTagger(embedder, mode="separate")
-    new = KeyphraseTagger(embedder)
+    old = KeyphraseTagger(embedder)  # the default
+    new = KeyphraseTagger(embedder, mode="context")
     # The fingerprint annotations from before version 2 were stored under: still valid for it.
     assert old.fingerprint == "keyphrase:minilm-l6-int8@1:c5369bb78b38"
     assert new.fingerprint != old.fingerprint and new.params()["version"] == 2
