@@ -65,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="config overrides, e.g. annotate.phrase_vectors=separate")
     args = parser.parse_args(argv)
 
-    from flows.curate import curate
     from pipeline import covered_seconds, task_runs, warm_up
+
+    from flows.curate import curate
     from tagtree.config import load_config
     from tagtree.io.embedder import make_embedder
     from tagtree.io.store import Store

@@ -7,13 +7,15 @@ should describe what the instruction needs); Maximal Marginal Relevance then pic
 2-12 per instance.
 
 Two ways to get the phrase vectors (``mode``):
-- ``"context"`` (version 2, opt-in: ``annotate.phrase_vectors = "context"``): one embedder pass over the instance text. The instance
+- ``"context"`` (version 2, opt-in: ``annotate.phrase_vectors = "context"``): one embedder
+  pass over the instance text. The instance
   vector is the pooled output (the very vector the tree's context and the baselines use, so it is
   handed on to be stored: ``take_instance_vectors``); a phrase's first score is the similarity
   of the mean of the token states of its occurrences in that pass. Only the ``rerank x n_tags``
   best (~10, not the 30 of version 1) are embedded on their own, cached across instances, for
   the final ranking (token states alone favoured generic words: "describes", "body").
-- ``"separate"`` (version 1, the default: version 2's MT-Bench figures were lower): every shortlisted phrase is embedded on its own (cached across
+- ``"separate"`` (version 1, the default: version 2's MT-Bench figures were lower): every
+  shortlisted phrase is embedded on its own (cached across
   instances) and compared with the embedding of the instance's first ``doc_chars`` characters.
   Needs only the ``Embedder`` protocol, so it is also what an embedder without token states
   (the OpenAI backend) gets.
