@@ -366,7 +366,9 @@ def open_tagger(cfg, *, embedder=None) -> Iterator[Tagger]:
         return
     from tagtree.io.local_llm import LocalLLMServer
 
-    with LocalLLMServer() as server:
+    a = cfg.annotate
+    with LocalLLMServer(threads=a.local_threads or None, poll=a.local_poll,
+                        parallel=a.local_parallel, batch=a.local_batch) as server:
         # More requests than server slots only queue inside the server, where they time out:
         # match the slots, and allow for a slow shared CPU (nothing is billed locally).
         yield _llm_tagger(cfg, server.base_url, server.model,
