@@ -92,6 +92,12 @@ class AnnotateConfig(_Section):
         description="Offline default when no endpoint is set: 'keyphrase' (embedding-ranked "
         "phrases) or 'llm' (local small model). With llm.base_url set, the endpoint is used.",
     )
+    phrase_vectors: Literal["separate", "context"] = Field(
+        "separate",
+        description="Keyphrase tagger: 'separate' (every phrase embedded on its own; version 1) "
+        "or 'context' (one embedder pass per instance scores the phrases, stores the instance "
+        "vectors for the tree; version 2, faster, lower MT-Bench figures so far).",
+    )
     concurrency: int = Field(16, ge=1, description="Requests in flight at once.")
     requests_per_minute: float | None = Field(None, gt=0, description="Client-side rate limit.")
     tokens_per_minute: float | None = Field(None, gt=0, description="Client-side token limit.")
@@ -112,6 +118,20 @@ class AnnotateConfig(_Section):
     prompt_version: str = Field("v1", description="Prompt template version (tagtree/prompts/).")
     batch_size: int = Field(
         2000, ge=1, description="Instances read from the store per page while annotating."
+    )
+    local_threads: int = Field(
+        0, ge=0, description="Local LLM: llama.cpp threads (0: cores minus one, at least 1; "
+        "one thread per core collapsed beside CPU-bound neighbours).",
+    )
+    local_poll: int = Field(
+        0, ge=0, le=100, description="Local LLM: llama.cpp busy-wait polling level 0-100 (0: "
+        "threads sleep; llama.cpp's 50 spun on cores other work needed).",
+    )
+    local_parallel: int = Field(
+        2, ge=1, description="Local LLM: server slots (requests at once)."
+    )
+    local_batch: int = Field(
+        2048, ge=1, description="Local LLM: prompt tokens per batch (n_batch)."
     )
     batch_poll_s: float = Field(
         30.0, gt=0, description="Batch mode: seconds between status polls of a submitted batch."

@@ -1,10 +1,24 @@
 """Annotate stage (pure part): offline keyphrase tagger, instances -> annotations without an LLM.
 
 A reconstruction standing in for the paper's LLM tagger where no LLM is available (KeyBERT-style):
-candidate phrases are runs of 1-3 content words between stopwords and punctuation; each is
-embedded with the same ``Embedder`` as the tree and scored by cosine similarity to the whole
-instance, with a bonus for appearing in the instruction (the tags should describe what the
-instruction needs); Maximal Marginal Relevance then picks diverse tags, 2-12 per instance.
+candidate phrases are runs of 1-3 content words between stopwords and punctuation, scored by
+cosine similarity to the whole instance, with a bonus for appearing in the instruction (the tags
+should describe what the instruction needs); Maximal Marginal Relevance then picks diverse tags,
+2-12 per instance.
+
+Two ways to get the phrase vectors (``mode``):
+- ``"context"`` (version 2, opt-in: ``annotate.phrase_vectors = "context"``): one embedder
+  pass over the instance text. The instance
+  vector is the pooled output (the very vector the tree's context and the baselines use, so it is
+  handed on to be stored: ``take_instance_vectors``); a phrase's first score is the similarity
+  of the mean of the token states of its occurrences in that pass. Only the ``rerank x n_tags``
+  best (~10, not the 30 of version 1) are embedded on their own, cached across instances, for
+  the final ranking (token states alone favoured generic words: "describes", "body").
+- ``"separate"`` (version 1, the default: version 2's MT-Bench figures were lower): every
+  shortlisted phrase is embedded on its own (cached across
+  instances) and compared with the embedding of the instance's first ``doc_chars`` characters.
+  Needs only the ``Embedder`` protocol, so it is also what an embedder without token states
+  (the OpenAI backend) gets.
 """
 
 from __future__ import annotations
@@ -37,7 +51,8 @@ help answer response example examples something someone new good best different 
 
 def candidates(text: str, max_words: int = 3) -> list[str]:
     """Runs of up to ``max_words`` content words: every n-gram inside each run between
-    stopwords/punctuation, normalized, in order of first appearance."""
+    stopwords/punctuation, normalized, in order of first appearance (the version-1 tagger's
+    candidates, kept as they were so its output does not change)."""
     out: list[str] = []
     run: list[str] = []
 
@@ -58,20 +73,61 @@ def candidates(text: str, max_words: int = 3) -> list[str]:
     return [normalize_tag(c) for c in out if len(c) >= 3]
 
 
+def _lower_same_length(text: str) -> str:
+    """``text.lower()`` with every character's position kept (a few characters lower to two)."""
+    low = text.lower()
+    if len(low) == len(text):
+        return low
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+
+
+def candidate_spans(text: str, max_words: int = 3) -> list[tuple[str, int, int]]:
+    """``candidates`` with each occurrence's character span ``(phrase, start, end)`` in ``text``."""
+    out: list[tuple[str, int, int]] = []
+    run: list[tuple[str, int, int]] = []
+
+    def flush() -> None:
+        for n in range(1, max_words + 1):
+            for i in range(len(run) - n + 1):
+                out.append((" ".join(t for t, _, _ in run[i:i + n]), run[i][1], run[i + n - 1][2]))
+        run.clear()
+
+    for m in _TOKEN.finditer(_lower_same_length(text)):
+        token = m.group()
+        if token in STOPWORDS or not token[0].isalpha() or len(token) < 2:
+            flush()
+        else:
+            run.append((token, m.start(), m.end()))
+            if len(run) > 2 * max_words:  # very long runs (lists of names) are split
+                flush()
+    flush()
+    return [(normalize_tag(c), a, b) for c, a, b in out if len(c) >= 3]
+
+
+MODES = ("context", "separate")
+
+
 class KeyphraseTagger:
     """Tags from the instance's own words, ranked against its embedding (no LLM, no network).
 
-    Parameters: ``embedder`` (any ``tagtree.protocols.Embedder``), ``min_tags``/``max_tags``,
-    ``max_candidates`` (cheap pre-filter by frequency and position before embedding),
-    ``diversity`` (MMR weight of novelty, 0 = pure relevance), ``instruction_bonus`` (added to
-    the similarity of phrases found in the instruction), ``chunk`` (instances per embed call).
+    Parameters: ``embedder`` (any ``tagtree.protocols.Embedder``; ``mode="context"`` needs one
+    with ``encode`` returning token states, like ``LocalEmbedder``, and falls back to
+    ``"separate"`` otherwise), ``mode`` (see the module docstring), ``min_tags``/``max_tags``,
+    ``max_candidates`` (cheap pre-filter by frequency and position), ``diversity`` (MMR weight
+    of novelty, 0 = pure relevance), ``instruction_bonus`` (added to the similarity of phrases
+    found in the instruction), ``chunk`` (instances per embed call), ``rerank`` (``"context"``:
+    the ``rerank x n_tags`` candidates best by token states are embedded on their own for the
+    final ranking; 0: token states only, fastest).
     """
 
-    def __init__(self, embedder: Embedder, *, min_tags: int = 2, max_tags: int = 12,
-                 max_candidates: int = 30, diversity: float = 0.4,
+    def __init__(self, embedder: Embedder, *, mode: str = "separate", min_tags: int = 2,
+                 max_tags: int = 12, max_candidates: int = 30, diversity: float = 0.4,
                  instruction_bonus: float = 0.05, max_chars: int = 4000, doc_chars: int = 1000,
-                 chunk: int = 64, cache_size: int = 200_000):
+                 chunk: int = 256, cache_size: int = 200_000, rerank: int = 2):
+        if mode not in MODES:
+            raise ValueError(f"keyphrase mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.embedder = embedder
+        self.mode = mode if mode == "separate" or hasattr(embedder, "encode") else "separate"
         self.min_tags = min_tags
         self.max_tags = max_tags
         self.max_candidates = max_candidates
@@ -81,14 +137,21 @@ class KeyphraseTagger:
         self.doc_chars = doc_chars
         self.chunk = chunk
         self.cache_size = cache_size
+        self.rerank = rerank
         self._phrase_vecs: dict[str, np.ndarray] = {}  # phrases recur across instances
+        self._instance_vecs: list[tuple[str, np.ndarray]] = []
         self.fingerprint = tagger_fingerprint("keyphrase", embedder.fingerprint, self.params())
 
     def params(self) -> dict[str, Any]:
-        return {"version": 1, "min_tags": self.min_tags, "max_tags": self.max_tags,
-                "max_candidates": self.max_candidates, "diversity": self.diversity,
-                "instruction_bonus": self.instruction_bonus, "max_chars": self.max_chars,
-                "doc_chars": self.doc_chars}
+        if self.mode == "separate":  # exactly version 1's, so its cached annotations still count
+            return {"version": 1, "min_tags": self.min_tags, "max_tags": self.max_tags,
+                    "max_candidates": self.max_candidates, "diversity": self.diversity,
+                    "instruction_bonus": self.instruction_bonus, "max_chars": self.max_chars,
+                    "doc_chars": self.doc_chars}
+        return {"version": 2, "mode": self.mode, "min_tags": self.min_tags,
+                "max_tags": self.max_tags, "max_candidates": self.max_candidates,
+                "diversity": self.diversity, "instruction_bonus": self.instruction_bonus,
+                "max_chars": self.max_chars, "rerank": self.rerank}
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "keyphrase", "embedder": self.embedder.fingerprint, **self.params()}
@@ -96,6 +159,17 @@ class KeyphraseTagger:
     def n_tags(self, n_candidates: int) -> int:
         """More distinct phrases, more tags: sqrt growth, within [min_tags, max_tags]."""
         return int(np.clip(round(n_candidates ** 0.5), self.min_tags, self.max_tags))
+
+    def take_instance_vectors(self) -> tuple[list[str], np.ndarray] | None:
+        """The instance vectors computed since the last call (``mode="context"``): the same
+        ``embedder.embed`` of ``instruction + "\\n" + response`` the tree context and the
+        baselines ask for, so the caller can store them instead of embedding every text again."""
+        if not self._instance_vecs:
+            return None
+        ids = [i for i, _ in self._instance_vecs]
+        vecs = np.stack([v for _, v in self._instance_vecs])
+        self._instance_vecs = []
+        return ids, vecs
 
     def _shortlist(self, item: TagInput) -> tuple[list[str], set[str]]:
         ins = candidates(item.instruction[: self.max_chars])
@@ -106,9 +180,11 @@ class KeyphraseTagger:
         return ranked[: self.max_candidates], set(ins)
 
     def tag_many(self, items: Sequence[TagInput]) -> list[TagResult]:
-        shortlists = [self._shortlist(it) for it in items]
         if not items:
             return []
+        if self.mode == "context":
+            return self._tag_in_context(items)
+        shortlists = [self._shortlist(it) for it in items]
         cache = self._phrase_vecs
         if len(cache) > self.cache_size:
             cache.clear()
@@ -120,16 +196,107 @@ class KeyphraseTagger:
         cache.update(zip(new, vectors[len(docs):], strict=True))
         results = []
         for item, (cands, in_instruction), doc in zip(items, shortlists, doc_vecs, strict=True):
-            if len(cands) < self.min_tags:
-                results.append(TagResult(item.instance_id, FAILED, error=(
-                    f"too few candidate phrases: {len(cands)} < {self.min_tags}"), attempts=1))
-                continue
-            vecs = np.stack([cache[c] for c in cands])
+            results.append(self._pick(item, cands, in_instruction, doc,
+                                      lambda cs: np.stack([cache[c] for c in cs])))
+        return results
+
+    def _pick(self, item: TagInput, cands: list[str], in_instruction: set[str], doc: np.ndarray,
+              vectors, n: int | None = None) -> TagResult:
+        if len(cands) < self.min_tags:
+            return TagResult(item.instance_id, FAILED, error=(
+                f"too few candidate phrases: {len(cands)} < {self.min_tags}"), attempts=1)
+        vecs = vectors(cands)
+        relevance = vecs @ doc + self.instruction_bonus * np.array(
+            [c in in_instruction for c in cands], dtype=np.float32)
+        picked = self._mmr(relevance, vecs, n or self.n_tags(len(cands)))
+        return TagResult(item.instance_id, OK, tags=[cands[i] for i in picked])
+
+    # -- version 2: one pass, phrase vectors from the instance's own token states ---------------
+    def _tag_in_context(self, items: Sequence[TagInput]) -> list[TagResult]:
+        cap = getattr(self.embedder, "max_tokens", 256) * 16
+        texts, whole = [], []
+        for it in items:
+            # The text ensure_embeddings embeds; a huge row is cut first (its vector is then not
+            # that text's, so it is not handed on to be stored).
+            small = len(it.instruction) + len(it.response) <= 4 * cap
+            text = (f"{it.instruction}\n{it.response}" if small else
+                    f"{it.instruction[:cap]}\n{it.response[:cap]}").strip()
+            texts.append(text[:cap])
+            whole.append(small)
+        results: list[TagResult | None] = [None] * len(items)
+        shortlists: dict[int, tuple] = {}
+        for idx, pooled, states, encodings in self.embedder.encode(texts):
+            for j, i in enumerate(idx):
+                item = items[i]
+                ranked = self._rank_in_context(item, texts[i], pooled[j], states[j],
+                                               encodings[j])
+                if isinstance(ranked, TagResult):
+                    results[i] = ranked
+                else:
+                    shortlists[i] = ranked
+                if whole[i]:
+                    self._instance_vecs.append((item.instance_id, pooled[j]))
+        if self.rerank and shortlists:
+            # The final ranking on the phrases' own embeddings (cached across instances), for
+            # the few best candidates only: token states alone favoured generic words.
+            cache = self._phrase_vecs
+            if len(cache) > self.cache_size:
+                cache.clear()
+            new = sorted({c for cands, *_ in shortlists.values() for c in cands if c not in cache})
+            if new:
+                cache.update(zip(new, self.embedder.embed(new), strict=True))
+            for i, (cands, in_instruction, doc, n, _) in shortlists.items():
+                results[i] = self._pick(items[i], cands, in_instruction, doc,
+                                        lambda cs: np.stack([cache[c] for c in cs]), n)
+        else:
+            for i, (cands, in_instruction, doc, n, vectors) in shortlists.items():
+                results[i] = self._pick(items[i], cands, in_instruction, doc, vectors, n)
+        return results  # type: ignore[return-value]
+
+    def _rank_in_context(self, item: TagInput, text: str, doc: np.ndarray, states: np.ndarray,
+                         encoding) -> TagResult:
+        offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+        real = (np.asarray(encoding.special_tokens_mask) == 0) & \
+            (np.asarray(encoding.attention_mask) == 1)
+        pos = np.flatnonzero(real)  # token positions of the text (no [CLS]/[SEP]/padding)
+        starts = offsets[pos, 0]
+        window = int(offsets[pos, 1].max()) if len(pos) else 0  # characters the model saw
+        ins_end = len(item.instruction) - (len(item.instruction) - len(item.instruction.lstrip()))
+        spans = candidate_spans(text[: self.max_chars * 2])
+        counts: Counter[str] = Counter()
+        first: dict[str, int] = {}
+        seen: dict[str, list[tuple[int, int]]] = {}
+        in_instruction: set[str] = set()
+        for k, (phrase, a, b) in enumerate(spans):
+            inside = a < ins_end
+            counts[phrase] += 2 if inside else 1  # instruction phrases count double
+            first.setdefault(phrase, k)
+            if inside:
+                in_instruction.add(phrase)
+            if b <= window:
+                lo, hi = np.searchsorted(starts, (a, b))
+                if hi > lo:
+                    seen.setdefault(phrase, []).append((lo, hi))
+        ranked = sorted(seen, key=lambda c: (-counts[c] * (1 + 0.3 * c.count(" ")), first[c]))
+        cands = ranked[: self.max_candidates]
+        if len(cands) < self.min_tags:
+            return self._pick(item, cands, in_instruction, doc, None)
+        n = self.n_tags(len(cands))
+        # Range sums of the text's token states by prefix sums: O(tokens + occurrences).
+        prefix = np.zeros((len(pos) + 1, states.shape[1]), dtype=np.float32)
+        np.cumsum(states[pos], axis=0, out=prefix[1:])
+
+        def vectors(cs: list[str]) -> np.ndarray:
+            out = np.stack([sum(prefix[hi] - prefix[lo] for lo, hi in seen[c]) for c in cs])
+            return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+        if self.rerank:  # cheap scoring first: the shortlist for the final ranking
+            vecs = vectors(cands)
             relevance = vecs @ doc + self.instruction_bonus * np.array(
                 [c in in_instruction for c in cands], dtype=np.float32)
-            picked = self._mmr(relevance, vecs, self.n_tags(len(cands)))
-            results.append(TagResult(item.instance_id, OK, tags=[cands[i] for i in picked]))
-        return results
+            keep = np.argsort(-relevance, kind="stable")[: self.rerank * n]
+            cands = [cands[k] for k in sorted(keep)]
+        return cands, in_instruction, doc, n, vectors
 
     def _mmr(self, relevance: np.ndarray, vecs: np.ndarray, k: int) -> list[int]:
         """Maximal Marginal Relevance: relevant to the instance, unlike the tags already chosen."""

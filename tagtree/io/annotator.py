@@ -266,6 +266,12 @@ def annotate_store(store, tagger: Tagger, *, page: int = 2000, limit: int | None
     def flush() -> None:
         nonlocal last_flush
         store.write_annotations(tagger.fingerprint, buffer)
+        # The single-pass keyphrase tagger computed each instance's vector: stored, the tree's
+        # context and the baselines need no second embedder pass over the instance texts.
+        vectors = tagger.take_instance_vectors() if hasattr(tagger, "take_instance_vectors") \
+            else None
+        if vectors:
+            store.write_instance_embeddings(tagger.embedder.fingerprint, *vectors)
         buffer.clear()
         last_flush = time.monotonic()
         if progress:
@@ -341,7 +347,8 @@ def _keyphrase_tagger(cfg, embedder=None):
         from tagtree.io.embedder import make_embedder
 
         embedder = make_embedder(cfg)
-    return KeyphraseTagger(embedder, min_tags=cfg.annotate.min_tags, max_tags=cfg.annotate.max_tags)
+    return KeyphraseTagger(embedder, mode=cfg.annotate.phrase_vectors,
+                           min_tags=cfg.annotate.min_tags, max_tags=cfg.annotate.max_tags)
 
 
 @contextlib.contextmanager
@@ -359,7 +366,9 @@ def open_tagger(cfg, *, embedder=None) -> Iterator[Tagger]:
         return
     from tagtree.io.local_llm import LocalLLMServer
 
-    with LocalLLMServer() as server:
+    a = cfg.annotate
+    with LocalLLMServer(threads=a.local_threads or None, poll=a.local_poll,
+                        parallel=a.local_parallel, batch=a.local_batch) as server:
         # More requests than server slots only queue inside the server, where they time out:
         # match the slots, and allow for a slow shared CPU (nothing is billed locally).
         yield _llm_tagger(cfg, server.base_url, server.model,

@@ -25,6 +25,7 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
+CHARS_PER_TOKEN_CAP = 16  # texts are cut at max_tokens x this before tokenizing (English: ~4)
 BATCH_TOKENS = 8192  # tokens per local embedding batch (see LocalEmbedder.embed)
 _SESSIONS: dict[tuple[str, int], object] = {}
 _SESSIONS_LOCK = threading.Lock()
@@ -42,6 +43,10 @@ def _onnx_session(model: str, threads: int):
             # More threads than cores only adds contention on a small machine.
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
+            # Idle threads sleep instead of spinning: on cores shared with other work, spinning
+            # threads took the cores from the ones with work (half the throughput measured with
+            # two busy neighbours; the same on idle cores).
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             _SESSIONS[model, threads] = ort.InferenceSession(
                 model, opts, providers=["CPUExecutionProvider"])
         return _SESSIONS[model, threads]
@@ -89,8 +94,20 @@ class LocalEmbedder:
         return self._session
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        texts = [t if t else " " for t in texts]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for idx, pooled, _, _ in self.encode(texts, hidden=False):
+            out[idx] = pooled
+        return out
+
+    def encode(self, texts: Sequence[str], *, hidden: bool = True):
+        """Batches of ``(indices, pooled vectors, token states, encodings)``: ``embed`` and the
+        single-pass keyphrase tagger share this, so an instance vector the tagger stores is the
+        one ``embed`` gives (the token states are per batch, ``batch x seq x dim``; None when
+        ``hidden`` is False)."""
+        # The tokenizer reads a whole text before truncating it (a 50 MB row took seconds):
+        # max_tokens word pieces rarely span more than CHARS_PER_TOKEN_CAP chars each.
+        cap = self.max_tokens * CHARS_PER_TOKEN_CAP
+        texts = [t[:cap] if t else " " for t in texts]
         # Shortest first, so a batch pads little; batches hold at most batch_size texts and
         # about BATCH_TOKENS tokens. The token cap is what bounds memory: attention keeps
         # batch x 12 heads x seq^2 floats per layer, and 256 documents of 256 tokens took the
@@ -103,15 +120,15 @@ class LocalEmbedder:
                     (end - start + 1) * self._tokens(len(texts[order[end]])) <= BATCH_TOKENS:
                 end += 1
             idx = order[start:end]
-            out[idx] = self._embed_batch([texts[i] for i in idx])
+            enc, states, pooled = self._run_batch([texts[i] for i in idx])
+            yield idx, pooled, (states if hidden else None), enc
             start = end
-        return out
 
     def _tokens(self, chars: int) -> int:
         """Padded length of a text of ``chars`` characters, estimated (~4 chars a token)."""
         return min(self.max_tokens, chars // 3 + 2)
 
-    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+    def _run_batch(self, texts: list[str]):
         with self._lock:
             enc = self.tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in enc], dtype=np.int64)
@@ -120,7 +137,7 @@ class LocalEmbedder:
                                          "token_type_ids": np.zeros_like(ids)})[0]
         m = mask[..., None].astype(np.float32)
         pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
-        return _normalise(pooled)
+        return enc, hidden, _normalise(pooled)
 
 
 class OpenAIEmbedder:

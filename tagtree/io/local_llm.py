@@ -49,8 +49,14 @@ class LocalLLMServer:
     """``with LocalLLMServer() as srv: srv.base_url`` -> ``http://127.0.0.1:PORT/v1``."""
 
     def __init__(self, *, threads: int | None = None, parallel: int = 2, n_ctx: int = 4096,
-                 startup_timeout_s: float = 120.0, warmup: bool = True):
-        self.threads = threads or min(4, os.cpu_count() or 1)
+                 startup_timeout_s: float = 120.0, warmup: bool = True, poll: int = 0,
+                 batch: int = 2048):
+        # One thread per core with busy-wait polling collapsed when other processes shared the
+        # cores (14.3 s for a first request at threads=2 beside two CPU-bound neighbours, 2.9 s
+        # at threads=1): leave a core, and let idle threads sleep (poll 0).
+        self.threads = threads or max(1, min(4, (os.cpu_count() or 1) - 1))
+        self.poll = poll
+        self.batch = batch
         self.parallel = parallel
         self.n_ctx = n_ctx  # shared by the parallel slots
         self.startup_timeout_s = startup_timeout_s
@@ -74,6 +80,9 @@ class LocalLLMServer:
         params.n_ctx = self.n_ctx
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
+        params.cpuparams.poll = self.poll
+        params.cpuparams_batch.poll = self.poll
+        params.n_batch = self.batch
         params.model_alias = {MODEL_NAME}
         params.verbosity = -1  # llama.cpp logs every slot event otherwise
         self._server = xllamacpp.Server(params)

@@ -1,0 +1,76 @@
+"""The single-pass keyphrase tagger (version 2) on the shipped MiniLM: its tags are the
+instance's own phrases, its instance vectors are exactly ``embed``'s, and version 1 stays
+selectable under its old fingerprint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tagtree.annotation import OK, TagInput
+from tagtree.io.embedder import LocalEmbedder
+from tagtree.keyphrase import KeyphraseTagger, candidate_spans, candidates
+
+ITEMS = [
+    TagInput("a", "Explain binary search trees in Java with insertion and deletion examples.",
+             "A binary search tree keeps smaller keys left. Insertion walks down; deletion of a "
+             "node with two children swaps in its in-order successor."),
+    TagInput("b", "Compose a formal email declining a job offer politely.",
+             "Dear Ms. Smith, thank you for the offer. After careful thought I must decline."),
+    TagInput("c", "  What causes the seasons on Earth?", "The tilt of Earth's axis."),
+]
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return LocalEmbedder()
+
+
+def test_candidate_spans_point_at_their_phrase_in_the_text():
+    text = "Sorting a Linked List with MERGE SORT, then merge sort again."
+    spans = candidate_spans(text)
+    assert [c for c, _, _ in spans] == candidates(text)
+    for phrase, a, b in spans:
+        assert text[a:b].lower() == phrase
+    assert sum(p == "merge sort" for p, _, _ in spans) == 2
+
+
+def test_context_tags_are_own_phrases_and_vectors_are_embeds(embedder):
+    tagger = KeyphraseTagger(embedder, mode="context")
+    assert tagger.mode == "context"
+    results = tagger.tag_many(ITEMS)
+    assert [r.instance_id for r in results] == ["a", "b", "c"]
+    for result, item in zip(results, ITEMS, strict=True):
+        assert result.status == OK and 2 <= len(result.tags) <= 12, result
+        text = (item.instruction + " " + item.response).lower()
+        assert all(all(w in text for w in tag.split()) for tag in result.tags)
+    assert any("binary search" in t for t in results[0].tags), results[0].tags
+    assert any("job offer" in t or "formal email" in t for t in results[1].tags)
+    ids, vectors = tagger.take_instance_vectors()
+    assert sorted(ids) == ["a", "b", "c"] and tagger.take_instance_vectors() is None
+    order = {item.instance_id: item for item in ITEMS}
+    expected = embedder.embed([f"{order[i].instruction}\n{order[i].response}".strip()
+                               for i in ids])
+    np.testing.assert_allclose(vectors, expected, atol=1e-6)
+
+
+def test_a_huge_row_is_cut_and_its_vector_not_handed_on(embedder):
+    tagger = KeyphraseTagger(embedder, mode="context")
+    big = TagInput("big", "Summarize the history of the printing press.",
+                   "Gutenberg movable type. " * 200_000)  # ~4.8 MB
+    (result,) = tagger.tag_many([big])
+    assert result.status == OK and set(" ".join(result.tags).split()) <= {
+        "summarize", "history", "printing", "press", "gutenberg", "movable", "type"}
+    assert tagger.take_instance_vectors() is None
+
+
+def test_version_one_stays_selectable_under_its_fingerprint(embedder):
+    old = KeyphraseTagger(embedder)  # the default
+    new = KeyphraseTagger(embedder, mode="context")
+    # The fingerprint annotations from before version 2 were stored under: still valid for it.
+    assert old.fingerprint == "keyphrase:minilm-l6-int8@1:c5369bb78b38"
+    assert new.fingerprint != old.fingerprint and new.params()["version"] == 2
+    assert old.tag_many(ITEMS[:1])[0].status == OK and old.take_instance_vectors() is None
+    with pytest.raises(ValueError, match="mode"):
+        KeyphraseTagger(embedder, mode="static")
+
