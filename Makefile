@@ -29,8 +29,10 @@ demo: install
 	$(BIN)/tagtree curate examples/self_instruct_alpaca.jsonl \
 		--target examples/target_coding_math.jsonl --db out/demo.duckdb
 
+# Test files are spread over the cores (pytest-xdist); a file's tests share one worker, so the
+# module-scoped servers (Prefect, moto) start once per file as they do in a serial run.
 test: install-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 # The real offline LLM end to end (SmolLM2 served by llama.cpp): minutes on 2 cores.
 test-model: install-test

@@ -19,6 +19,16 @@ class SafeConsole(Console):
     a tree label -- has its control characters shown escaped (``\\x1b[2J``), never obeyed.
     Rich's own styling is added after this, so colours still work."""
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # Rich freezes COLUMNS/LINES read at construction (this console is built at import):
+        # without an explicit size, follow the environment at each print instead, so a caller
+        # that sets COLUMNS later (a test runner, an embedding program) gets that width.
+        if kwargs.get("width") is None:
+            self._width = None
+        if kwargs.get("height") is None:
+            self._height = None
+
     def render_str(self, text: str, **kwargs: Any):
         return super().render_str(printable(text), **kwargs)
 
