@@ -53,7 +53,7 @@ def build(
         f"instances, drift {grounded['drift']:.1%}", highlight=False)
     if built.figures.get("refine"):
         r = built.figures["refine"]
-        console.print(f"LLM names: {r['named']:,} asked, {r['cached']:,} from earlier builds, "
+        console.print(f"LLM names: {r['named']:,} new, {r['cached']:,} from earlier builds, "
                       f"{r['failed']:,} kept their offline name (no usable answer), "
                       f"{r.get('rejected', 0):,} (the answer fit the members worse)"
                       + (" - the endpoint kept failing, the rest were not asked"
