@@ -168,21 +168,22 @@ def tree_rows(problem, labels_top, labels_leaf, seed: int = 0) -> dict:
     }
 
 
-def naming_rows(ds: LabelledSet, problem, labels_top, names_by_variant: dict[str, list[str]],
-                embedder) -> dict:
+def naming_rows(ds: LabelledSet, tree, node_weights, labels_top,
+                names_by_variant: dict[str, list[str]], embedder) -> dict:
     """Naming score of the top level: for each top node with a clear majority label (> 50%),
     is that label's (display) name the nearest label name to the node's name by the embedder?
-    One share per naming variant (same clustering, names from each variant)."""
+    One share per naming variant (same clustering, names from each variant); ``node_weights``:
+    (instances x nodes) grounding of ``tree``."""
     from tagtree.label_metrics import assignment, majority_labels, naming_hits
 
-    tree = problem.tree
     top_level = tree.depth - 1
-    top = assignment(tree, problem.weights, top_level)
+    top = assignment(tree, node_weights, top_level)
     ok = top >= 0
+    unnamed = {ds.display.get(u, u) for u in ds.unnamed}
     show = [ds.display.get(lb, lb) for lb in labels_top[ok].tolist()]
     majority = {c: lb for c, lb in majority_labels(top[ok], np.array(show)).items()
-                if lb not in {ds.display.get(u, u) for u in ds.unnamed}}
-    label_names = sorted({s for s in show} - {ds.display.get(u, u) for u in ds.unnamed})
+                if lb not in unnamed}
+    label_names = sorted(set(show) - unnamed)
 
     def embed(texts):
         v = np.asarray(embedder.embed(list(texts)), dtype=np.float32)
@@ -247,28 +248,16 @@ def llm_named_tree(db: Path, cfg_dict: dict, embedder, tree):
 def llm_naming(ds: LabelledSet, db: Path, llm_tree, ids, labels_top, embedder) -> dict:
     """The naming score of the LLM-refined tree's top level (its own clustering after merges)."""
     from tagtree.io.store import Store
-    from tagtree.label_metrics import assignment, majority_labels, naming_hits
 
     version, stats, seconds = llm_tree
     with Store(str(db)) as store:
         tree = store.load_tree(version)
         _, weights = store.instance_leaf_matrix(version, ids)
-    top_level = tree.depth - 1
-    top = assignment(tree, weights @ tree.leaf_ancestors(), top_level)
-    ok = top >= 0
-    unnamed = {ds.display.get(u, u) for u in ds.unnamed}
-    show = np.array([ds.display.get(lb, lb) for lb in labels_top[ok].tolist()])
-    majority = {c: lb for c, lb in majority_labels(top[ok], show).items() if lb not in unnamed}
-
-    def embed(texts):
-        v = np.asarray(embedder.embed(list(texts)), dtype=np.float32)
-        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-
-    names = {int(c): tree.name[c] for c in tree.nodes_at(top_level)}
-    hits = naming_hits(names, majority, sorted(set(show.tolist()) - unnamed), embed)
-    return {"share": sum(hits.values()) / max(len(hits), 1), "hits": int(sum(hits.values())),
-            "scored": len(hits), "names": list(names.values()), "refine": stats,
-            "seconds": seconds}
+    rows = naming_rows(ds, tree, weights @ tree.leaf_ancestors(), labels_top,
+                       {"llm": list(tree.name)}, embedder)
+    v = rows["variants"]["llm"]
+    return {"share": v["share"], "hits": v["hits"], "scored": rows["scored"],
+            "names": v["names"], "refine": stats, "seconds": seconds}
 
 
 def select(method: str, problem, config, k: int, seed: int = 0, align: str = "none"):
@@ -361,7 +350,8 @@ def run_set(name: str, cache: Path, overrides: dict, llm: dict) -> dict:
     result = {"set": name, "pool": problem.n, "tags": built["n_tags"] if "n_tags" in built
               else built.get("tags"), "tree_seconds": round(tree_s, 1),
               "tree": tree_rows(problem, labels[ds.top_field], labels[ds.leaf_field]),
-              "naming": naming_rows(ds, problem, labels[ds.top_field], variants, embedder)
+              "naming": naming_rows(ds, problem.tree, problem.weights, labels[ds.top_field],
+                                    variants, embedder)
               | ({"llm": llm_naming(ds, db, llm_tree, ids, labels[ds.top_field], embedder)}
                  if llm_tree is not None else {}),
               "selection": selection_rows(problem, config, labels[ds.leaf_field], lengths)}

@@ -13,8 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-dev-shm-usage"]
+# The same flags as the Prefect UI screenshot (no sandbox as root, no background traffic).
+from ui_screenshot import CHROMIUM_ARGS  # noqa: E402 - scripts/ is on sys.path when run
 
 
 def screenshot(report: Path, out: Path, *, chromium: str, width: int = 1280,
