@@ -103,7 +103,8 @@ def vocabulary_names(node_vectors: np.ndarray, vocab: Vocabulary, *, min_score: 
     return names
 
 
-def sibling_unique(names: list[str], parent: np.ndarray, alternatives: list[list[str]]) -> list[str]:
+def sibling_unique(names: list[str], parent: np.ndarray,
+                   alternatives: list[list[str]]) -> list[str]:
     """Names where no two children of one parent are equal (case-insensitive): every repeat after
     the first gets the first of its ``alternatives`` (member phrases, most distinctive first) that
     makes it unique, in parentheses; failing that, a number."""

@@ -18,7 +18,8 @@ def vocabulary_text(spec: str) -> str | None:
     if spec in ("none", ""):
         return None
     if spec == "builtin":
-        return (resources.files("tagtree") / "resources" / "vocabulary" / BUILTIN).read_text("utf-8")
+        shipped = resources.files("tagtree") / "resources" / "vocabulary" / BUILTIN
+        return shipped.read_text("utf-8")
     path = Path(spec).expanduser()
     try:
         return path.read_text(encoding="utf-8")
