@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -75,7 +76,14 @@ def test_second_writer_refused_readers_served_killed_holder_leaves_nothing(repor
         assert curate.stderr.count("\n") == 1 and "Traceback" not in curate.stderr
         assert snapshot_runs(report_db) == runs_before
         assert not Path(report_db).with_name("out").exists()
-        # Readers work meanwhile, from a snapshot that includes what is only in the WAL.
+        # Readers work meanwhile, from a snapshot that includes what is only in the WAL; the
+        # copy a SIGKILLed reader left (its owner process is gone) is swept by the next one.
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        left = Path(report_db).with_name(".tagtree-snapshot-killedreader")
+        left.mkdir()
+        (left / "owner").write_text(f"{socket.gethostname()} {gone.pid}")
+        (left / "report.duckdb").write_bytes(b"\0" * 4096)
         stats = tagtree("stats", "--db", report_db)
         assert stats.returncode == 0, stats.stderr
         assert "distinct instances" in stats.stdout
