@@ -13,6 +13,7 @@ killed process left: each holds an ``owner`` file naming its host and pid.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import socket
@@ -30,7 +31,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        _sweep_dead_temps(path)
+        fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     except OSError as exc:
         _raise_for(exc, path)
         raise TagtreeError(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -48,6 +50,22 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
         _raise_for(exc, path)
         raise
+
+
+def _temp_prefix(path: Path, pid: int | None = None) -> str:
+    """``.report.html.<host>.<pid>.``: a killed writer's temporary file names its owner."""
+    return f".{path.name}.{socket.gethostname()}.{os.getpid() if pid is None else pid}."
+
+
+def _sweep_dead_temps(path: Path) -> None:
+    """Remove the temporary files of ``path`` that killed writers on this host left (a SIGKILL
+    between the write and the rename)."""
+    head = f".{path.name}.{socket.gethostname()}."
+    for tmp in path.parent.glob(f"{glob.escape(head)}*.tmp"):
+        pid = tmp.name[len(head):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def _raise_for(exc: BaseException, path: Path) -> None:
