@@ -440,44 +440,16 @@ def shard_dir_for(store) -> str | None:
 
 
 SHARD_PREFIX = ".tagtree-ingest-"
-_OWNER = "owner"  # "<host> <pid>" of the ingest that made a shard directory
 STALE_UNOWNED_S = 3600  # a shard directory without an owner file is stale after an hour
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
 
 
 def sweep_stale_shard_dirs(parent: str | None) -> list[str]:
     """Remove the shard directories that killed ingests left in ``parent`` (an 82 MB file left
     177 MB behind): those whose owner process on this host is gone, or, without an owner file,
     older than an hour. A live ingest's directory is never touched. Returns what was removed."""
-    import shutil
-    import socket
+    from tagtree.io.atomic import sweep_dead_dirs
 
-    root = Path(parent or tempfile.gettempdir())
-    removed = []
-    for d in root.glob(f"{SHARD_PREFIX}*"):
-        if not d.is_dir() or d.is_symlink():
-            continue
-        try:
-            host, pid = (d / _OWNER).read_text().split()
-            stale = host == socket.gethostname() and not _alive(int(pid))
-        except (OSError, ValueError):
-            try:
-                stale = time.time() - d.stat().st_mtime > STALE_UNOWNED_S
-            except OSError:
-                continue
-        if stale:
-            shutil.rmtree(d, ignore_errors=True)
-            removed.append(str(d))
-    return removed
+    return sweep_dead_dirs(parent or tempfile.gettempdir(), SHARD_PREFIX, STALE_UNOWNED_S)
 
 
 @contextmanager
@@ -486,9 +458,11 @@ def shard_dir(parent: str | None) -> Iterator[str]:
     import shutil
     import socket
 
+    from tagtree.io.atomic import OWNER_FILE
+
     out_dir = tempfile.mkdtemp(prefix=SHARD_PREFIX, dir=parent)
     try:
-        Path(out_dir, _OWNER).write_text(f"{socket.gethostname()} {os.getpid()}")
+        Path(out_dir, OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}")
         yield out_dir
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)

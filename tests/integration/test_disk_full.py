@@ -50,6 +50,26 @@ def test_atomic_write_replaces_only_on_success(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["report.html"]  # no temp file left
 
 
+def test_temporary_files_of_killed_writers_are_swept(tmp_path):
+    """A SIGKILL between the write and the rename leaves ``.report.html.<host>.<pid>.*.tmp``:
+    the next write of that file removes it when its owner is gone, never a live writer's."""
+    import socket
+
+    from tagtree.io.atomic import _temp_prefix
+
+    target = tmp_path / "report.html"
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = tmp_path / f"{_temp_prefix(target, gone.pid)}abc123.tmp"
+    live = tmp_path / f"{_temp_prefix(target, os.getppid())}def456.tmp"
+    other = tmp_path / f".other.html.{socket.gethostname()}.{gone.pid}.x.tmp"
+    for p in (dead, live, other):
+        p.write_text("half")
+    write_text_atomic(target, "GOOD")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [target.name, live.name, other.name])
+
+
 def test_report_on_a_full_disk_keeps_the_previous_report(full_dir, report_db):
     previous = full_dir / "report.html"
     previous.write_text("GOOD REPORT")

@@ -6,6 +6,7 @@ nothing secret was written."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -186,29 +187,107 @@ def test_config_show_does_not_print_a_password_in_the_url():
     assert "***@h:1" in result.output and PASSWORD not in result.output
 
 
+def secret_columns(db: str) -> list[str]:
+    """Every ``table.column`` of the store whose values (cast to text) hold a secret. DuckDB
+    compresses strings on disk (dictionary, FSST), so a byte grep of the file alone could miss
+    a stored secret: each column is searched with SQL as well."""
+    hits = []
+    with Store(db, read_only=True) as store:
+        columns = store.rows("SELECT table_name, column_name FROM information_schema.columns "
+                             "WHERE table_schema = 'main'")
+        for table, column in columns:
+            text = f'CAST("{column}" AS VARCHAR)'
+            n = store.scalar(f'SELECT count(*) FROM "{table}" WHERE {text} LIKE ? OR {text} '
+                             "LIKE ?", [f"%{PASSWORD}%", f"%{API_KEY}%"])
+            if n:
+                hits.append(f"{table}.{column}")
+    return hits
+
+
+def prefect_rows(db: Path) -> dict:
+    """Rows of Prefect's database that hold what a leak would be in: flow-run parameters, task
+    runs and log lines; and every table searched for a secret (as text)."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                  for t in ("flow_run", "task_run", "log")}
+        counts["parameters"] = " ".join(
+            str(p) for (p,) in con.execute("SELECT parameters FROM flow_run"))
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        counts["rows holding a secret"] = sum(
+            1 for t in tables for row in con.execute(f'SELECT * FROM "{t}"')
+            if PASSWORD in repr(row) or API_KEY in repr(row))
+    finally:
+        con.close()
+    return counts
+
+
 @pytest.mark.slow
 def test_no_secret_in_store_report_manifest_logs_or_prefect_database(tmp_path):
-    """`tagtree curate` against a URL with user:password@ and an API key in the env: neither is
-    in any file the run leaves (store, selection, manifest, report, Prefect's database and
-    logs), nor in its output."""
+    """`tagtree curate` (the Prefect flow) against a URL with user:password@ and an API key in
+    the env: neither is in any of the five places a run writes (the DuckDB store, the report,
+    the manifest, the logs, Prefect's database), nor in its output. Each place is first shown
+    to exist and to hold what a leak would be in, then searched: every file's bytes, the
+    store's columns with SQL, Prefect's tables row by row."""
     home = tmp_path / "prefect-home"
     env = os.environ | {"PYTHONPATH": str(REPO), "PREFECT_HOME": str(home),
                         "OPENAI_API_KEY": API_KEY, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
     tagtree = str(Path(sys.executable).with_name("tagtree"))
+    db, out = tmp_path / "store.duckdb", tmp_path / "out"
     with FakeOpenAIServer() as srv:
         proc = subprocess.run(
-            [tagtree, "curate", str(REPO / "examples" / "mt_bench.jsonl"), "--llm-base-url",
-             with_credentials(srv.base_url), "--llm-model", "fake-tagger",
-             "--db", str(tmp_path / "store.duckdb"), "--out", str(tmp_path / "out")],
+            [tagtree, "curate", str(REPO / "examples" / "mt_bench.jsonl"), "--prefect",
+             "--llm-base-url", with_credentials(srv.base_url), "--llm-model", "fake-tagger",
+             "--db", str(db), "--out", str(out)],
             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+        auth = {r["auth"] for r in srv.requests if r["path"].endswith("/chat/completions")}
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert (tmp_path / "out" / "report.html").exists() and (home / "prefect.db").exists()
-    with Store(str(tmp_path / "store.duckdb"), read_only=True) as store:
+    # The password was in play: the client sent it (HTTP basic auth from the URL's userinfo,
+    # which takes the Authorization header; the key stays in the environment of the run).
+    assert auth == {"Basic " + base64.b64encode(f"bob:{PASSWORD}".encode()).decode()}
+    # 1. the store: the URL is recorded, scrubbed; no column holds a secret
+    with Store(str(db), read_only=True) as store:
         (config,) = store.rows("SELECT config FROM runs")[0]
-    assert "***@127.0.0.1" in config  # the URL is recorded, scrubbed
+    assert "***@127.0.0.1" in config
+    assert secret_columns(str(db)) == []
+    # 2-3. the report (which shows the run's configuration) and the manifest
+    assert "***@127.0.0.1" in (out / "report.html").read_text()
+    assert "config" in json.loads((out / "selection.manifest.json").read_text())
+    # 4-5. Prefect's database: the flow run, its tasks and their log lines
+    counts = prefect_rows(home / "prefect.db")
+    # (Task runs and log lines reach the database through background workers; under load a
+    # few may be missing when the command ends, so only some are required.)
+    assert counts["flow_run"] >= 1 and counts["task_run"] + counts["log"] >= 1, counts
+    assert "overrides" in counts["parameters"]  # where llm.base_url leaked before
+    assert counts["rows holding a secret"] == 0, counts
+    # every file the run left, byte for byte (store and its WAL, outputs, Prefect's home)
     assert secrets_in(tmp_path) == []
     assert PASSWORD not in proc.stdout + proc.stderr and API_KEY not in proc.stdout + proc.stderr
+
+
+def test_the_secret_searches_find_a_planted_secret(tmp_path):
+    """The searches above can fail: a secret written into a store column, a Prefect-like
+    SQLite table or any file is found."""
+    import sqlite3
+
+    db = str(tmp_path / "s.duckdb")
+    with Store(db) as store:
+        store.start_run("run-x", "curate", {"url": f"http://bob:{PASSWORD}@h/v1"})  # scrubbed
+    assert secret_columns(db) == []
+    with Store(db) as store:
+        store.rows("INSERT INTO meta VALUES (?, ?)", ["note", f"http://bob:{PASSWORD}@h/v1"])
+    assert secret_columns(db) == ["meta.value"]
+    con = sqlite3.connect(tmp_path / "p.db")
+    for t in ("flow_run", "task_run", "log"):
+        con.execute(f"CREATE TABLE {t} (x TEXT, parameters TEXT)")
+    con.execute("INSERT INTO log VALUES (?, NULL)", [f"key {API_KEY}"])
+    con.commit()
+    con.close()
+    assert prefect_rows(tmp_path / "p.db")["rows holding a secret"] == 1
+    assert "p.db" in secrets_in(tmp_path)
 
 
 def test_escape_sequences_from_the_llm_never_reach_the_terminal(tmp_path, db_path):

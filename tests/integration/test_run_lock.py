@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,6 +41,11 @@ def tagtree(*args):
                           env=env() | {"COLUMNS": "200"})
 
 
+def snapshot_runs(db: str) -> list:
+    with Store(db, read_only=True) as store:  # a snapshot while the holder writes
+        return store.rows("SELECT run_id, status FROM runs ORDER BY run_id")
+
+
 def hold(db: str) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, db], stdout=subprocess.PIPE,
                             text=True, env=env())
@@ -58,7 +64,26 @@ def test_second_writer_refused_readers_served_killed_holder_leaves_nothing(repor
             rf"{holder.pid} on [^,]+, since \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC\) is writing "
             r"it\. Wait for it to finish \(read-only commands such as `tagtree stats` work "
             r"meanwhile\), stop it, or use another --db\n", second.stderr), second.stderr
-        # Readers work meanwhile, from a snapshot that includes what is only in the WAL.
+        # A second `tagtree curate` (the case that interleaved and died after working) is
+        # refused at start: it does no work and writes no 'runs' row.
+        runs_before = snapshot_runs(report_db)
+        started = time.monotonic()
+        curate = tagtree("curate", EXAMPLE, "--db", report_db, "--out",
+                         Path(report_db).with_name("out"))
+        assert curate.returncode == 2 and time.monotonic() - started < 60, curate.stderr
+        assert curate.stderr.startswith(f"error: store {report_db} is in use: `tagtree curate` "
+                                        f"(pid {holder.pid} on "), curate.stderr
+        assert curate.stderr.count("\n") == 1 and "Traceback" not in curate.stderr
+        assert snapshot_runs(report_db) == runs_before
+        assert not Path(report_db).with_name("out").exists()
+        # Readers work meanwhile, from a snapshot that includes what is only in the WAL; the
+        # copy a SIGKILLed reader left (its owner process is gone) is swept by the next one.
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        left = Path(report_db).with_name(".tagtree-snapshot-killedreader")
+        left.mkdir()
+        (left / "owner").write_text(f"{socket.gethostname()} {gone.pid}")
+        (left / "report.duckdb").write_bytes(b"\0" * 4096)
         stats = tagtree("stats", "--db", report_db)
         assert stats.returncode == 0, stats.stderr
         assert "distinct instances" in stats.stdout

@@ -188,10 +188,11 @@ class FakeOpenAIServer:
             self.requests.clear()
 
     # -- internals ---------------------------------------------------------------------------
-    def _log(self, path: str, body: Any) -> dict:
+    def _log(self, path: str, body: Any, auth: str | None = None) -> dict:
         """Logged on arrival (status None until answered; 0 for a dropped connection), so a
-        request whose client timed out is in the log even while the server still sleeps."""
-        entry = {"path": path, "body": body, "status": None}
+        request whose client timed out is in the log even while the server still sleeps.
+        ``auth`` is the request's Authorization header (tests check the key was sent)."""
+        entry = {"path": path, "body": body, "status": None, "auth": auth}
         with self._lock:
             self.requests.append(entry)
         return entry
@@ -342,7 +343,7 @@ def _make_handler(server: FakeOpenAIServer):
 
         def do_GET(self):  # noqa: N802
             path = self.path.split("?")[0].rstrip("/")
-            self._entry = server._log(path, None)
+            self._entry = server._log(path, None, self.headers.get("Authorization"))
             if path.endswith("/models"):
                 self._send(200, {"object": "list", "data": [
                     {"id": m, "object": "model", "created": 0, "owned_by": "tagtree-tests"}
@@ -376,9 +377,9 @@ def _make_handler(server: FakeOpenAIServer):
             try:
                 body = json.loads(raw or b"{}")
             except ValueError:
-                self._entry = server._log(path, None)
+                self._entry = server._log(path, None, self.headers.get("Authorization"))
                 return self._error(400, "request body is not JSON", kind="invalid_request_error")
-            self._entry = server._log(path, body)
+            self._entry = server._log(path, body, self.headers.get("Authorization"))
             if path.endswith("/chat/completions"):
                 self._chat(body)
             elif path.endswith("/embeddings"):
@@ -455,7 +456,7 @@ def _make_handler(server: FakeOpenAIServer):
                 if part.get_filename():
                     filename = part.get_filename()
                 fields[name] = part.get_payload(decode=True)
-            self._entry = server._log(path, None)
+            self._entry = server._log(path, None, self.headers.get("Authorization"))
             if "file" not in fields:
                 return self._error(400, "missing file", kind="invalid_request_error")
             purpose = (fields.get("purpose") or b"batch").decode()

@@ -14,6 +14,8 @@ import pyarrow as pa
 from tagtree.errors import StoreBusy, TagtreeError
 from tagtree.io.store.schema import MIGRATIONS, SCHEMA_VERSION, TABLES
 
+SNAPSHOT_PREFIX = ".tagtree-snapshot-"  # a reader's copy of a store being written
+
 
 def _ids_table(ids: list[str]) -> pa.Table:
     return pa.table({"instance_id": pa.array(ids, pa.string()),
@@ -73,12 +75,19 @@ class StoreBase:
     def _open_snapshot(self, exc: Exception):
         """A running command holds the file: read a copy of it (the file and its WAL, as of
         now) instead of failing. The copy lives next to the store and goes at close()."""
+        import os
         import shutil
+        import socket
         import tempfile
 
-        folder = tempfile.mkdtemp(prefix=".tagtree-snapshot-", dir=Path(self.path).parent)
+        from tagtree.io.atomic import OWNER_FILE, sweep_dead_dirs
+
+        parent = Path(self.path).parent
+        sweep_dead_dirs(parent, SNAPSHOT_PREFIX, 24 * 3600)  # copies killed readers left
+        folder = tempfile.mkdtemp(prefix=SNAPSHOT_PREFIX, dir=parent)
         copy = Path(folder) / Path(self.path).name
         try:
+            Path(folder, OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}")
             shutil.copyfile(self.path, copy)
             if Path(self.path + ".wal").exists():
                 shutil.copyfile(self.path + ".wal", str(copy) + ".wal")
