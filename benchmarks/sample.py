@@ -100,7 +100,8 @@ def run_one(data: str, method: str, budget: float, kcenter_pool: int) -> dict:
     z = np.load(data)
     tree = KnowledgeTree(z["parent"], z["level"], [""] * len(z["parent"]), version="bench")
     g = sp.csr_matrix((z["g_data"], z["g_indices"], z["g_indptr"]), shape=tuple(z["g_shape"]))
-    emb = z["emb"] if method in ("deita", "kcenter") else None
+    # TAGS reads embeddings too (its centrality and leaf-kernel terms): measured with them.
+    emb = z["emb"] if method.partition(":")[0] in ("deita", "kcenter", "tags") else None
     name, _, variant = method.partition(":")  # e.g. "tags:stochastic", "tags:quota"
     target = z["target"]  # KL is reported for every method; only tags:penalty/quota use it
     t0 = time.perf_counter()

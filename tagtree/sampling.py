@@ -57,6 +57,93 @@ from tagtree.hierarchy import KnowledgeTree
 METHODS = ("tags", "random", "instag", "deita", "kcenter", "quality", "kmeans")
 
 
+def path_centrality(paths: sp.csr_matrix, embeddings: np.ndarray,
+                    chunk: int = 65_536) -> sp.csr_matrix:
+    """``paths`` with each entry replaced by how central the instance is among the instances
+    whose primary path runs through that node: the cosine of its embedding to the node's mean
+    embedding, rescaled per node to [0, 1] (the node's most central member 1, the least 0; a
+    one-member node 1). What a k-means medoid is to its cluster, per tree node."""
+    p = sp.csr_matrix(paths, dtype=np.float32)
+    p.data[:] = 1.0
+    x = np.asarray(embeddings, dtype=np.float32)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    means = node_means(p, x)
+    coo = p.tocoo()
+    cos = np.empty(coo.nnz, dtype=np.float32)
+    for lo in range(0, coo.nnz, chunk):  # row-wise dots without an nnz x d temporary
+        r, c = coo.row[lo:lo + chunk], coo.col[lo:lo + chunk]
+        cos[lo:lo + chunk] = np.einsum("ij,ij->i", x[r], means[c])
+    n_nodes = p.shape[1]
+    lo_ = np.full(n_nodes, np.inf, dtype=np.float32)
+    hi_ = np.full(n_nodes, -np.inf, dtype=np.float32)
+    np.minimum.at(lo_, coo.col, cos)
+    np.maximum.at(hi_, coo.col, cos)
+    span = (hi_ - lo_)[coo.col]
+    val = np.where(span > 1e-6, (cos - lo_[coo.col]) / np.maximum(span, 1e-6), 1.0)
+    out = sp.csr_matrix((val.astype(np.float64), (coo.row, coo.col)), shape=p.shape)
+    out.sort_indices()
+    return out
+
+
+def node_means(paths: sp.csr_matrix, x: np.ndarray) -> np.ndarray:
+    """(n_nodes x d) normalised mean embedding of the instances on each node's primary paths
+    (zero rows for nodes no path runs through)."""
+    p = sp.csr_matrix(paths, dtype=np.float32)
+    p.data[:] = 1.0
+    means = np.asarray(p.T @ x)
+    return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+
+
+def node_kernel(tree: KnowledgeTree, means: np.ndarray, tau: float,
+                neighbours: int = 8, levels: tuple[int, ...] = (0,)) -> sp.csr_matrix:
+    """(n_nodes x n_nodes) how much covering a node also covers its most similar nodes of the
+    same level: ((cos - tau) / (1 - tau))+ over each node's ``neighbours`` nearest (by the mean
+    embedding of their instances), 1 on the diagonal, on the ``levels`` given (default: the
+    leaves; the identity elsewhere). Two leaves that split one topic then count as one until
+    the other topics are covered. (On every level it cost MMLU two labels at 1%: its upper
+    nodes are all exam questions, alike in embedding, and spilled over to each other.)"""
+    rows, cols, vals = [], [], []
+    for lv in range(tree.depth):
+        nodes = tree.nodes_at(lv)
+        if lv not in levels:  # other levels: each node covers itself only
+            rows.append(nodes); cols.append(nodes); vals.append(np.ones(len(nodes)))
+            continue
+        m = means[nodes]
+        live = np.linalg.norm(m, axis=1) > 0
+        nodes, m = nodes[live], m[live]
+        if len(nodes) == 0:
+            continue
+        kk = min(neighbours + 1, len(nodes))
+        if len(nodes) <= 4096:
+            sims = m @ m.T
+            idx = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+            sim = np.take_along_axis(sims, idx, axis=1)
+        else:  # approximate neighbours (IVF) are enough for a kernel, and n^2 is not
+            import faiss
+
+            m32 = np.ascontiguousarray(m, np.float32)
+            nlist = max(1, min(int(4 * math.sqrt(len(m32))), len(m32) // 40))
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(m.shape[1]), m.shape[1], nlist,
+                                       faiss.METRIC_INNER_PRODUCT)
+            index.cp.seed = 0
+            index.train(m32)
+            index.add(m32)
+            index.nprobe = 8
+            sim, idx = index.search(m32, kk)
+        val = np.clip((sim - tau) / max(1e-6, 1.0 - tau), 0.0, 1.0)
+        src = np.repeat(nodes, kk)
+        dst = nodes[idx.ravel()]
+        val = np.where(src == dst, 1.0, val.ravel())
+        keep = (val > 0) & (idx.ravel() >= 0)
+        rows.append(src[keep]); cols.append(dst[keep]); vals.append(val[keep])
+    n = len(means)
+    k = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(n, n))
+    k.sum_duplicates()
+    k.data = np.minimum(k.data, 1.0)
+    return k
+
+
 def primary_paths(tree: KnowledgeTree, weights: sp.csr_matrix) -> sp.csr_matrix:
     """(n x n_nodes): each instance's path chosen top-down -- its heaviest top-level node, then
     the heaviest child of that node, and so on to a leaf -- holding the instance's weight on
@@ -343,6 +430,15 @@ def stochastic_greedy(obj: _Objective, n: int, k: int, *, epsilon: float = 0.01,
     return np.asarray(order, dtype=np.int64), np.asarray(gains)
 
 
+def _rowwise_max_spread(paths: sp.csr_matrix, kern: sp.csr_matrix) -> sp.csr_matrix:
+    """X[x, u] = max over x's path nodes v of paths[x, v] * kern[v, u]. Path nodes sit on
+    different levels and the kernel never crosses levels, so each u gets one term: the
+    product is already the max."""
+    out = (sp.csr_matrix(paths) @ kern).tocsr()
+    out.sort_indices()
+    return out
+
+
 class TagsSampler:
     """TAGS selection. ``fit(problem, k)`` sets ``selected_`` (rows in pick order), ``gains_``
     (marginal gain of each pick), ``objective_`` (final value, including the alignment term) and
@@ -354,7 +450,9 @@ class TagsSampler:
                  mass_weight: float = 0.1, quality_weight: float = 0.5, align: str = "penalty",
                  align_lambda: float = 1.0, align_smoothing: float = 0.01, align_level: int = -1,
                  strategy: str = "lazy", epsilon: float = 0.01, batch: int = 256,
-                 window: int = 4096, random_state: int = 0, typical: bool = False):
+                 window: int = 4096, random_state: int = 0, typical: bool = False,
+                 centrality: float = 0.3, size_power: float = 0.0,
+                 kernel_tau: float = 0.7):
         self.level_decay = level_decay
         self.concave = concave
         self.mass_weight = mass_weight
@@ -369,10 +467,24 @@ class TagsSampler:
         self.window = window
         self.random_state = random_state
         self.typical = typical
+        self.centrality = centrality
+        self.size_power = size_power
+        self.kernel_tau = kernel_tau
 
     def level_weights(self, tree: KnowledgeTree) -> np.ndarray:
         """gamma per node: level_decay ** (levels between the node's level and the top)."""
         return self.level_decay ** (tree.depth - 1 - tree.level).astype(np.float64)
+
+    def node_size_factor(self, problem: SelectionProblem) -> np.ndarray:
+        """(instances on the node's primary paths / the level's mean) ** size_power."""
+        tree = problem.tree
+        counts = np.asarray((problem.paths > 0).sum(axis=0)).ravel().astype(np.float64)
+        out = np.ones(len(counts))
+        for lv in range(tree.depth):
+            nodes = tree.nodes_at(lv)
+            mean = counts[nodes][counts[nodes] > 0].mean() if (counts[nodes] > 0).any() else 1
+            out[nodes] = (counts[nodes] / mean) ** self.size_power
+        return out
 
     def alignment_level(self, problem: SelectionProblem, k: int) -> int:
         tree = problem.tree
@@ -386,9 +498,25 @@ class TagsSampler:
         tree = problem.tree
         gamma = self.level_weights(tree)
         paths = problem.paths
+        if self.size_power > 0:
+            gamma = gamma * self.node_size_factor(problem)
         if not self.typical:  # covered or not: no preference for few- or many-tag instances
             paths = paths.copy()
             paths.data[:] = 1.0
+        if self.centrality > 0 and problem.embeddings is not None:
+            # A node is covered best by its most central member (as a k-means medoid covers
+            # its cluster): a pick's coverage of a node is 1 - c + c * centrality, so an
+            # uncovered node still earns at least 1 - c and the top-down order holds for c < 0.5.
+            cent = path_centrality(problem.paths, problem.embeddings)  # same pattern as paths
+            paths = paths.copy()
+            paths.data *= 1.0 - self.centrality + self.centrality * cent.data
+        if self.kernel_tau < 1 and problem.embeddings is not None:
+            # Coverage spills over to similar nodes of the same level (facility location on
+            # each level's node kernel): still max-of-fixed-values, so still submodular.
+            x = np.asarray(problem.embeddings, dtype=np.float32)
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+            kern = node_kernel(tree, node_means(problem.paths, x), self.kernel_tau)
+            paths = _rowwise_max_spread(paths, kern)
         blocks = [_Block(paths, gamma, "facility")]
         if self.mass_weight > 0:
             counts = problem.paths.copy()

@@ -23,6 +23,13 @@ EMBED_SHARD = 5_000  # instances embedded and written per shard: an interrupted 
 NEEDS_EMBEDDINGS = ("deita", "kcenter", "kmeans")
 
 
+def tags_uses_embeddings(config: Config) -> bool:
+    """TAGS reads instance embeddings for its centrality and node-kernel terms; without them
+    (an embedder that cannot run) it still selects, with both terms off."""
+    s = config.sample
+    return s.centrality > 0 or s.kernel_tau < 1
+
+
 def ensure_embeddings(store, config: Config, ids: list[str], embedder=None, *,
                       resources: Resources | None = None) -> np.ndarray:
     """Instance vectors (instruction + response) for ``ids``, computing only missing ones;
@@ -94,6 +101,8 @@ def selector_params(config: Config, method: str, seed: int | None = None) -> dic
                 "quality_weight": s.quality_weight, "align": s.align,
                 "align_lambda": s.align_lambda, "align_smoothing": s.align_smoothing,
                 "align_level": s.align_level, "typical": s.coverage == "typical",
+                "centrality": s.centrality, "size_power": s.size_power,
+                "kernel_tau": s.kernel_tau,
                 "strategy": s.strategy, "epsilon": s.epsilon, "random_state": seed}
     return {"random_state": seed, "threshold": s.deita_threshold, "max_pool": s.kcenter_max_pool}
 
@@ -112,16 +121,20 @@ def run_sample(store, cfg, tree_version: str | None, run_id: str, *,
     skipped: dict[str, str] = {}
     resources = resources_or_new(resources)
     with open_store(store) as store:
-        want_vectors = any(m in NEEDS_EMBEDDINGS for m in methods)
+        want_vectors = any(m in NEEDS_EMBEDDINGS for m in methods) or (
+            "tags" in methods and tags_uses_embeddings(config))
         try:
             problem, ids, info = load_problem(
                 store, config, tree_version, target=[] if target is None else target,
                 embeddings=want_vectors, resources=resources)
         except EmbeddingUnavailable as exc:
-            # A comparison still runs without embeddings; a single requested method does not.
-            if len(methods) == 1:
+            # A comparison still runs without embeddings, and TAGS without its embedding
+            # terms; a single requested baseline that needs them does not.
+            if len(methods) == 1 and methods[0] in NEEDS_EMBEDDINGS:
                 raise
-            skipped = {m: str(exc) for m in methods if m in NEEDS_EMBEDDINGS}
+            if "tags" in methods:
+                skipped["tags (embedding terms)"] = f"centrality and node kernel off: {exc}"
+            skipped |= {m: str(exc) for m in methods if m in NEEDS_EMBEDDINGS}
             methods = [m for m in methods if m not in NEEDS_EMBEDDINGS]
             problem, ids, info = load_problem(
                 store, config, tree_version, target=[] if target is None else target)

@@ -136,3 +136,49 @@ def test_lazy_greedy_breaks_ties_like_plain_greedy():
     plain = TagsSampler(strategy="plain").fit(p, 20).selected_.tolist()
     for batch, window in ((1, 1), (3, 2), (256, 4096)):
         assert TagsSampler(batch=batch, window=window).fit(p, 20).selected_.tolist() == plain
+
+
+def _unit(rows):
+    x = np.asarray(rows, dtype=float)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_centrality_prefers_the_most_representative_member_of_a_node():
+    """Three instances on one leaf, the middle one (row 2) between the other two: with
+    centrality the first pick is it, as a k-means medoid would be; without, the tie goes to
+    row 0."""
+    tree = balanced_tree(1, 1)
+    g, _ = one_leaf_pool([3], 1)
+    emb = _unit([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.2]])
+    p = problem_for(tree, g, quality=np.ones(3))
+    p.embeddings = emb
+    assert TagsSampler(align="none").fit(p, 1).selected_.tolist() == [0]
+    assert TagsSampler(align="none", centrality=0.3).fit(p, 1).selected_.tolist() == [2]
+
+
+def test_kernel_covers_a_topic_split_over_two_leaves_once():
+    """Leaves 0 and 1 hold the same topic (their instances read alike): once leaf 0 is covered,
+    the node kernel counts leaf 1 as nearly covered, so the next pick goes to another topic
+    (without the kernel the tie goes to leaf 1, row 1)."""
+    tree = balanced_tree(2, 3)
+    g, leaf_of = one_leaf_pool([1] * 6, 6)
+    emb = _unit([[1, 0, 0, 0, 0], [1, 0.05, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 1, 0, 0],
+                 [0, 0, 0, 1, 0], [0, 0, 0, 0, 1]])
+    p = problem_for(tree, g, quality=np.ones(6))
+    p.embeddings = emb
+    plain = TagsSampler(align="none").fit(p, 3).selected_.tolist()
+    kernel = TagsSampler(align="none", kernel_tau=0.7).fit(p, 3).selected_.tolist()
+    assert 1 in plain
+    assert 1 not in kernel and sorted(leaf_of[kernel][:2]) == [0, 3]
+
+
+def test_node_kernel_stays_within_a_level_and_is_one_on_the_diagonal():
+    from tagtree.sampling import node_kernel
+
+    tree = balanced_tree(2, 2)  # leaves 0-3, branches 4-5, root 6
+    means = _unit([[1, 0, 0], [1, 0.1, 0], [0, 1, 0], [0, 0, 1], [1, 0.05, 0], [0, 1, 1],
+                   [1, 1, 1]])
+    k = node_kernel(tree, means, tau=0.7).toarray()
+    assert np.allclose(np.diag(k), 1.0)
+    assert k[0, 1] > 0.9 and k[0, 2] == 0 and k[0, 4] == 0  # leaves with leaves only
+    assert (k >= 0).all() and (k <= 1).all()
