@@ -246,10 +246,22 @@ def comparison_notes(store, run_id: str, summary: dict) -> list[str]:
     return notes
 
 
+# Metrics that count things (a level index too): whole numbers stay ints in json/csv.
+COUNT_METRICS = frozenset({"selected", "same_leaves", "near_duplicates", "seeds", "align_level"})
+
+
+def _metric(name: str, value):
+    if value is None:
+        return None
+    value = round(value, 4)
+    return int(value) if name in COUNT_METRICS and float(value).is_integer() else value
+
+
 def metrics_rows(summary: dict) -> list[dict]:
     """One row for the whole pool (before selection), then one per method."""
     rows = [("pool (before)", summary["pool_metrics"])] + list(summary["methods"].items())
-    return [{"method": m} | {k: round(v, 4) for k, v in metrics.items()} for m, metrics in rows]
+    return [{"method": m} | {k: _metric(k, v) for k, v in metrics.items()}
+            for m, metrics in rows]
 
 
 def sample(store, *, config=None, resources: Resources | None = None,
