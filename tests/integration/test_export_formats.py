@@ -102,6 +102,10 @@ def test_an_extension_the_format_cannot_write_is_a_clear_error(grounded, tmp_pat
     run_sample(grounded, cfg(budget="5"), VERSION, "run1")
     with pytest.raises(TagtreeError, match="format 'parquet' writes .parquet"):
         run_export(grounded, fmt("parquet"), "run1", str(tmp_path / "sel.csv"))
+    # hf writes a directory: a file name for it would again be a directory named sel.jsonl
+    with pytest.raises(TagtreeError, match="format 'hf' writes a datasets directory"):
+        run_export(grounded, fmt("hf"), "run1", str(tmp_path / "sel.jsonl"))
+    assert not (tmp_path / "sel.jsonl").exists()
 
 
 def test_mixed_inputs_give_one_merged_chat_file_by_default(mixed, tmp_path):
