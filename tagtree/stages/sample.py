@@ -237,8 +237,13 @@ def comparison_notes(store, run_id: str, summary: dict) -> list[str]:
             groups.setdefault(sets[method], []).append(method)
     for members, methods in groups.items():
         if len(methods) > 1:
+            why = ""
+            if {"deita", "quality"} <= set(methods):
+                # DEITA takes q(x) best first too, skipping near-copies of what it took
+                why = ("; deita ranks by the same q(x) as quality and its similarity filter "
+                       "(cosine >= sample.deita_threshold) skipped none of quality's picks")
             notes.append(f"{', '.join(methods)} selected the same {len(members):,} instances, "
-                         "so their rows are identical")
+                         f"so their rows are identical{why}")
     if not judged and any(m in summary["methods"] for m in ("quality", "deita", "instag")):
         notes.append("no judge scores: quality q(x) is the tree richness alone, so 'quality' "
                      "ranks by richness, as do deita's score and instag's tie-break (run "

@@ -86,6 +86,8 @@ def test_identical_selections_are_noted(grounded, embed_env):  # noqa: F811
     assert same  # on this store deita and quality pick alike (no judge: both rank by richness)
     for a, b in same:  # every identical pair is explained
         assert a in noted and b in noted and "selected the same" in noted
+    if ("deita", "quality") in same:  # and why those two: one ranking, a filter that did nothing
+        assert "same q(x)" in noted and "deita_threshold" in noted
 
 
 def test_an_unknown_format_is_a_clear_error(grounded):  # noqa: F811
