@@ -10,7 +10,7 @@ from tagtree.stages.resources import Resources
 from tagtree.stages.results import IngestResult
 
 
-def _is_hf_object(obj) -> bool:
+def is_hf_object(obj) -> bool:
     """A ``datasets.Dataset`` or ``DatasetDict`` held in memory (not a path)."""
     return type(obj).__module__.split(".")[0] == "datasets"
 
@@ -30,10 +30,10 @@ def ingest(store, inputs, *, config=None, resources: Resources | None = None,
 
     config = as_config(config)
     ing, pool = config.ingest, role == "pool"
-    if isinstance(inputs, (str, Path)) or _is_hf_object(inputs):
+    if isinstance(inputs, (str, Path)) or is_hf_object(inputs):
         inputs = [inputs]
-    objects = [i for i in inputs if _is_hf_object(i)]
-    paths = [str(i) for i in inputs if not _is_hf_object(i)]
+    objects = [i for i in inputs if is_hf_object(i)]
+    paths = [str(i) for i in inputs if not is_hf_object(i)]
     fmt = ing.format if pool else "auto"
     name = dataset or (ing.dataset if pool else None)
     split = ing.split if pool else None

@@ -132,6 +132,28 @@ def test_the_public_ingest_takes_dataset_objects_and_paths(tmp_path, db_path):
         tagtree.ingest(db_path, dd, config={"ingest": {"split": "dev"}})
 
 
+def test_curate_a_dataset_object_in_a_notebook(tmp_path, monkeypatch):
+    """`tagtree.curate(store, [ds])`: a notebook's Dataset is the pool, no file in between
+    (offline tagger and tree on 40 example rows: seconds)."""
+    import tagtree
+    from tests.conftest import EXAMPLES
+
+    for name in list(__import__("os").environ):
+        if name.startswith("TAGTREE_") or name == "OPENAI_BASE_URL":
+            monkeypatch.delenv(name)
+    rows = [json.loads(line) for line in
+            (EXAMPLES / "self_instruct_alpaca.jsonl").read_text().splitlines()[:40]]
+    ds = datasets.Dataset.from_list(rows)
+    out = tmp_path / "sel.jsonl"
+    result = tagtree.curate(tmp_path / "nb.duckdb", [ds], datasets=["notebook"], budget=4,
+                            out=out)
+    assert result["ingest"]["loaded"] == 40 and result["sample"]["selected"] == 4
+    picked = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(picked) == 4 and all(p in rows for p in picked)  # records as they came in
+    with Store(tmp_path / "nb.duckdb") as store:
+        assert store.rows("SELECT name FROM datasets WHERE role = 'pool'") == [("notebook",)]
+
+
 def test_a_directory_that_is_not_a_dataset_is_still_refused(tmp_path, db_path):
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "notes.txt").write_text("hi")
