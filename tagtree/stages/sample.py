@@ -241,7 +241,7 @@ def comparison_notes(store, run_id: str, summary: dict) -> list[str]:
             if {"deita", "quality"} <= set(methods):
                 # DEITA takes q(x) best first too, skipping near-copies of what it took
                 why = ("; deita ranks by the same q(x) as quality and its similarity filter "
-                       "(cosine >= sample.deita_threshold) skipped none of quality's picks")
+                       "(cosine >= sample.deita_threshold) passed over none of quality's picks")
             notes.append(f"{', '.join(methods)} selected the same {len(members):,} instances, "
                          f"so their rows are identical{why}")
     if not judged and any(m in summary["methods"] for m in ("quality", "deita", "instag")):
