@@ -62,7 +62,7 @@ def _finish(cfg, run_id: str, status: str, metrics: dict) -> None:
 # The narrow table (fits 80 columns): few, well-named columns; --wide shows every metric.
 NARROW = (("selected", "picked"), ("leaf_coverage", "leaf cover"), ("entropy_l0", "entropy"),
           ("kl_target", "KL tgt"), ("mean_quality", "quality"), ("same_leaves", "repeats"))
-COUNTS = {"selected", "same_leaves", "near_duplicates", "seeds"}
+COUNTS = {"selected", "same_leaves", "near_duplicates", "seeds", "align_level"}
 NARROW_LEGEND = ("picked: instances selected; leaf cover: share of the pool's leaves covered; "
                  "entropy: normalised entropy over leaves (1 = even); KL tgt: KL(target || "
                  "selection), nats, lower = closer; quality: mean q(x); repeats: picks on exactly "
@@ -77,8 +77,15 @@ def _cell(metric: str, value) -> str:
     return f"{value:.3f}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
+def _metric_names(rows: list[dict]) -> list[str]:
+    """Every metric of the rows: the usual ones first, then the rest by name (the alignment
+    level and KL on it, the random baseline's seeds)."""
+    metrics = [c for c in _COLUMNS if any(c in r for r in rows)]
+    return metrics + sorted({k for r in rows for k in r} - set(metrics) - {"method"})
+
+
 def _columns(rows: list[dict], wide: bool) -> list[tuple[str, str]]:
-    cols = [(c, c) for c in _COLUMNS] if wide else list(NARROW)
+    cols = [(c, c) for c in _metric_names(rows)] if wide else list(NARROW)
     return [(c, label) for c, label in cols if any(r.get(c) is not None for r in rows)]
 
 
@@ -112,8 +119,7 @@ def metrics_text(summary: dict, fmt: str, extra: dict) -> str:
                                    "tree_version": summary["tree_version"],
                                    "kl_before": summary["kl_before"], "methods": rows,
                                    "skipped": summary["skipped"]}, indent=2)
-    metrics = [c for c in _COLUMNS if any(c in r for r in rows)]
-    metrics += sorted({k for r in rows for k in r} - set(metrics) - {"method"})
+    metrics = _metric_names(rows)
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.DictWriter(buf, ["method", *metrics], lineterminator="\n")
@@ -149,7 +155,8 @@ def sample(
                                 "current tree when the store lacks it [default: every stored "
                                 "target sample]."),
     method: str = typer.Option(None, "--method", "-m",
-                               help="tags|random|instag|deita|kcenter|quality [tags]."),
+                               help="tags|random|instag|deita|kcenter|quality|kmeans "
+                               "[tags]."),
     align: str = typer.Option(None, "--align", help="penalty|quota|none [penalty]."),
     seed: int = typer.Option(None, "--seed", help="Random seed [0]."),
     out: Path = typer.Option(None, "--out", "-o", help="Write the selection here: a path "
@@ -206,8 +213,18 @@ def compare(
     if quiet:
         typer.echo(metrics_text(summary, fmt, {"run_id": run_id, "notes": notes}))
     else:
-        console.print(metrics_table(summary, f"compare: budget {cfg.sample.budget}, pool "
-                                             f"{summary['pool']:,} (run {run_id})", wide=wide))
+        table = metrics_table(summary, f"compare: budget {cfg.sample.budget}, pool "
+                                       f"{summary['pool']:,} (run {run_id})", wide=wide)
+        if wide:  # every figure in full, however wide: a narrow terminal wraps, never cuts
+            from rich.measure import Measurement
+
+            from tagtree.cli.common import SafeConsole
+
+            natural = Measurement.get(console, console.options.update_width(10_000), table)
+            # rich caps a print at the console's width: a console as wide as the table
+            SafeConsole(width=max(console.width, natural.maximum)).print(table)
+        else:
+            console.print(table)
         if not wide:
             console.print(NARROW_LEGEND, style="dim", highlight=False)
         if summary["aligned"]:

@@ -218,6 +218,9 @@ def write_selection_files(records: pa.Table, out: OutPlan | Path, name: str = "s
     elif fmt == "hf":
         from tagtree.io.hf import save_messages_dataset
 
+        if plan.file is not None and plan.file.suffix.lower() in (*_CONTAINER_EXT, ".csv"):
+            raise TagtreeError(f"--out {plan.file}: format 'hf' writes a datasets directory, "
+                               "not a file; give a path without a file extension")
         path = plan.file if plan.file is not None else plan.dir / plan.stem
         save_messages_dataset([messages_of(r["raw"], r["format"]) for r in rows], path)
         files.append((path, len(rows), "selection"))

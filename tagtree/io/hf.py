@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -36,6 +37,20 @@ def _datasets():
         raise TagtreeError(f"reading or writing Hugging Face datasets needs `datasets`; "
                            f"{_INSTALL}") from None
     return datasets
+
+
+@contextmanager
+def _quiet(datasets):
+    """No ``datasets`` progress bars ("Saving the dataset (1/1 shards)") on stderr: the stage's
+    own summary line says what was read or written. The caller's setting is restored."""
+    bars = datasets.utils.logging  # the names 2.14 and later all have
+    was_on = bars.is_progress_bar_enabled()
+    bars.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            bars.enable_progress_bar()
 
 
 def kind(path: str | Path) -> str | None:
@@ -140,7 +155,8 @@ def iter_hf_records(path: str | Path, split: str | None = None
         return rows()
     datasets = _datasets()
     try:
-        ds = datasets.load_from_disk(str(path))
+        with _quiet(datasets):
+            ds = datasets.load_from_disk(str(path))
     except Exception as exc:  # noqa: BLE001 - datasets raises many types for a broken dir
         raise TagtreeError(f"{path}: not a readable save_to_disk directory: {exc}") from None
     if k == "dataset_dict":
@@ -208,7 +224,9 @@ def selection_dataset(store, run_id: str, method: str = "tags"):
 def save_messages_dataset(conversations: list[list[dict]], path: str | Path) -> Path:
     """Write a ``datasets`` directory (``save_to_disk``) with one ``messages`` column of
     ``{role, content}`` lists: what TRL's SFTTrainer reads as a conversational dataset."""
+    datasets = _datasets()
     ds = messages_dataset(conversations)
     path = Path(path)
-    ds.save_to_disk(str(path))
+    with _quiet(datasets):
+        ds.save_to_disk(str(path))
     return path

@@ -257,12 +257,14 @@ def curate(store, inputs: Sequence[str | Path], *, config=None,
            out: str | Path | None = None, datasets: list[str] | None = None,
            pool_with: list[str] | None = None, meta: dict[str, Any] | None = None,
            run_id: str | None = None, log: Callable[[str], None] | None = None) -> CurateResult:
-    """Select the best ``budget`` of ``inputs`` through the knowledge tree, aligned to
-    ``target``, writing selection, manifest, report and summary.json to ``out`` (default
-    ``export.out``: a directory, a file path with an extension, or an s3:// prefix). The
-    same stages as the Prefect ``curate`` flow, called in this process; the store keeps every
-    stage's work, so a re-run resumes. ``log``: called with one line per stage."""
+    """Select the best ``budget`` of ``inputs`` (paths, or ``datasets.Dataset`` /
+    ``DatasetDict`` objects held in memory) through the knowledge tree, aligned to ``target``,
+    writing selection, manifest, report and summary.json to ``out`` (default ``export.out``: a
+    directory, a file path with an extension, or an s3:// prefix). The same stages as the
+    Prefect ``curate`` flow, called in this process; the store keeps every stage's work, so a
+    re-run resumes. ``log``: called with one line per stage."""
     from tagtree.io.runlock import run_lock
+    from tagtree.stages.ingest import is_hf_object
 
     path = store_path(store)
     cfg = with_settings(as_config(config), {"store.db": path,
@@ -276,7 +278,8 @@ def curate(store, inputs: Sequence[str | Path], *, config=None,
         run_id = new_run_id("curate")
     steps = library_steps(resources_or_new(resources), log or (lambda line: None))
     with run_lock(path, "tagtree.curate"):
-        result = run_curate(steps, cfg, [str(p) for p in inputs], run_id,
+        result = run_curate(steps, cfg, [p if is_hf_object(p) else str(p) for p in inputs],
+                            run_id,
                             target=str(target) if target else None, datasets=datasets,
                             pool_with=pool_with, meta=meta)
     return CurateResult.of(result | {"line": (

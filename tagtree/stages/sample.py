@@ -250,8 +250,13 @@ def comparison_notes(store, run_id: str, summary: dict) -> list[str]:
             groups.setdefault(sets[method], []).append(method)
     for members, methods in groups.items():
         if len(methods) > 1:
+            why = ""
+            if {"deita", "quality"} <= set(methods):
+                # DEITA takes q(x) best first too, skipping near-copies of what it took
+                why = ("; deita ranks by the same q(x) as quality and its similarity filter "
+                       "(cosine >= sample.deita_threshold) passed over none of quality's picks")
             notes.append(f"{', '.join(methods)} selected the same {len(members):,} instances, "
-                         "so their rows are identical")
+                         f"so their rows are identical{why}")
     if not judged and any(m in summary["methods"] for m in ("quality", "deita", "instag")):
         notes.append("no judge scores: quality q(x) is the tree richness alone, so 'quality' "
                      "ranks by richness, as do deita's score and instag's tie-break (run "
@@ -259,10 +264,22 @@ def comparison_notes(store, run_id: str, summary: dict) -> list[str]:
     return notes
 
 
+# Metrics that count things (a level index too): whole numbers stay ints in json/csv.
+COUNT_METRICS = frozenset({"selected", "same_leaves", "near_duplicates", "seeds", "align_level"})
+
+
+def _metric(name: str, value):
+    if value is None:
+        return None
+    value = round(value, 4)
+    return int(value) if name in COUNT_METRICS and float(value).is_integer() else value
+
+
 def metrics_rows(summary: dict) -> list[dict]:
     """One row for the whole pool (before selection), then one per method."""
     rows = [("pool (before)", summary["pool_metrics"])] + list(summary["methods"].items())
-    return [{"method": m} | {k: round(v, 4) for k, v in metrics.items()} for m, metrics in rows]
+    return [{"method": m} | {k: _metric(k, v) for k, v in metrics.items()}
+            for m, metrics in rows]
 
 
 def sample(store, *, config=None, resources: Resources | None = None,

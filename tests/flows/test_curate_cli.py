@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+# The test extra installs it: these tests fail, never skip, without the real library.
+import datasets
 import orjson
 import pytest
 from typer.testing import CliRunner
@@ -13,7 +15,6 @@ from tagtree.cli import app
 from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-datasets = pytest.importorskip("datasets")
 
 
 def test_curate_a_dataset_dict_into_one_file(tmp_path, fake_llm, monkeypatch):

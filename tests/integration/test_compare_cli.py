@@ -43,8 +43,17 @@ def test_compare_fits_80_columns_and_explains_identical_rows(grounded, embed_env
     assert "entropy_l1" not in table and "seconds" not in table  # those are for --wide
     # no judge in this store: the note says so
     assert "no judge scores" in table
-    wide = _compare(grounded, embed_env, "--wide", columns=250)
-    assert "entropy_l1" in wide.stdout and "seconds" in wide.stdout
+    # --wide in the same 80 columns: every metric, every figure in full (no cell cut to "0.…")
+    wide = _compare(grounded, embed_env, "--wide")
+    header = next(line for line in wide.stdout.splitlines() if line.split()[:1] == ["method"])
+    for metric in ("selected", "leaf_coverage", "entropy_l1", "kl_target", "seconds",
+                   "kl_target_aligned", "align_level", "seeds"):
+        assert metric in header.split(), header
+    assert "…" not in wide.stdout
+    doc = json.loads(_compare(grounded, embed_env, "--format", "json").stdout)
+    tags = next(r for r in doc["methods"] if r["method"] == "tags")
+    row = next(line for line in wide.stdout.splitlines() if line.split()[:1] == ["tags"])
+    assert f"{tags['leaf_coverage']:.3f}" in row.split()  # the figures json carries
 
 
 def test_compare_json_csv_markdown(grounded, embed_env):  # noqa: F811
@@ -53,12 +62,13 @@ def test_compare_json_csv_markdown(grounded, embed_env):  # noqa: F811
     assert set(methods) >= {"pool (before)", "tags", "random", "instag", "deita", "kcenter",
                             "quality"}
     assert methods["tags"]["selected"] == 13 and 0 < methods["tags"]["leaf_coverage"] <= 1
+    assert type(methods["tags"]["selected"]) is int  # counts are whole numbers, not 13.0
     assert doc["pool"] == 252 and doc["kl_before"] > 0 and isinstance(doc["notes"], list)
     # identical selections are named in a note, and really are identical
     rows = list(csv.DictReader(io.StringIO(_compare(grounded, embed_env, "--format",
                                                     "csv").stdout)))
     assert {r["method"] for r in rows} == set(methods)
-    assert float(next(r for r in rows if r["method"] == "tags")["selected"]) == 13
+    assert next(r for r in rows if r["method"] == "tags")["selected"] == "13"
     md = _compare(grounded, embed_env, "--format", "markdown").stdout
     assert md.splitlines()[0].startswith("| method | selected | leaf_coverage")
     assert md.splitlines()[1].startswith("|---|")
@@ -76,6 +86,8 @@ def test_identical_selections_are_noted(grounded, embed_env):  # noqa: F811
     assert same  # on this store deita and quality pick alike (no judge: both rank by richness)
     for a, b in same:  # every identical pair is explained
         assert a in noted and b in noted and "selected the same" in noted
+    if ("deita", "quality") in same:  # and why those two: one ranking, a filter that did nothing
+        assert "same q(x)" in noted and "deita_threshold" in noted
 
 
 def test_an_unknown_format_is_a_clear_error(grounded):  # noqa: F811

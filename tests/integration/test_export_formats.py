@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+# The test extra installs it: these tests fail, never skip, without the real library.
+import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,8 +26,6 @@ from tagtree.scoring import node_weights
 from tagtree.stages.export import run_export
 from tagtree.stages.sample import run_sample
 from tests.integration.test_sample_store import VERSION, cfg, grounded  # noqa: F401
-
-datasets = pytest.importorskip("datasets")
 
 # LLaMA-Factory's dataset_info.json attributes (LLaMA-Factory data/README.md: "dataset_name":
 # {hf_hub_url, ms_hub_url, script_url, cloud_file_name, file_name, formatting, ranking, subset,
@@ -102,6 +102,10 @@ def test_an_extension_the_format_cannot_write_is_a_clear_error(grounded, tmp_pat
     run_sample(grounded, cfg(budget="5"), VERSION, "run1")
     with pytest.raises(TagtreeError, match="format 'parquet' writes .parquet"):
         run_export(grounded, fmt("parquet"), "run1", str(tmp_path / "sel.csv"))
+    # hf writes a directory: a file name for it would again be a directory named sel.jsonl
+    with pytest.raises(TagtreeError, match="format 'hf' writes a datasets directory"):
+        run_export(grounded, fmt("hf"), "run1", str(tmp_path / "sel.jsonl"))
+    assert not (tmp_path / "sel.jsonl").exists()
 
 
 def test_mixed_inputs_give_one_merged_chat_file_by_default(mixed, tmp_path):
@@ -125,10 +129,14 @@ def test_format_input_keeps_one_file_per_input_format(mixed, tmp_path):
     assert sorted(r["conversations"][1]["value"] for r in table) == [f"Q{i}" for i in range(4)]
 
 
-def test_hf_export_loads_with_load_from_disk_and_has_the_same_rows(grounded, tmp_path):  # noqa: F811
+def test_hf_export_loads_with_load_from_disk_and_has_the_same_rows(grounded, tmp_path,  # noqa: F811
+                                                                    capfd):
     run_sample(grounded, cfg(budget="0.05"), VERSION, "run1")
     run_export(grounded, fmt("jsonl"), "run1", str(tmp_path / "chat.jsonl"))
+    capfd.readouterr()
     out = run_export(grounded, fmt("hf"), "run1", str(tmp_path / "hf"))
+    assert "Saving the dataset" not in capfd.readouterr().err  # no progress bars of datasets
+    assert datasets.utils.logging.is_progress_bar_enabled()  # the caller's setting is back
     ds = datasets.load_from_disk(out["files"][0])
     assert isinstance(ds, datasets.Dataset) and ds.column_names == ["messages"]
     chat = [json.loads(line)["messages"] for line in (tmp_path / "chat.jsonl").open()]

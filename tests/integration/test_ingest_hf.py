@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+# The test extra installs it: these tests fail, never skip, without the real library.
+import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -16,8 +18,6 @@ from tagtree.errors import TagtreeError
 from tagtree.io.hf import ingest_dataset
 from tagtree.io.ingest import ingest_files
 from tagtree.io.store import Store
-
-datasets = pytest.importorskip("datasets")
 
 TRAIN = [{"instruction": f"Write a haiku about {w}", "input": "", "output": f"{w} haiku"}
          for w in ("rain", "snow", "wind", "sun", "fog")]
@@ -109,6 +109,49 @@ def test_a_dataset_object_through_the_python_api(db_path):
         assert json.loads(raw) == TRAIN[0]  # exported as it came in
         dd = datasets.DatasetDict({"train": ds, "test": datasets.Dataset.from_list(TEST)})
         assert ingest_dataset(store, dd, name="dd", split="test").loaded == 3
+
+
+def test_the_public_ingest_takes_dataset_objects_and_paths(tmp_path, db_path):
+    """`tagtree.ingest` (the library's stage function) takes a notebook's objects too: one
+    Dataset, or a list mixing a DatasetDict (split from ingest.split) and a file."""
+    import tagtree
+
+    result = tagtree.ingest(db_path, datasets.Dataset.from_list(TRAIN), dataset="nb")
+    assert result.loaded == 5 and result["files"][0]["dataset"] == "nb"
+    alpaca = tmp_path / "more.jsonl"
+    alpaca.write_text(json.dumps({"instruction": "Name a prime", "input": "",
+                                  "output": "7"}) + "\n")
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(TRAIN),
+                               "test": datasets.Dataset.from_list(TEST)})
+    result = tagtree.ingest(db_path, [dd, alpaca], config={"ingest": {"split": "test"}})
+    assert result.loaded == 4 and len(result["files"]) == 2  # 3 test rows + the file's row
+    with Store(db_path) as store:
+        assert store.count("instances") == 9
+        assert _instructions(store, "more") == ["Name a prime"]
+    with pytest.raises(TagtreeError, match="no split 'dev'"):
+        tagtree.ingest(db_path, dd, config={"ingest": {"split": "dev"}})
+
+
+def test_curate_a_dataset_object_in_a_notebook(tmp_path, monkeypatch):
+    """`tagtree.curate(store, [ds])`: a notebook's Dataset is the pool, no file in between
+    (offline tagger and tree on 40 example rows: seconds)."""
+    import tagtree
+    from tests.conftest import EXAMPLES
+
+    for name in list(__import__("os").environ):
+        if name.startswith("TAGTREE_") or name == "OPENAI_BASE_URL":
+            monkeypatch.delenv(name)
+    rows = [json.loads(line) for line in
+            (EXAMPLES / "self_instruct_alpaca.jsonl").read_text().splitlines()[:40]]
+    ds = datasets.Dataset.from_list(rows)
+    out = tmp_path / "sel.jsonl"
+    result = tagtree.curate(tmp_path / "nb.duckdb", [ds], datasets=["notebook"], budget=4,
+                            out=out)
+    assert result["ingest"]["loaded"] == 40 and result["sample"]["selected"] == 4
+    picked = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(picked) == 4 and all(p in rows for p in picked)  # records as they came in
+    with Store(tmp_path / "nb.duckdb") as store:
+        assert store.rows("SELECT name FROM datasets WHERE role = 'pool'") == [("notebook",)]
 
 
 def test_a_directory_that_is_not_a_dataset_is_still_refused(tmp_path, db_path):

@@ -39,3 +39,12 @@ def test_a_project_path_without_the_flows_is_refused(monkeypatch, tmp_path):
     monkeypatch.setenv("TAGTREE_PROJECT", str(tmp_path))
     with pytest.raises(TagtreeError, match="not a tagtree checkout"):
         import_project("flows.curate")
+
+
+def test_the_test_extra_installs_the_hf_extra():
+    """The Hugging Face tests use the real `datasets` (they fail, never skip, without it), so
+    the test extra (`make test`, CI) must install whatever the optional `hf` extra does."""
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert any(r.startswith("datasets") for r in extras["hf"])
+    assert set(extras["hf"]) <= set(extras["test"])
+    assert not any(r.startswith("datasets") for r in PYPROJECT["project"]["dependencies"])
