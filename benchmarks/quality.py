@@ -211,7 +211,7 @@ def member_tag_names(db: Path, built: dict, tree) -> list[str]:
 
     top_level = tree.depth - 1
     with Store(str(db)) as store:
-        tags, freqs = store.tag_frequencies()
+        tags, freqs = store.tag_frequencies(built["tree_version"])
         x = normalise_rows(store.tag_vectors(built["embedder"], tags))
         leaf_of = dict(store.rows("SELECT tag, leaf_id FROM tag_leaf WHERE tree_version = ?",
                                   [built["tree_version"]]))

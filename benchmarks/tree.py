@@ -116,7 +116,7 @@ def run_store_ground(n_tags: int, instances: int, db: str) -> dict:
     flat = tag_arr.take(pa.array(picks.ravel()))
     offsets = pa.array(np.arange(0, instances * 6 + 1, 6, dtype=np.int32))
     with Store(db) as store:
-        store.write_tags({t: 1 for t in tags}, {t: t for t in tags})
+        store.write_tags("bench", {t: 1 for t in tags}, {t: t for t in tags})
         store.write_tree("bench", b.tree_, b.centroids_, tags, b.tag_leaf_, b.tag_similarity_,
                          {}, {"tagger": "bench", "far_similarity": 0.0})
         store.insert_arrow("annotations", pa.table({

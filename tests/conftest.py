@@ -108,7 +108,7 @@ def report_db_template(tmp_path_factory) -> str:
         for _, words in inst_tags.values():
             for w in words:
                 freq[w] = freq.get(w, 0) + 1
-        store.insert_arrow("tags", pa.table({"tag": list(freq), "frequency": list(freq.values())}))
+        store.write_tags("tv1", freq, {})
         store.insert_arrow("tag_leaf", pa.table({
             "tree_version": ["tv1"] * len(tag_leaf), "tag": list(tag_leaf),
             "leaf_id": list(tag_leaf.values()), "distance": [0.1] * len(tag_leaf)}))

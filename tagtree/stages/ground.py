@@ -24,8 +24,11 @@ def ground_in(store, cfg: Config, embedder, version: str | None = None,
     tree = store.load_tree(version)
     stats = store.tree_stats(tree.version)
     tagger = pick_tagger(store, tagger or stats.get("tagger"))
-    folded = {r: normalize.normalize_tag(r) for r in store.unknown_raw_tags(tagger)}
-    store.add_aliases({r: t for r, t in folded.items() if t})
+    # The tree's own raw -> canonical map grows by the raw tags new to it (other trees' maps
+    # are theirs: a rebuild never changes how an older tree grounds).
+    folded = {r: normalize.normalize_tag(r)
+              for r in store.unknown_raw_tags(tagger, tree.version)}
+    store.add_aliases(tree.version, {r: t for r, t in folded.items() if t})
     new_tags = store.unmapped_canonical_tags(tree.version, tagger)
     far_n = 0
     if new_tags:

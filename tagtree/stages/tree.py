@@ -39,8 +39,11 @@ def tree_version(tags: list[str], freqs: np.ndarray, cfg: Config, fingerprints: 
     return "t" + h.hexdigest()[:15]
 
 
-def prepare_tags(store: Store, cfg: Config, embedder, tagger: str) -> dict:
-    """Fold, filter and merge the tagger's raw tags; write tags and tag_aliases."""
+def prepare_tags(store: Store, cfg: Config, embedder, tagger: str
+                 ) -> tuple[dict, dict[str, int], dict[str, str]]:
+    """Fold, filter and merge the tagger's raw tags: (figures, {canonical: frequency},
+    {raw: canonical}). Written as a tree version's ``tags``/``tag_aliases`` once the version
+    is known (``build_tree_in``)."""
     freq, alias = normalize.fold_counts(store.raw_tag_counts(tagger))
     n_raw, n_folded = len(alias), len(freq)
     freq, alias = normalize.filter_rare(freq, alias, cfg.tree.min_tag_freq)
@@ -51,9 +54,9 @@ def prepare_tags(store: Store, cfg: Config, embedder, tagger: str) -> dict:
     vectors = store.tag_vectors(embedder.fingerprint, ordered)
     freq, alias, _ = normalize.merge_near_duplicates(freq, alias, ordered, vectors,
                                                      cfg.tree.merge_threshold)
-    store.write_tags(freq, alias)
-    return {"raw_tags": n_raw, "folded_tags": n_folded, "tags": len(freq),
-            "merged": len(ordered) - len(freq), "embedded_new": embedded}
+    figures = {"raw_tags": n_raw, "folded_tags": n_folded, "tags": len(freq),
+               "merged": len(ordered) - len(freq), "embedded_new": embedded}
+    return figures, {t: int(n) for t, n in freq.items()}, alias
 
 
 class StoreNameCache:
@@ -99,8 +102,9 @@ def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None
     ``cluster-level`` task, so each level is its own run in the graph)."""
     t0 = time.perf_counter()
     tagger = pick_tagger(store, tagger or cfg.tree.tagger)
-    prep = prepare_tags(store, cfg, embedder, tagger)
-    tags, freqs = store.tag_frequencies()
+    prep, freq, alias = prepare_tags(store, cfg, embedder, tagger)
+    tags = normalize.order_by_frequency(freq)  # most frequent first, ties alphabetical
+    freqs = np.array([freq[t] for t in tags], dtype=np.int64)
     # With context vectors the tree also depends on which tags occur together, which the tag
     # set and its frequencies do not pin down: the annotations' digest enters the version.
     with_context = cfg.tree.context != "none" and (cfg.tree.context_weight > 0
@@ -111,7 +115,12 @@ def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None
                            + ([store.annotations_digest(tagger)] if with_context else []))
     summary = {"tree_version": version, "tagger": tagger, "embedder": embedder.fingerprint} | prep
     if store.tree_exists(version):
+        # Its tags were written when it was built (and its grounding has added aliases since).
+        if not store.has_tags(version):
+            store.write_tags(version, freq, alias)
         return summary | store.tree_stats(version) | {"reused": True}
+    # This version's own tags (an older tree keeps its own); the context vectors read them.
+    store.write_tags(version, freq, alias)
     t = cfg.tree
     builder = TreeBuilder(branching=t.branching, leaf_size=t.leaf_size, root_max=t.root_max,
                           max_depth=t.max_depth, random_state=t.seed, refiner=refiner,
@@ -122,7 +131,7 @@ def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None
                           vocabulary=load_vocabulary(t.vocabulary, embedder),
                           vocabulary_min_score=t.vocabulary_min_score)
     vectors = store.tag_vectors(embedder.fingerprint, tags)
-    context = tag_contexts(store, cfg, embedder, tagger, tags, vectors)
+    context = tag_contexts(store, cfg, embedder, tagger, tags, vectors, version)
     builder.fit(tags, vectors, freqs, run_level=fit_level, context=context)
     stats = {"tagger": tagger, "embedder": embedder.fingerprint, "n_tags": len(tags),
              "n_leaves": builder.tree_.n_leaves, "levels": builder.level_sizes_,
@@ -165,17 +174,17 @@ def nearest_leaf_similarity(builder, vectors: np.ndarray, seed: int,
 
 
 def tag_contexts(store: Store, cfg: Config, embedder, tagger: str, tags: list[str],
-                 vectors: np.ndarray) -> np.ndarray | None:
+                 vectors: np.ndarray, version: str) -> np.ndarray | None:
     """Each tag's context vector (``tagtree.tree.tag_context_vectors``) from the instances it
-    occurs in: their text embeddings (``tree.context = "instances"``, computed once per
-    instance and kept in ``instance_embeddings``) or the mean string vector of their tags
-    (``"tags"``, no extra embedding); None for ``"none"``."""
+    occurs in (through tree ``version``'s aliases): their text embeddings (``tree.context =
+    "instances"``, computed once per instance and kept in ``instance_embeddings``) or the mean
+    string vector of their tags (``"tags"``, no extra embedding); None for ``"none"``."""
     from tagtree.tree import tag_context_vectors
 
     mode = cfg.tree.context
     if mode == "none" or (cfg.tree.context_weight <= 0 and cfg.tree.upper_context_weight <= 0):
         return None
-    ids, incidence = store.instance_tag_incidence(tagger, tags)
+    ids, incidence = store.instance_tag_incidence(tagger, tags, version)
     inst = tag_context_vectors(incidence.T, vectors)  # an instance as the mean of its tags
     if mode == "instances":
         from tagtree.stages.sample import ensure_embeddings

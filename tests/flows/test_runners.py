@@ -144,3 +144,33 @@ def test_a_flow_run_takes_the_runner_its_environment_names(monkeypatch):
     assert which() == ("DaskTaskRunner", str(max(1, (os.cpu_count() or 1) // 2)))
     monkeypatch.setenv("TAGTREE_RUNNER_RUNNER", "thread")
     assert which()[0] == "ThreadPoolTaskRunner"
+
+
+@pytest.mark.slow  # a Dask LocalCluster
+@pytest.mark.usefixtures("prefect_harness")
+def test_tagtree_curate_command_runs_on_dask_when_the_environment_says_so(tmp_path):
+    """`TAGTREE_RUNNER_RUNNER=dask tagtree curate ...`: the command's run is on a Dask
+    LocalCluster (the offline tagger is cut into tag-shard tasks, which only a cluster runner
+    makes) and delivers its selection."""
+    from typer.testing import CliRunner
+
+    from tagtree.cli import app
+
+    lines = Path(POOL).read_text(encoding="utf-8").splitlines()[:40]
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    db, out = tmp_path / "c.duckdb", tmp_path / "out"
+    env = {"TAGTREE_RUNNER_RUNNER": "dask", "TAGTREE_RUNNER_WORKERS": "2",
+           "TAGTREE_ANNOTATE_TAGGER": "keyphrase", "TAGTREE_ANNOTATE_BATCH_SIZE": "15",
+           "TAGTREE_LLM_BASE_URL": None, "COLUMNS": "200"}
+    res = CliRunner().invoke(app, ["curate", str(pool), "--budget", "5", "--db", str(db),
+                                   "--out", str(out)], env=env)
+    assert res.exit_code == 0, res.output
+    assert len((out / "selection.jsonl").read_text().splitlines()) == 5
+    with Store(str(db)) as store:
+        (run_id,) = store.rows("SELECT run_id FROM runs WHERE kind = 'curate'")[0]
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[run_id])))
+    names = [r.name.rsplit("-", 1)[0] for r in runs]
+    assert names.count("tag-shard") == 3 and "annotate" not in names, names

@@ -189,3 +189,105 @@ def test_tree_roundtrip_and_leaf_matrix_order(store):
     assert ids == ["i2", "missing", "i1"]
     np.testing.assert_allclose(m.toarray(), [[0, 1], [0, 0], [0.5, 0.5]])
     assert store.tree_summary("v1") == [(0, 2, 3), (1, 1, 3)]
+
+
+def test_an_older_trees_tags_survive_a_rebuild(store, planted):
+    """tags/tag_aliases are a tree version's own: a rebuild that merges tags differently writes
+    its own rows, and grounding and reporting on the older tree still follow the older ones
+    (with one global set, the rebuild's merges re-routed the old tree's instances)."""
+    from tagtree.io.store.report import gather_report_data
+
+    names, x, topic, sub, concept = planted
+    emb = PlantedEmbedder(names, x)
+    annotate_training(store, names, concept)
+    old = build_tree_in(store, cfg(), emb)["tree_version"]  # no merges (threshold 0.999)
+    ground_in(store, cfg(), emb, old)
+    grounding = "SELECT instance_id, node_id, weight FROM instance_nodes " \
+                "WHERE tree_version = ? ORDER BY 1, 2"
+    before = {"tags": store.tag_frequencies(old), "aliases": store.aliases(old),
+              "nodes": store.rows(grounding, [old])}
+
+    # Planted tags of a concept are ~0.95 similar: at 0.9 they merge into fewer tags.
+    new = build_tree_in(store, cfg(merge_threshold=0.9), emb)
+    assert new["tree_version"] != old and new["merged"] > 0
+    assert store.latest_tree_version() == new["tree_version"]
+    n_new = len(store.tag_frequencies(new["tree_version"])[0])
+    assert n_new == new["tags"] < len(before["tags"][0])
+    assert store.tag_frequencies()[0] == store.tag_frequencies(new["tree_version"])[0]
+    merged = {r: t for r, t in store.aliases(new["tree_version"]).items()
+              if before["aliases"][r] != t}
+    assert merged  # the same raw tags lead elsewhere under the new tree
+
+    again = ground_in(store, cfg(), emb, old)  # the old tree grounds as it did
+    assert again["new_tags"] == 0
+    tags, freqs = store.tag_frequencies(old)
+    assert tags == before["tags"][0] and freqs.tolist() == before["tags"][1].tolist()
+    assert store.aliases(old) == before["aliases"]
+    assert store.rows(grounding, [old]) == before["nodes"]
+    # New raw tags grounded on the old tree extend the old tree's map only.
+    add_annotations(store, [("late", ["  " + names[0].upper() + "  "])])
+    ground_in(store, cfg(), emb, old)
+    assert "  " + names[0].upper() + "  " in store.aliases(old)
+    assert "  " + names[0].upper() + "  " not in store.aliases(new["tree_version"])
+    counts = dict(store.rows("SELECT tree_version, count(*) FROM tags GROUP BY 1"))
+    assert counts == {old: len(before["tags"][0]), new["tree_version"]: new["tags"]}
+    store.run("INSERT INTO runs (run_id, kind, status, config) VALUES ('r1', 'sample', "
+              "'completed', ?)", ['{"sample": {"method": "tags"}}'])
+    data = gather_report_data(store, run_id="r1", tree_version=old)
+    assert data["manifest"]["counts"]["canonical tags"] == len(before["tags"][0])
+
+
+V3_TAGS = {
+    "tags": "CREATE TABLE tags (tag VARCHAR PRIMARY KEY, frequency BIGINT NOT NULL)",
+    "tag_aliases": "CREATE TABLE tag_aliases (raw_tag VARCHAR PRIMARY KEY, tag VARCHAR NOT NULL)",
+}
+
+
+def test_a_version_3_store_keeps_its_tags_under_every_stored_tree(db_path):
+    """Upgrade to schema 4: the global tags of a version-3 file become each stored tree's own
+    (every tree grounded through them before), so nothing an old tree shows changes."""
+    import duckdb
+
+    from tagtree.io.store import SCHEMA_VERSION, TABLES
+
+    con = duckdb.connect(db_path)
+    for name, ddl in TABLES.items():
+        con.execute(V3_TAGS.get(name, ddl))
+    con.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+    con.execute("INSERT INTO trees (tree_version) VALUES ('tA'), ('tB')")
+    con.execute("INSERT INTO tags VALUES ('python', 3), ('sql', 1)")
+    con.execute("INSERT INTO tag_aliases VALUES ('Python', 'python'), ('python', 'python'), "
+                "('SQL', 'sql')")
+    con.close()
+
+    with Store(db_path) as store:
+        assert store.schema_version() == SCHEMA_VERSION == 4
+        for version in ("tA", "tB"):
+            tags, freqs = store.tag_frequencies(version)
+            assert tags == ["python", "sql"] and freqs.tolist() == [3, 1]
+            assert store.aliases(version) == {"Python": "python", "python": "python",
+                                              "SQL": "sql"}
+        store.add_aliases("tA", {"PYTHON": "python"})
+        assert "PYTHON" not in store.aliases("tB")
+        assert not store.rows("SELECT table_name FROM information_schema.tables "
+                              "WHERE table_name LIKE '%_v3'")
+    with Store(db_path) as store:  # opening again migrates nothing twice
+        assert store.count("tags") == 4 and store.count("tag_aliases") == 7
+
+
+def test_a_version_3_store_without_trees_drops_its_unowned_tags(db_path):
+    import duckdb
+
+    from tagtree.io.store import TABLES
+
+    con = duckdb.connect(db_path)
+    for name, ddl in TABLES.items():
+        con.execute(V3_TAGS.get(name, ddl))
+    con.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+    con.execute("INSERT INTO tags VALUES ('python', 3)")
+    con.close()
+    with Store(db_path) as store:
+        assert store.count("tags") == 0  # the next build writes its tree's tags
+        cols = [r[0] for r in store.rows("SELECT column_name FROM information_schema.columns "
+                                         "WHERE table_name = 'tags' ORDER BY ordinal_position")]
+        assert cols == ["tree_version", "tag", "frequency"]

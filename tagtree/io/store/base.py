@@ -157,7 +157,7 @@ class StoreBase:
             if version is not None:
                 for step in range(version + 1, SCHEMA_VERSION + 1):
                     for sql in MIGRATIONS.get(step, []):
-                        self.run(sql)
+                        sql(self) if callable(sql) else self.run(sql)
             for ddl in TABLES.values():
                 self.run(ddl)
             self.run(

@@ -17,22 +17,24 @@ class GroundQueries:
         return self.insert_arrow("tag_leaf", table)
 
     def unmapped_canonical_tags(self, version: str, tagger: str) -> list[str]:
-        """Canonical tags of the tagger's annotations that the tree has no leaf for yet."""
+        """Canonical tags (through ``version``'s aliases) of the tagger's annotations that the
+        tree has no leaf for yet."""
         return [r[0] for r in self.rows(
             "SELECT DISTINCT al.tag FROM annotations a, unnest(a.tags) AS t(raw) "
-            "JOIN tag_aliases al ON al.raw_tag = t.raw "
+            "JOIN tag_aliases al ON al.tree_version = ? AND al.raw_tag = t.raw "
             "LEFT JOIN tag_leaf tl ON tl.tree_version = ? AND tl.tag = al.tag "
             "WHERE a.status = 'ok' AND a.tagger = ? AND tl.tag IS NULL ORDER BY 1",
-            [version, tagger])]
+            [version, version, tagger])]
 
     def instance_tag_leaves(self, version: str, tagger: str):
         """(instance_id, leaf_id, distance) per tag occurrence of the tagger's usable
         annotations (no ORDER BY: callers index instances with Arrow's hash kernels)."""
         return self.arrow(
             "SELECT a.instance_id, tl.leaf_id, tl.distance FROM annotations a, "
-            "unnest(a.tags) AS t(raw) JOIN tag_aliases al ON al.raw_tag = t.raw "
+            "unnest(a.tags) AS t(raw) "
+            "JOIN tag_aliases al ON al.tree_version = ? AND al.raw_tag = t.raw "
             "JOIN tag_leaf tl ON tl.tree_version = ? AND tl.tag = al.tag "
-            "WHERE a.status = 'ok' AND a.tagger = ?", [version, tagger])
+            "WHERE a.status = 'ok' AND a.tagger = ?", [version, version, tagger])
 
     def write_instance_nodes(self, version: str, instance_ids: list[str],
                              weights: sp.csr_matrix) -> int:

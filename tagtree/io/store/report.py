@@ -76,7 +76,7 @@ _TOP_TAGS = _ANCESTORS + """,
         SELECT a.anc_id AS node_id, tl.tag, row_number() OVER (
             PARTITION BY a.anc_id ORDER BY coalesce(t.frequency, 0) DESC, tl.tag) AS r
         FROM tag_leaf tl JOIN anc a ON a.node_id = tl.leaf_id
-        LEFT JOIN tags t ON t.tag = tl.tag
+        LEFT JOIN tags t ON t.tree_version = tl.tree_version AND t.tag = tl.tag
         WHERE tl.tree_version = $tv AND list_contains($ids, a.anc_id))
     SELECT node_id, list(tag ORDER BY r) FROM ranked WHERE r <= $k GROUP BY 1"""
 
@@ -347,7 +347,8 @@ def _manifest(store, run: dict | None, tv: str, cfg: dict) -> dict:
             "instances": stats["instances"],
             "annotated ok": sum(r[2] for r in tokens),
             "annotations": sum(r[1] for r in tokens),
-            "canonical tags": store.scalar("SELECT count(*) FROM tags"),
+            "canonical tags": store.scalar("SELECT count(*) FROM tags WHERE tree_version = ?",
+                                           [tv]),
             "tree nodes per level (top→leaves)": " / ".join(str(c) for _, c in levels),
             "scored": store.scalar("SELECT count(*) FROM scores WHERE tree_version = ?", [tv]),
         },

@@ -5,7 +5,11 @@ Table flow: instances -> annotations -> tags/tag_aliases -> tag_embeddings -> tr
 landed_objects. Bump SCHEMA_VERSION and add a step to MIGRATIONS whenever a table changes.
 """
 
-SCHEMA_VERSION = 3
+from __future__ import annotations
+
+from collections.abc import Callable
+
+SCHEMA_VERSION = 4
 
 TABLES: dict[str, str] = {
     "meta": """
@@ -63,12 +67,17 @@ TABLES: dict[str, str] = {
             created_at TIMESTAMP DEFAULT current_timestamp, updated_at TIMESTAMP,
             -- tokens of the loaded results: billed at the Batch API's price (llm.batch_price_share)
             prompt_tokens BIGINT DEFAULT 0, completion_tokens BIGINT DEFAULT 0)""",
+    # The canonical tags of a tree version and the raw -> canonical map its grounding follows
+    # (the tree build writes both; grounding adds the aliases of raw tags new to the tree). Keyed
+    # by tree version: a rebuild writes its own rows and an older tree keeps its tags.
     "tags": """
         CREATE TABLE IF NOT EXISTS tags (
-            tag VARCHAR PRIMARY KEY, frequency BIGINT NOT NULL)""",
+            tree_version VARCHAR NOT NULL, tag VARCHAR NOT NULL, frequency BIGINT NOT NULL,
+            PRIMARY KEY (tree_version, tag))""",
     "tag_aliases": """
         CREATE TABLE IF NOT EXISTS tag_aliases (
-            raw_tag VARCHAR PRIMARY KEY, tag VARCHAR NOT NULL)""",
+            tree_version VARCHAR NOT NULL, raw_tag VARCHAR NOT NULL, tag VARCHAR NOT NULL,
+            PRIMARY KEY (tree_version, raw_tag))""",
     "tag_embeddings": """
         CREATE TABLE IF NOT EXISTS tag_embeddings (
             tag VARCHAR NOT NULL, embedder VARCHAR NOT NULL, vector FLOAT[] NOT NULL,
@@ -135,9 +144,35 @@ TABLES: dict[str, str] = {
             PRIMARY KEY (uri, etag))""",
 }
 
-# N -> SQL statements upgrading a database from version N-1 to N; run before the CREATE TABLEs
-# above (IF EXISTS: a table a step alters may be missing; it is then created in its new shape).
-MIGRATIONS: dict[int, list[str]] = {
+
+def _key_tags_by_tree_version(store) -> None:
+    """Version 4: ``tags`` and ``tag_aliases`` gain ``tree_version`` (part of the key). Up to
+    version 3 they held one global set, rewritten by every build and followed by the grounding
+    on every tree; that set is kept as each stored tree's own, so every tree grounds and reports
+    as it did before the upgrade (a store without trees drops it: the next build writes it)."""
+    present = {r[0] for r in store.rows(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'")}
+    for table, cols in (("tags", "tag, frequency"), ("tag_aliases", "raw_tag, tag")):
+        if table not in present:
+            continue  # created in its new shape by the CREATE TABLEs
+        have = {r[0] for r in store.rows(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' "
+            "AND table_name = ?", [table])}
+        if "tree_version" in have:
+            continue
+        store.run(f"ALTER TABLE {table} RENAME TO {table}_v3")
+        store.run(TABLES[table])
+        if "trees" in present:
+            store.run(f"INSERT INTO {table} (tree_version, {cols}) "
+                      f"SELECT tr.tree_version, {cols} FROM {table}_v3 CROSS JOIN "
+                      "(SELECT tree_version FROM trees) tr")
+        store.run(f"DROP TABLE {table}_v3")
+
+
+# N -> steps upgrading a database from version N-1 to N (SQL, or a function of the store for a
+# step that must look first); run before the CREATE TABLEs above (IF EXISTS: a table a step
+# alters may be missing; it is then created in its new shape).
+MIGRATIONS: dict[int, list[str | Callable]] = {
     2: [
         "ALTER TABLE IF EXISTS landed_objects ADD COLUMN IF NOT EXISTS claimed_by VARCHAR",
         "ALTER TABLE IF EXISTS landed_objects ADD COLUMN IF NOT EXISTS claimed_at TIMESTAMP",
@@ -152,4 +187,5 @@ MIGRATIONS: dict[int, list[str]] = {
         "DEFAULT 0",
         "ALTER TABLE IF EXISTS landed_objects ADD COLUMN IF NOT EXISTS error VARCHAR",
     ],
+    4: [_key_tags_by_tree_version],
 }

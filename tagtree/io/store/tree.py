@@ -44,34 +44,49 @@ class TreeQueries:
             "FROM annotations WHERE status = 'ok' AND tagger = ?) WHERE raw IS NOT NULL "
             "GROUP BY 1", [tagger])
 
-    def write_tags(self, freq: dict[str, int], alias: dict[str, str]) -> None:
-        """Replace the canonical tag set and the raw -> canonical map (one transaction)."""
-        tags = pa.table({"tag": list(freq), "frequency": pa.array(list(freq.values()), pa.int64())})
-        aliases = pa.table({"raw_tag": list(alias), "tag": list(alias.values())})
+    def write_tags(self, version: str, freq: dict[str, int], alias: dict[str, str]) -> None:
+        """Replace tree ``version``'s canonical tag set and raw -> canonical map (one
+        transaction); other versions' tags are left as they are."""
+        tags = pa.table({"tree_version": [version] * len(freq), "tag": list(freq),
+                         "frequency": pa.array([int(f) for f in freq.values()], pa.int64())})
+        aliases = pa.table({"tree_version": [version] * len(alias), "raw_tag": list(alias),
+                            "tag": list(alias.values())})
         with self.transaction():
-            self.run("DELETE FROM tags")
-            self.run("DELETE FROM tag_aliases")
+            self.run("DELETE FROM tags WHERE tree_version = ?", [version])
+            self.run("DELETE FROM tag_aliases WHERE tree_version = ?", [version])
             self.insert_arrow("tags", tags)
             self.insert_arrow("tag_aliases", aliases)
 
-    def unknown_raw_tags(self, tagger: str) -> list[str]:
-        """Raw tags of the tagger's usable annotations that have no alias yet (new data)."""
+    def has_tags(self, version: str) -> bool:
+        return bool(self.scalar("SELECT count(*) FROM tags WHERE tree_version = ?", [version]))
+
+    def unknown_raw_tags(self, tagger: str, version: str) -> list[str]:
+        """Raw tags of the tagger's usable annotations that tree ``version`` has no alias for
+        yet (new data)."""
         return [r[0] for r in self.rows(
             "SELECT DISTINCT t.raw FROM annotations a, unnest(a.tags) AS t(raw) "
-            "ANTI JOIN tag_aliases al ON al.raw_tag = t.raw "
-            "WHERE a.status = 'ok' AND a.tagger = ? AND t.raw IS NOT NULL", [tagger])]
+            "ANTI JOIN (SELECT raw_tag FROM tag_aliases WHERE tree_version = ?) al "
+            "ON al.raw_tag = t.raw "
+            "WHERE a.status = 'ok' AND a.tagger = ? AND t.raw IS NOT NULL", [version, tagger])]
 
-    def add_aliases(self, alias: dict[str, str]) -> None:
+    def add_aliases(self, version: str, alias: dict[str, str]) -> None:
         if alias:
-            self.insert_arrow("tag_aliases", pa.table({"raw_tag": list(alias),
-                                                       "tag": list(alias.values())}))
+            self.insert_arrow("tag_aliases", pa.table({
+                "tree_version": [version] * len(alias), "raw_tag": list(alias),
+                "tag": list(alias.values())}))
 
-    def aliases(self) -> dict[str, str]:
-        return dict(self.rows("SELECT raw_tag, tag FROM tag_aliases"))
+    def aliases(self, version: str | None = None) -> dict[str, str]:
+        """Raw -> canonical tag map of tree ``version`` (the latest built when None)."""
+        version = version or self.latest_tree_version()
+        return dict(self.rows("SELECT raw_tag, tag FROM tag_aliases WHERE tree_version = ?",
+                              [version]))
 
-    def tag_frequencies(self) -> tuple[list[str], np.ndarray]:
-        """Canonical tags, most frequent first (ties alphabetical), with their frequencies."""
-        t = self.arrow("SELECT tag, frequency FROM tags ORDER BY frequency DESC, tag")
+    def tag_frequencies(self, version: str | None = None) -> tuple[list[str], np.ndarray]:
+        """Canonical tags of tree ``version`` (the latest built when None), most frequent
+        first (ties alphabetical), with their frequencies."""
+        version = version or self.latest_tree_version()
+        t = self.arrow("SELECT tag, frequency FROM tags WHERE tree_version = ? "
+                       "ORDER BY frequency DESC, tag", [version])
         return t.column("tag").to_pylist(), t.column("frequency").to_numpy()
 
     # -- embeddings ------------------------------------------------------------------------
@@ -178,13 +193,14 @@ class TreeQueries:
         return t.column("distance").to_numpy()
 
     # -- grounding -------------------------------------------------------------------------
-    def instance_tag_incidence(self, tagger: str, tags: list[str]):
+    def instance_tag_incidence(self, tagger: str, tags: list[str], version: str):
         """(instance ids, (n_instances x len(tags)) 0/1 CSR): which canonical tags each of the
-        tagger's usable annotations carries (through ``tag_aliases``), ids in key order."""
+        tagger's usable annotations carries (through tree ``version``'s ``tag_aliases``), ids
+        in key order."""
         t = self.arrow(
             "SELECT DISTINCT a.instance_id, al.tag FROM annotations a, unnest(a.tags) AS t(raw) "
-            "JOIN tag_aliases al ON al.raw_tag = t.raw WHERE a.status = 'ok' AND a.tagger = ?",
-            [tagger])
+            "JOIN tag_aliases al ON al.tree_version = ? AND al.raw_tag = t.raw "
+            "WHERE a.status = 'ok' AND a.tagger = ?", [version, tagger])
         ids = sorted(set(t.column("instance_id").to_pylist()))
         row = {iid: i for i, iid in enumerate(ids)}
         col = {tag: j for j, tag in enumerate(tags)}
