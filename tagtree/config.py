@@ -179,11 +179,6 @@ class TreeConfig(_Section):
         0.5, ge=0, le=1,
         description="The same mix for the levels above the leaves (node means of it).",
     )
-    node_weight: Literal["tags", "instances"] = Field(
-        "tags",
-        description="What a node weighs when the levels above it are clustered: its canonical "
-        "tags, or the instances that use them (tag frequencies summed).",
-    )
     k_search: bool = Field(
         True,
         description="Choose each level's cluster count by silhouette among counts around "
@@ -284,10 +279,11 @@ class SampleConfig(_Section):
         "node, or not at all ('none'). Used only when a target sample is stored.",
     )
     align_lambda: float = Field(
-        1.0,
+        2.0,
         ge=0,
         description="Weight of the KL penalty; 1 makes one nat of KL worth about one "
-        "new leaf per selected instance. Higher: closer to the target, less diversity.",
+        "new leaf per selected instance. Higher: closer to the target, less diversity "
+        "(2: with centrality on, 1 let MT-Bench's 5% selection drop a target pick).",
     )
     align_smoothing: float = Field(
         0.01,
@@ -318,26 +314,20 @@ class SampleConfig(_Section):
         "'typical' by the share of its tags under each (prefers few-tag, typical instances).",
     )
     centrality: float = Field(
-        0.0,
+        0.3,
         ge=0,
         lt=0.5,
         description="Share of a node's coverage earned by how central the pick is among the "
         "node's instances (embedding cosine to their mean): 0 = any member covers it fully; "
         "higher = the most representative member is preferred, as k-means medoids are.",
     )
-    size_power: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description="Covering a node is worth (its instances / its level's mean) ** size_power: "
-        "0 = every node of a level the same; higher = big nodes are covered first.",
-    )
     kernel_tau: float = Field(
         1.0,
         gt=0,
         le=1,
-        description="Covering a node also covers the nodes of its level whose instances' mean "
-        "embedding is closer than this cosine, in proportion: 1 = off (each node on its own).",
+        description="Covering a leaf also covers the leaves whose instances' mean embedding is "
+        "closer than this cosine, in proportion (a topic split over two leaves counts once): "
+        "1 = off (each leaf on its own).",
     )
     quality_weight: float = Field(
         0.5,

@@ -5,8 +5,19 @@ Objective (reconstruction; the paper gives no formula):
     F(S) = sum_v gamma_v * max_{x in S} a(x, v)                  (coverage, facility location)
          + mass_weight * sum_v gamma_v * h(m_S(v))                (mass, h = log1p or sqrt)
          + quality_weight * gamma_leaf * sum_{x in S} q(x)        (quality, modular)
-    a(x, v) = w(x, v) if v is on x's primary path, else 0;  gamma_v = level_decay ** (top - level)
+    a(x, v) = (1 - c + c * cent(x, v)) * K(p_x, v)    (p_x: x's primary-path node on v's level)
+    gamma_v = level_decay ** (top - level)
     m_S(v)  = number of selected instances whose primary path runs through v
+
+- cent(x, v) (``path_centrality``, c = ``centrality``): how central x is among the instances
+  on v's paths (embedding cosine to their mean, rescaled per node to [0, 1]), so a node is
+  covered first by its most representative member, as a k-means medoid covers its cluster
+  (on MT-Bench the quality-only tie-break picked atypical members, 0.54x the pool's length);
+  c < 0.5 keeps a pick in an uncovered node worth more than any improvement of a covered one.
+- K (``node_kernel``, ``kernel_tau``): 1 for a node itself; on the leaves also
+  ((cos - tau) / (1 - tau))+ to the most similar leaves (their instances' mean embeddings), so
+  a topic split over two leaves is covered once before the budget goes to it twice (planted
+  set: one pick per subtopic 31 -> 32 of 32).
 
 - Each instance counts once per level, on its *primary path* (``primary_paths``: its heaviest
   top-level node, the heaviest child of that, down to a leaf), so a 12-tag instance no longer
@@ -23,8 +34,9 @@ Objective (reconstruction; the paper gives no formula):
 - Quality is a modular bonus: among instances that cover the same, the better one wins, and
   quality never buys a repeat of a covered node.
 
-Facility location and concave-over-modular terms are monotone submodular, so F is too and
-greedy keeps (1 - 1/e).
+Facility location (a max of fixed values a(x, v), whatever K and cent are) and
+concave-over-modular terms are monotone submodular, so F is too and greedy keeps (1 - 1/e).
+Without instance embeddings both terms are off (c = 0, K = identity).
 
 Alignment works on the *alignment level*: the lowest level at which the target touches at most
 k nodes (``tagtree.align.alignment_level``), or ``align_level`` when set. ``penalty`` maximises
@@ -106,7 +118,9 @@ def node_kernel(tree: KnowledgeTree, means: np.ndarray, tau: float,
     for lv in range(tree.depth):
         nodes = tree.nodes_at(lv)
         if lv not in levels:  # other levels: each node covers itself only
-            rows.append(nodes); cols.append(nodes); vals.append(np.ones(len(nodes)))
+            rows.append(nodes)
+            cols.append(nodes)
+            vals.append(np.ones(len(nodes)))
             continue
         m = means[nodes]
         live = np.linalg.norm(m, axis=1) > 0
@@ -135,7 +149,9 @@ def node_kernel(tree: KnowledgeTree, means: np.ndarray, tau: float,
         dst = nodes[idx.ravel()]
         val = np.where(src == dst, 1.0, val.ravel())
         keep = (val > 0) & (idx.ravel() >= 0)
-        rows.append(src[keep]); cols.append(dst[keep]); vals.append(val[keep])
+        rows.append(src[keep])
+        cols.append(dst[keep])
+        vals.append(val[keep])
     n = len(means)
     k = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                       shape=(n, n))
@@ -448,11 +464,10 @@ class TagsSampler:
 
     def __init__(self, level_decay: float = 0.7, concave: str = "log1p",
                  mass_weight: float = 0.1, quality_weight: float = 0.5, align: str = "penalty",
-                 align_lambda: float = 1.0, align_smoothing: float = 0.01, align_level: int = -1,
+                 align_lambda: float = 2.0, align_smoothing: float = 0.01, align_level: int = -1,
                  strategy: str = "lazy", epsilon: float = 0.01, batch: int = 256,
                  window: int = 4096, random_state: int = 0, typical: bool = False,
-                 centrality: float = 0.3, size_power: float = 0.0,
-                 kernel_tau: float = 0.7):
+                 centrality: float = 0.3, kernel_tau: float = 1.0):
         self.level_decay = level_decay
         self.concave = concave
         self.mass_weight = mass_weight
@@ -468,23 +483,11 @@ class TagsSampler:
         self.random_state = random_state
         self.typical = typical
         self.centrality = centrality
-        self.size_power = size_power
         self.kernel_tau = kernel_tau
 
     def level_weights(self, tree: KnowledgeTree) -> np.ndarray:
         """gamma per node: level_decay ** (levels between the node's level and the top)."""
         return self.level_decay ** (tree.depth - 1 - tree.level).astype(np.float64)
-
-    def node_size_factor(self, problem: SelectionProblem) -> np.ndarray:
-        """(instances on the node's primary paths / the level's mean) ** size_power."""
-        tree = problem.tree
-        counts = np.asarray((problem.paths > 0).sum(axis=0)).ravel().astype(np.float64)
-        out = np.ones(len(counts))
-        for lv in range(tree.depth):
-            nodes = tree.nodes_at(lv)
-            mean = counts[nodes][counts[nodes] > 0].mean() if (counts[nodes] > 0).any() else 1
-            out[nodes] = (counts[nodes] / mean) ** self.size_power
-        return out
 
     def alignment_level(self, problem: SelectionProblem, k: int) -> int:
         tree = problem.tree
@@ -498,8 +501,6 @@ class TagsSampler:
         tree = problem.tree
         gamma = self.level_weights(tree)
         paths = problem.paths
-        if self.size_power > 0:
-            gamma = gamma * self.node_size_factor(problem)
         if not self.typical:  # covered or not: no preference for few- or many-tag instances
             paths = paths.copy()
             paths.data[:] = 1.0

@@ -30,11 +30,10 @@ def normalise_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def group_means(x: np.ndarray, labels: np.ndarray, k: int,
-                weights: np.ndarray | None = None) -> np.ndarray:
-    """L2-normalised (weighted) mean vector of each label (one sparse product, no loop)."""
-    w = np.ones(len(labels), np.float32) if weights is None else np.asarray(weights, np.float32)
-    one_hot = sp.csr_matrix((w, (labels, np.arange(len(labels)))), shape=(k, len(labels)))
+def group_means(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """L2-normalised mean vector of each label (one sparse product, no Python loop)."""
+    one_hot = sp.csr_matrix((np.ones(len(labels), np.float32), (labels, np.arange(len(labels)))),
+                            shape=(k, len(labels)))
     return normalise_rows(np.asarray(one_hot @ x))
 
 
@@ -365,9 +364,8 @@ class TreeBuilder:
                  upper_context_weight: float = 0.0, k_search: bool = False,
                  k_search_max: int = 50_000, vocabulary=None, vocabulary_min_level: int = 1,
                  vocabulary_min_score: float = 0.35, vocabulary_distinct_weight: float = 0.5,
-                 vocabulary_tier_penalty: float = 0.1, node_weight: str = "tags"):
+                 vocabulary_tier_penalty: float = 0.1):
         self.branching = branching
-        self.node_weight = node_weight
         self.leaf_size = leaf_size
         self.root_max = root_max
         self.max_depth = max_depth
@@ -431,17 +429,14 @@ class TreeBuilder:
             depth, labels, state.tag_node, state.x, state.freqs, state.tags, state.items_names,
             state.items_vec, state.x_up)
         x_up = state.x if state.x_up is None else state.x_up
-        # "instances": a tag counts as often as instances use it, so the levels above group
-        # where the data is (the labels a reader checks are per instance, not per tag).
-        tag_w = state.freqs.astype(np.float32) if self.node_weight == "instances" else None
-        centroids = group_means(x_up, state.tag_node, len(level.names), tag_w)
+        centroids = group_means(x_up, state.tag_node, len(level.names))
         state.levels.append(level)
         n_nodes = len(level.names)
         stalled = depth > 0 and n_nodes == len(state.items_names)  # k-means could not reduce
         if n_nodes <= self.root_max or depth == self.max_depth or stalled:
             state.done = True
             return level
-        sizes = np.bincount(state.tag_node, weights=tag_w, minlength=n_nodes)
+        sizes = np.bincount(state.tag_node, minlength=n_nodes)
         state.items_vec, state.items_w, state.items_names = (
             centroids, sizes.astype(np.float32), level.names)
         state.k = self.next_k(n_nodes)

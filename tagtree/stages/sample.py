@@ -101,7 +101,7 @@ def selector_params(config: Config, method: str, seed: int | None = None) -> dic
                 "quality_weight": s.quality_weight, "align": s.align,
                 "align_lambda": s.align_lambda, "align_smoothing": s.align_smoothing,
                 "align_level": s.align_level, "typical": s.coverage == "typical",
-                "centrality": s.centrality, "size_power": s.size_power,
+                "centrality": s.centrality,
                 "kernel_tau": s.kernel_tau,
                 "strategy": s.strategy, "epsilon": s.epsilon, "random_state": seed}
     return {"random_state": seed, "threshold": s.deita_threshold, "max_pool": s.kcenter_max_pool}

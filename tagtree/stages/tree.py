@@ -127,7 +127,7 @@ def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None
                           refine_min_level=t.refine_min_level,
                           context_weight=t.context_weight,
                           upper_context_weight=t.upper_context_weight,
-                          k_search=t.k_search, node_weight=t.node_weight,
+                          k_search=t.k_search,
                           vocabulary=load_vocabulary(t.vocabulary, embedder),
                           vocabulary_min_score=t.vocabulary_min_score)
     vectors = store.tag_vectors(embedder.fingerprint, tags)
