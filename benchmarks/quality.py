@@ -207,12 +207,13 @@ def member_tag_names(db: Path, built: dict, tree) -> list[str]:
     """The tree's top level named from member tags only (tagtree.tree.member_names, what every
     level was named by before topic headings), for the naming score's comparison."""
     from tagtree.io.store import Store
-    from tagtree.tree import member_names, normalise_rows
+    from tagtree.tree import member_names
+    from tagtree.vectors import l2_normalise_rows
 
     top_level = tree.depth - 1
     with Store(str(db)) as store:
         tags, freqs = store.tag_frequencies()
-        x = normalise_rows(store.tag_vectors(built["embedder"], tags))
+        x = l2_normalise_rows(store.tag_vectors(built["embedder"], tags))
         leaf_of = dict(store.rows("SELECT tag, leaf_id FROM tag_leaf WHERE tree_version = ?",
                                   [built["tree_version"]]))
     tops = tree.nodes_at(top_level)

@@ -12,13 +12,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from tagtree.vectors import l1_normalise_rows
 
-def normalise_rows(grounding: sp.spmatrix) -> sp.csr_matrix:
-    """Each non-empty row rescaled to sum to 1 (instance-normalised leaf weights)."""
-    g = sp.csr_matrix(grounding, dtype=np.float64)
-    sums = np.asarray(g.sum(axis=1)).ravel()
-    inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
-    return sp.csr_matrix(sp.diags(inv) @ g)
+# The name tagtree.sampling imports; the L1 norm itself lives in tagtree.vectors.
+normalise_rows = l1_normalise_rows
 
 
 def smoothed(mass: np.ndarray, smoothing: float) -> np.ndarray:
