@@ -136,10 +136,11 @@ def _messages(db: str) -> list:
     """The exact prompts tagtree sends, so both loops move the same bytes."""
     from tagtree.annotation import TagInput, load_prompt
     from tagtree.io.store import Store
+    from tagtree.io.store.bench import first_instances
 
     prompt = load_prompt("tag", "v1")
     with Store(db) as store:
-        rows = store.rows("SELECT id, instruction, response FROM instances LIMIT 100")
+        rows = first_instances(store, 100)
     return [prompt.render(instruction=TagInput(*r).instruction, response=r[2], system="",
                           min_tags=2, max_tags=12) for r in rows]
 

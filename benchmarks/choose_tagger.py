@@ -30,18 +30,6 @@ def purity(pred: list, truth: list) -> float:
     return total / len(pred)
 
 
-def top_level_assignment(store, version: str) -> dict[str, int]:
-    """Each grounded instance's heaviest top-level node (ties: lowest id)."""
-    rows = store.rows(
-        "SELECT n.instance_id, n.node_id, n.weight FROM instance_nodes n JOIN tree_nodes t "
-        "ON t.tree_version = n.tree_version AND t.node_id = n.node_id WHERE n.tree_version = ? "
-        "AND t.parent_id IS NULL ORDER BY n.instance_id, n.weight DESC, n.node_id", [version])
-    out: dict[str, int] = {}
-    for iid, node, _ in rows:
-        out.setdefault(iid, node)
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT / "examples" / "mt_bench.jsonl"))
@@ -54,13 +42,14 @@ def main() -> None:
     from tagtree.io.embedder import make_embedder
     from tagtree.io.ingest import ingest_files
     from tagtree.io.store import Store
+    from tagtree.io.store.bench import raw_by_id, top_level_assignment
     from tagtree.stages.ground import ground_in
     from tagtree.stages.tree import build_tree_in
 
     with Store(args.db) as store:
         ingest_files(store, [args.data], fmt="auto", dataset="mt_bench", role="pool")
         category = {iid: orjson.loads(raw).get("category", "?")
-                    for iid, raw in store.rows("SELECT id, raw FROM instances")}
+                    for iid, raw in raw_by_id(store).items()}
     print(f"{len(category)} questions, {len(set(category.values()))} categories")
     results = []
     for kind in args.taggers:

@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     from tagtree.config import load_config
     from tagtree.io.embedder import make_embedder
     from tagtree.io.store import Store
+    from tagtree.io.store.bench import tag_occurrences
 
     work = Path(args.dir)
     shutil.rmtree(work, ignore_errors=True)
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     with Store(db, read_only=True) as store:
         n_ann = store.count("annotations")
-        n_occ = store.rows("SELECT coalesce(sum(len(tags)), 0) FROM annotations")[0][0]
+        n_occ = tag_occurrences(store)
         n_tags = store.count("tags")
         n_embedded = store.count("tag_embeddings")
 

@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from flows.curate import curate
     from tagtree.config import load_config
     from tagtree.io.store import Store
+    from tagtree.io.store.bench import first_tags
     from tests.support.openai_server import FakeOpenAIServer
 
     work = Path(args.dir)
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         floors = {"annotate": ("requests/s", floor_requests(srv.base_url, "fake-tagger", sample,
                                                             cfg.annotate.concurrency))}
     with Store(db, read_only=True) as store:
-        tags = [r[0] for r in store.rows("SELECT tag FROM tags LIMIT ?", [FLOOR_SAMPLE])]
+        tags = first_tags(store, FLOOR_SAMPLE)
         n_tags = store.count("tags")
         n_embedded = store.count("tag_embeddings")  # all made by this run's embed-tags task
     if tags:

@@ -107,7 +107,9 @@ def prepare(ds: LabelledSet, db: Path, overrides: dict, llm: dict) -> dict:
 def pool_labels(store, ids: list[str], fields: tuple[str, ...]) -> dict[str, np.ndarray]:
     import orjson
 
-    raw = dict(store.rows("SELECT id, raw FROM instances"))
+    from tagtree.io.store.bench import raw_by_id
+
+    raw = raw_by_id(store)
     rows = [orjson.loads(raw[i]) for i in ids]
     return {f: np.array([str(r.get(f, "?")) for r in rows]) for f in fields}
 
@@ -207,14 +209,15 @@ def member_tag_names(db: Path, built: dict, tree) -> list[str]:
     """The tree's top level named from member tags only (tagtree.tree.member_names, what every
     level was named by before topic headings), for the naming score's comparison."""
     from tagtree.io.store import Store
-    from tagtree.tree import member_names, normalise_rows
+    from tagtree.io.store.bench import leaf_of_tag
+    from tagtree.tree import member_names
+    from tagtree.vectors import l2_normalise_rows
 
     top_level = tree.depth - 1
     with Store(str(db)) as store:
         tags, freqs = store.tag_frequencies(built["tree_version"])
-        x = normalise_rows(store.tag_vectors(built["embedder"], tags))
-        leaf_of = dict(store.rows("SELECT tag, leaf_id FROM tag_leaf WHERE tree_version = ?",
-                                  [built["tree_version"]]))
+        x = l2_normalise_rows(store.tag_vectors(built["embedder"], tags))
+        leaf_of = leaf_of_tag(store, built["tree_version"])
     tops = tree.nodes_at(top_level)
     local = {int(c): i for i, c in enumerate(tops)}
     keep = [i for i, t in enumerate(tags) if t in leaf_of]

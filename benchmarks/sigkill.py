@@ -59,17 +59,10 @@ def leftovers(*dirs: Path) -> list[str]:
 
 def check_store(db: Path) -> dict:
     from tagtree.io.store import Store
+    from tagtree.io.store.bench import integrity_counts
 
     with Store(str(db), read_only=True) as store:
-        q = store.scalar
-        return {
-            "instances": q("SELECT count(*) FROM instances"),
-            "dup_instances": q("SELECT count(*) - count(DISTINCT id) FROM instances"),
-            "dup_annotations": q("SELECT count(*) - count(DISTINCT (instance_id, tagger)) "
-                                 "FROM annotations"),
-            "annotated_ok": q("SELECT count(*) FROM annotations WHERE status = 'ok'"),
-            "running_runs": q("SELECT count(*) FROM runs WHERE status = 'running'"),
-        }
+        return integrity_counts(store)
 
 
 def run_once(cmd, e, cwd, kill_after: float | None) -> tuple[int, float]:

@@ -13,13 +13,6 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def normalise_rows(grounding: sp.spmatrix) -> sp.csr_matrix:
-    """Each non-empty row rescaled to sum to 1 (instance-normalised leaf weights)."""
-    g = sp.csr_matrix(grounding, dtype=np.float64)
-    sums = np.asarray(g.sum(axis=1)).ravel()
-    inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
-    return sp.csr_matrix(sp.diags(inv) @ g)
-
 
 def smoothed(mass: np.ndarray, smoothing: float) -> np.ndarray:
     """(1 - eps) * mass / total + eps / L; the uniform distribution when the mass is empty."""

@@ -60,11 +60,11 @@ from tagtree.align import (
     alignment_level,
     largest_remainder,
     level_mass,
-    normalise_rows,
     primary_leaves,
     smoothed,
 )
 from tagtree.hierarchy import KnowledgeTree
+from tagtree.vectors import l1_normalise_rows
 
 METHODS = ("tags", "random", "instag", "deita", "kcenter", "quality", "kmeans")
 
@@ -206,7 +206,7 @@ class SelectionProblem:
         self.weights = sp.csr_matrix(self.weights, dtype=np.float64)
         self.weights.sort_indices()
         self.quality = np.asarray(self.quality, dtype=np.float64)
-        self.leaf_dist = normalise_rows(self.weights[:, : self.tree.n_leaves])
+        self.leaf_dist = l1_normalise_rows(self.weights[:, : self.tree.n_leaves])
         self.leaf_dist.sort_indices()
 
     @property

@@ -20,21 +20,17 @@ from threadpoolctl import threadpool_limits
 
 from tagtree.hierarchy import KnowledgeTree
 from tagtree.naming import sibling_unique, vocabulary_names
+from tagtree.vectors import l2_normalise_rows
 
 ALGORITHM_VERSION = "tree@5"  # bump when clustering or naming changes: trees are rebuilt
 
 
 # -- clustering ---------------------------------------------------------------------------------
-def normalise_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def group_means(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     """L2-normalised mean vector of each label (one sparse product, no Python loop)."""
     one_hot = sp.csr_matrix((np.ones(len(labels), np.float32), (labels, np.arange(len(labels)))),
                             shape=(k, len(labels)))
-    return normalise_rows(np.asarray(one_hot @ x))
+    return l2_normalise_rows(np.asarray(one_hot @ x))
 
 
 def compact(labels: np.ndarray) -> np.ndarray:
@@ -191,7 +187,7 @@ def tag_context_vectors(incidence: sp.spmatrix, instance_vectors: np.ndarray) ->
     instances it occurs in say a lot."""
     m = sp.csr_matrix(incidence, dtype=np.float32)
     m.data[:] = 1.0
-    x = normalise_rows(np.asarray(instance_vectors, dtype=np.float32))
+    x = l2_normalise_rows(np.asarray(instance_vectors, dtype=np.float32))
     sums = np.asarray(m.T @ x)
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     return np.where(norms > 1e-9, sums / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
@@ -200,12 +196,12 @@ def tag_context_vectors(incidence: sp.spmatrix, instance_vectors: np.ndarray) ->
 def mix(strings: np.ndarray, context: np.ndarray | None, context_weight: float) -> np.ndarray:
     """normalise((1 - w) * string + w * context) per row; a row without context keeps its
     string vector (new tags grounded later have no context either)."""
-    strings = normalise_rows(strings)
+    strings = l2_normalise_rows(strings)
     if context is None or context_weight <= 0:
         return strings
     has = (np.linalg.norm(context, axis=1) > 0)[:, None]
     w = np.where(has, context_weight, 0.0).astype(np.float32)
-    return normalise_rows((1.0 - w) * strings + w * normalise_rows(context))
+    return l2_normalise_rows((1.0 - w) * strings + w * l2_normalise_rows(context))
 
 
 # -- naming without an LLM ----------------------------------------------------------------------
@@ -402,7 +398,7 @@ class TreeBuilder:
         n = len(tags)
         if n == 0:
             raise ValueError("no tags to build a tree from")
-        x = normalise_rows(vectors)
+        x = l2_normalise_rows(vectors)
         if context is not None and len(context) != n:
             raise ValueError("one context vector (or a zero row) per tag expected")
         freqs = np.ones(n, np.int64) if freqs is None else np.asarray(freqs, np.int64)

@@ -11,6 +11,22 @@ the task's source and an explicit algorithm version: ``TASK_SOURCE`` cannot see 
 the ``tagtree`` core, so bump the version string whenever the core algorithm changes. Results are
 persisted (JSON) so a cache hit in a later run finds them; Prefect's default storage is
 ``~/.prefect/storage`` (``PREFECT_LOCAL_STORAGE_PATH``), which outlives runs and processes.
+
+Which stages keep a Prefect cache, and why. The store is content-addressed already (annotations
+keyed by tagger fingerprint, trees by version, embeddings by embedder): a Prefect cache is kept
+only where it buys the UI's Cached state for an identical re-run, which then also skips opening
+the stage at all.
+
+- annotate (``PendingAnnotations``), ground (``AnnotationsContent``), score (``StoreContent``):
+  kept. Each runs on every identical curate run; Cached there means no LLM request, no
+  regrounding, no rescoring, and the flow test asserts it. Their content key plus
+  ``StoreIdentity`` (a deleted and recreated file must be curated again) read the store.
+- build-tree: dropped. An identical run never calls it (the data is grounded on the current
+  tree) and a build matching an existing version reuses it from the store.
+- sample: dropped. ``run_id`` is an input, new per flow run, so the cache could never hit; its
+  key still read a fingerprint of grounding, scores and embeddings on every call.
+- ingest, export, report, embed and the object tasks: never cached (cheap, idempotent, or
+  must notice changed files).
 """
 
 from __future__ import annotations
@@ -67,10 +83,12 @@ def stage_cache_policy(algorithm_version: str) -> CachePolicy:
             + StoreIdentity())
 
 
-def cached(algorithm_version: str) -> dict[str, Any]:
-    """Task options for a cached, expensive stage: the policy plus persisted JSON results."""
+def cached(algorithm_version: str, content: CachePolicy | None = None) -> dict[str, Any]:
+    """Task options for a cached, expensive stage: the policy (plus ``content``, the key part
+    naming what the stage reads from the store) and persisted JSON results."""
+    policy = stage_cache_policy(algorithm_version)
     return {
-        "cache_policy": stage_cache_policy(algorithm_version),
+        "cache_policy": policy + content if content is not None else policy,
         "persist_result": True,
         "result_serializer": "json",  # summaries are small JSON-able dicts; readable on disk
     }

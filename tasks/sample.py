@@ -4,16 +4,17 @@ and selection_metrics (``tagtree.stages.sample``), plus a Prefect table artifact
 from __future__ import annotations
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
-from tagtree.stages.sample import ALGORITHM_VERSION, metrics_rows, run_sample
-from tasks.policies import artifact_key, stage_cache_policy
-from tasks.score import StoreContent
+from tagtree.stages.sample import metrics_rows, run_sample
+from tasks.policies import artifact_key
 
 
-@task(name="sample", retries=1, retry_delay_seconds=10, timeout_seconds=6 * 3600,
-      cache_policy=stage_cache_policy(ALGORITHM_VERSION)
-      + StoreContent(parts=("datasets", "sources", "grounding", "scores", "embeddings")),
-      persist_result=True, result_serializer="json")
+# No Prefect cache: ``run_id`` is an input and a new flow run has a new id (a selection belongs to
+# its run), so a cached result could never be reused, while its key read a fingerprint of the
+# grounding, scores and embeddings on every call.
+@task(name="sample", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10,
+      timeout_seconds=6 * 3600)
 def sample(db: str, cfg: dict, tree_version: str, run_id: str) -> dict:
     """Write ``selections`` + ``selection_metrics`` for ``run_id``; returns the metrics, the KL to
     the target before (whole pool) and after (selection) when a target sample is stored."""

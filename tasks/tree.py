@@ -1,22 +1,19 @@
 """Tree tasks: annotations -> tags, tag_embeddings -> trees, tree_nodes, tag_leaf
 (``tagtree.stages.tree``); one ``cluster-level`` run per level of the tree.
 
-Caching is by content, in the store, rather than by Prefect inputs: ``(db, cfg)`` does not change
-when new annotations arrive, so an ``INPUTS`` cache would return stale trees.
+No Prefect cache on build-tree: the tree is content-addressed in the store (a build whose tags,
+vectors and knobs match an existing version reuses it), and an identical curate run does not call
+build-tree at all (the data is grounded on the current tree), so a Prefect cache bought no Cached
+state and cost a digest of every annotation per call.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from prefect import task
-from prefect.cache_policies import NO_CACHE, CachePolicy
-from prefect.context import TaskRunContext
+from prefect.cache_policies import NO_CACHE
 
 from tagtree.stages.tree import build_tree as build_tree_stage
-from tagtree.tree import ALGORITHM_VERSION, TreeBuilder
-from tasks.policies import stage_cache_policy
+from tagtree.tree import TreeBuilder
 
 
 class _Build:
@@ -47,31 +44,8 @@ def _fit_level_as_task(builder: TreeBuilder, state) -> dict:
         _Build(builder, state))
 
 
-@dataclass
-class AnnotationsContent(CachePolicy):
-    """Cache key part: a content hash of the annotations the stage reads (``db`` and ``cfg``
-    do not change when new tags arrive). No key (no caching) when the store cannot be read."""
-
-    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any],
-                    flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
-        from tagtree.io.store import Store
-
-        try:
-            with Store(inputs["db"]) as store:
-                return store.annotations_digest(inputs.get("tagger"))
-        except Exception:  # noqa: BLE001 - a locked or missing store just means "do not cache"
-            return None
-
-
-# Cached on inputs + task source + algorithm version + the annotations' content, results
-# persisted: a second identical run is served from the cache. Inside a run the tree is also
-# content-addressed in the store (an existing version is reused), so a cache miss is still cheap.
-_TREE_CACHE = {"cache_policy": stage_cache_policy(ALGORITHM_VERSION) + AnnotationsContent(),
-               "persist_result": True, "result_serializer": "json"}
-
-
-@task(name="build-tree", retries=2, retry_delay_seconds=10, timeout_seconds=4 * 3600,
-      **_TREE_CACHE)
+@task(name="build-tree", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10,
+      timeout_seconds=4 * 3600)
 def build_tree(db: str, cfg: dict, tagger: str | None = None) -> dict:
     """annotations -> tags, tag_aliases, tag_embeddings, trees, tree_nodes, tag_leaf.
     Returns tree_version, tagger, n_tags, n_leaves, levels, merged, embedded_new, reused..."""

@@ -17,8 +17,8 @@ from tagtree.errors import TagtreeError, user_message
 from tagtree.sanitize import printable
 
 # Order is the order of `tagtree --help`.
-COMMAND_MODULES = ("curate", "ingest", "annotate", "tree", "score", "sample", "report",
-                   "orchestrate", "config_cmd")
+COMMAND_MODULES = ("curate", "ingest", "annotate", "embed", "tree", "score", "sample", "export",
+                   "report", "orchestrate", "config_cmd")
 
 app = typer.Typer(
     name="tagtree",

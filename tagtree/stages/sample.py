@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from tagtree.align import leaf_mass, normalise_rows
+from tagtree.align import leaf_mass
 from tagtree.baselines import make_selector
 from tagtree.config import Config, parse_budget
 from tagtree.errors import EmbeddingUnavailable, TagtreeError
@@ -17,6 +17,7 @@ from tagtree.scoring import TreeScorer
 from tagtree.stages.common import as_config, open_store
 from tagtree.stages.resources import Resources, resources_or_new
 from tagtree.stages.results import SampleResult
+from tagtree.vectors import l1_normalise_rows
 
 ALGORITHM_VERSION = "sample-1"
 EMBED_SHARD = 5_000  # instances embedded and written per shard: an interrupted run resumes
@@ -86,7 +87,7 @@ def load_problem(store, config: Config, tree_version: str | None, *,
             info["target_instances"] = len(tids)
             info["target_grounded"] = int((np.diff(tleaves.indptr) > 0).sum())
             if info["target_grounded"]:
-                target_mass = leaf_mass(normalise_rows(tleaves))
+                target_mass = leaf_mass(l1_normalise_rows(tleaves))
     vectors = ensure_embeddings(store, config, ids, resources=resources) if embeddings else None
     problem = SelectionProblem(tree, scorer.weights_, quality, scorer.ic_, embeddings=vectors,
                                target_mass=target_mass)

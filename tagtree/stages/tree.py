@@ -152,7 +152,7 @@ def nearest_leaf_similarity(builder, vectors: np.ndarray, seed: int,
     tag of the same kind sees when it is grounded. With context vectors a leaf gathers tags
     that occur together, not tags that read alike, so the similarity to the tag's own leaf
     (the calibration without context) is low for every tag and nothing would count as far."""
-    from tagtree.tree import normalise_rows
+    from tagtree.vectors import l2_normalise_rows
 
     rng = np.random.default_rng(seed)
     n = len(vectors)
@@ -162,7 +162,7 @@ def nearest_leaf_similarity(builder, vectors: np.ndarray, seed: int,
     leaves = np.ascontiguousarray(builder.centroids_[: builder.tree_.n_leaves], np.float32)
     index = faiss.IndexFlatIP(leaves.shape[1])
     index.add(leaves)
-    sims, idx = index.search(np.ascontiguousarray(normalise_rows(vectors[pick]), np.float32),
+    sims, idx = index.search(np.ascontiguousarray(l2_normalise_rows(vectors[pick]), np.float32),
                              min(2, len(leaves)))
     # The own leaf's centroid holds the tag itself: count it held out (NaN for a one-tag leaf).
     own = builder.tag_leaf_[pick]

@@ -43,3 +43,21 @@ def test_embed_computes_each_missing_tag_vector_once(tmp_path):
     assert again.embedded_new == 0 and fake.texts - before == first.tags
     with Store(db, read_only=True) as store:
         assert store.count("tag_embeddings") == first.tags
+
+
+def test_cli_embed_embeds_what_is_missing_then_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from tagtree.cli import app
+    from tagtree.errors import TagtreeError
+
+    db = str(tmp_path / "cli.duckdb")
+    res = CliRunner().invoke(app, ["embed", "--db", db])
+    assert isinstance(res.exception, TagtreeError)  # nothing annotated yet: a user error
+    tagtree.ingest(db, [EXAMPLES / "mt_bench.jsonl"])
+    tagtree.annotate(db)  # the offline keyphrase tagger on the shipped embedder
+    res = CliRunner().invoke(app, ["embed", "--db", db])
+    assert res.exit_code == 0, res.output
+    assert "embedded now" in res.output and " 0 embedded now" not in res.output
+    res = CliRunner().invoke(app, ["embed", "--db", db])
+    assert res.exit_code == 0 and " 0 embedded now" in res.output, res.output

@@ -11,10 +11,10 @@ from tagtree.align import (
     ancestor_at,
     kl_divergence,
     largest_remainder,
-    normalise_rows,
     primary_leaves,
     smoothed,
 )
+from tagtree.vectors import l1_normalise_rows, l2_normalise_rows
 from tests.support.sample_trees import balanced_tree
 
 
@@ -40,7 +40,7 @@ def test_largest_remainder_is_proportional():
 
 def test_rows_normalise_and_primary_leaf():
     g = sp.csr_matrix(np.array([[1.0, 3.0], [0, 0], [2.0, 2.0]]))
-    n = normalise_rows(g)
+    n = l1_normalise_rows(g)
     np.testing.assert_allclose(n.toarray(), [[0.25, 0.75], [0, 0], [0.5, 0.5]])
     np.testing.assert_array_equal(primary_leaves(n), [1, -1, 0])
 
@@ -51,3 +51,9 @@ def test_ancestor_at_level():
                                   [4, 4, 5, 5])
     np.testing.assert_array_equal(ancestor_at(tree.parent, tree.level, np.arange(4), 0),
                                   [0, 1, 2, 3])
+
+
+def test_l2_rows_have_unit_length_and_zero_rows_stay_zero():
+    x = l2_normalise_rows(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    assert x.dtype == np.float32
+    assert np.allclose(x, [[0.6, 0.8], [0.0, 0.0]])

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from markupsafe import escape
 
 from tagtree.errors import TagtreeError
 from tagtree.io.store import Store
@@ -214,6 +215,36 @@ def test_page_escapes_data_and_runs_only_its_own_scripts(data):
     coding = _top(data, "Coding & Math")
     assert tree["details"][str(coding["id"])]["examples"][0]["text"] == "Fix this page: " + XSS
     assert "connect-src 'none'" in page and "default-src 'none'" in page
+
+
+HOSTILE = ["</script><script>alert(3)</script>", "</SCRIPT\t><img src=x onerror=alert(4)>",
+           "<!--<script>", "\u2028</script >&lt;b&gt;", "{{ 7*7 }}{% raw %}"]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_tag_instruction_and_names_stay_text(data, hostile):
+    """A tag, an instruction, a node name, a run id and a manifest value holding markup (or
+    template syntax) reach the page as text: no element of theirs, the JSON round-trips."""
+    coding = _top(data, "Coding & Math")
+    coding["name"] = "node " + hostile
+    coding["tags"] = [hostile, "plain tag"]
+    coding["examples"] = [{"text": "Instruction: " + hostile, "selected": True}]
+    data["meta"]["run_id"] = "run " + hostile
+    data["manifest"]["inputs"] = [{"path": hostile, "rows": 1}]
+    page = render_report(data, chart_js=STUB_JS)
+    assert hostile not in page or "<" not in hostile  # markup never arrives as markup
+    assert len(re.findall(r"<script\b", page, flags=re.IGNORECASE)) == 3
+    assert len(re.findall(r"</script", page, flags=re.IGNORECASE)) == 3
+    body = page.split('<script type="application/json"', 1)[0]
+    assert "<img" not in body and "<!--" not in body
+    assert str(escape(hostile)) in body  # shown as text (template syntax not evaluated either)
+    payload = re.search(r'id="report-data">(.*?)</script>', page, flags=re.DOTALL).group(1)
+    assert not set(payload) & {"<", ">", "&"}
+    parsed = json.loads(payload)
+    assert parsed["meta"]["run_id"] == "run " + hostile
+    assert parsed["tree"]["details"][str(coding["id"])]["tags"][0] == hostile
+    assert parsed["tree"]["details"][str(coding["id"])]["examples"][0]["text"].endswith(hostile)
+    assert "node " + hostile in parsed["tree"]["columns"]["name"]
 
 
 def test_page_carries_only_its_own_chart_code(data):
