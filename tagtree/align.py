@@ -13,7 +13,6 @@ import numpy as np
 import scipy.sparse as sp
 
 
-
 def smoothed(mass: np.ndarray, smoothing: float) -> np.ndarray:
     """(1 - eps) * mass / total + eps / L; the uniform distribution when the mass is empty."""
     mass = np.asarray(mass, dtype=np.float64)
