@@ -42,6 +42,9 @@ DbOption = typer.Option(None, "--db",
 ConfigOption = typer.Option(
     None, "--config", "-c", help="Recipe file (TOML) (default: ./tagtree.toml if present)."
 )
+# `sample` and `export` write a selection the same way.
+ExportFormatOption = typer.Option(None, "--format", "-f", help="Export format auto|input|jsonl|"
+                                  "parquet|hf|llamafactory|axolotl [auto: one training file].")
 
 
 def settings(config_path: str | None, overrides: dict[str, Any]) -> Config:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tagtree.cli.common import ConfigOption, DbOption, console, settings
+from tagtree.cli.common import ConfigOption, DbOption, ExportFormatOption, console, settings
 from tagtree.errors import TagtreeError
 
 
@@ -21,8 +21,7 @@ def export(
     out: Path = typer.Option(None, "--out", "-o", help="A path with a file extension "
                              "(sel.jsonl) is the data file, one without is a directory "
                              "[export.out]."),
-    fmt: str = typer.Option(None, "--format", "-f", help="Export format auto|input|jsonl|"
-                            "parquet|hf|llamafactory|axolotl [auto: one training file]."),
+    fmt: str = ExportFormatOption,
     db: str = DbOption,
     config: str = ConfigOption,
 ) -> None:

@@ -9,7 +9,14 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from tagtree.cli.common import ConfigOption, DbOption, console, err_console, settings
+from tagtree.cli.common import (
+    ConfigOption,
+    DbOption,
+    ExportFormatOption,
+    console,
+    err_console,
+    settings,
+)
 from tagtree.errors import TagtreeError
 
 _COLUMNS = ("selected", "leaf_coverage", "entropy_l0", "entropy_l1", "entropy_l2", "kl_target",
@@ -162,8 +169,7 @@ def sample(
     out: Path = typer.Option(None, "--out", "-o", help="Write the selection here: a path "
                              "with a file extension (sel.jsonl) is the data file, the manifest "
                              "goes beside it (sel.manifest.json); one without is a directory."),
-    fmt: str = typer.Option(None, "--format", "-f", help="Export format auto|input|jsonl|"
-                            "parquet|hf|llamafactory|axolotl [auto: one training file]."),
+    fmt: str = ExportFormatOption,
     db: str = DbOption,
     config: str = ConfigOption,
 ) -> None:
