@@ -9,171 +9,26 @@ frequent member tags otherwise, and the clusters' centroids become the next leve
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
 
+# The clustering helpers are imported from here by callers of earlier versions.
+from tagtree.clustering import (  # noqa: F401
+    compact,
+    group_means,
+    kmeans,
+    kmeans_pp_init,
+    single_threaded,
+    split_oversized,
+    two_stage_kmeans,
+)
 from tagtree.hierarchy import KnowledgeTree
 from tagtree.naming import sibling_unique, vocabulary_names
 from tagtree.vectors import l2_normalise_rows
 
 ALGORITHM_VERSION = "tree@5"  # bump when clustering or naming changes: trees are rebuilt
-
-
-# -- clustering ---------------------------------------------------------------------------------
-def group_means(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """L2-normalised mean vector of each label (one sparse product, no Python loop)."""
-    one_hot = sp.csr_matrix((np.ones(len(labels), np.float32), (labels, np.arange(len(labels)))),
-                            shape=(k, len(labels)))
-    return l2_normalise_rows(np.asarray(one_hot @ x))
-
-
-def compact(labels: np.ndarray) -> np.ndarray:
-    """Relabel to 0..k-1 in order of first appearance-free sorted ids (drops empty clusters)."""
-    return np.unique(labels, return_inverse=True)[1].astype(np.int64)
-
-
-def kmeans(x: np.ndarray, k: int, *, weights: np.ndarray | None = None, seed: int = 0,
-           niter: int = 20, restarts: int = 1, small_work: float = 2e7,
-           manage_threads: bool = True) -> np.ndarray:
-    """Spherical k-means labels (0..k'-1, k' <= k after dropping empty clusters); ``restarts``
-    k-means++-seeded runs (only when the problem is small) keep the best objective."""
-    import faiss
-
-    n, d = x.shape
-    if k >= n:
-        return np.arange(n, dtype=np.int64)
-    if k <= 1:
-        return np.zeros(n, dtype=np.int64)
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    w = None if weights is None else np.ascontiguousarray(weights, dtype=np.float32)
-    work = n * k * d
-    n_init = restarts if work <= small_work else 1
-    if not manage_threads:
-        return compact(_restarts(faiss, x, w, k, d, n, niter, seed, n_init))
-    # OpenMP threads on a small problem cost more in wake-ups than they save (30x slower on a
-    # busy 2-core machine): run small ones single-threaded.
-    with single_threaded(work <= 5 * small_work):
-        return compact(_restarts(faiss, x, w, k, d, n, niter, seed, n_init))
-
-
-@contextmanager
-def single_threaded(on: bool = True):
-    """FAISS (OpenMP) and BLAS (k-means++ products) on one thread inside the block."""
-    import faiss
-
-    threads = faiss.omp_get_max_threads()
-    if on:
-        faiss.omp_set_num_threads(1)
-    try:
-        with threadpool_limits(1 if on else None):
-            yield
-    finally:
-        faiss.omp_set_num_threads(threads)
-
-
-def _restarts(faiss, x, w, k, d, n, niter, seed, n_init) -> np.ndarray:
-    """Best of ``n_init`` k-means++-seeded runs by the spherical objective (weighted cosine)."""
-    best, best_obj = None, -np.inf
-    for attempt in range(n_init):
-        s = seed + 7919 * attempt
-        km = faiss.Kmeans(d, k, niter=niter, seed=s, spherical=True, verbose=False,
-                          min_points_per_centroid=1, max_points_per_centroid=256)
-        km.train(x, weights=w, init_centroids=kmeans_pp_init(x, k, w, s))
-        sims, labels = km.index.search(x, 1)
-        obj = float(sims[:, 0] @ (np.ones(n, np.float32) if w is None else w))
-        if obj > best_obj:
-            best, best_obj = labels[:, 0], obj
-    return best
-
-
-def kmeans_pp_init(x: np.ndarray, k: int, weights: np.ndarray | None, seed: int,
-                   sample_per_centroid: int = 16, max_trials: int = 3) -> np.ndarray:
-    """Greedy k-means++ seeds for unit vectors (float32 dot products, ||a-b||^2 = 2 - 2 a.b) on a
-    subsample. FAISS's random init merges and splits planted clusters (leaf purity ~0.8 vs ~0.95
-    on the planted test); sklearn's version upcasts to float64 and was 10x slower here."""
-    rng = np.random.default_rng(seed)
-    n = len(x)
-    m = min(n, sample_per_centroid * k)
-    pick = np.sort(rng.choice(n, m, replace=False)) if m < n else np.arange(n)
-    xs = x[pick]
-    w = np.ones(m, np.float32) if weights is None else weights[pick].astype(np.float32)
-    trials = min(max_trials, 2 + int(np.log(k)))
-    centers = np.empty((k, x.shape[1]), np.float32)
-    first = rng.choice(m, p=w / w.sum())
-    centers[0] = xs[first]
-    dist = np.maximum(2 - 2 * (xs @ xs[first]), 0)
-    for c in range(1, k):
-        pot = dist * w
-        total = float(pot.sum())
-        if total <= 0:  # fewer distinct points than k: repeat one (its cluster ends up empty)
-            centers[c:] = xs[rng.integers(0, m, k - c)]
-            break
-        cand = np.searchsorted(np.cumsum(pot), rng.random(trials) * total).clip(0, m - 1)
-        d_cand = np.minimum(dist[None, :], np.maximum(2 - 2 * (xs[cand] @ xs.T), 0))
-        best = int(np.argmin(d_cand @ w))
-        centers[c] = xs[cand[best]]
-        dist = d_cand[best]
-    return centers
-
-
-def two_stage_kmeans(x: np.ndarray, k: int, *, weights: np.ndarray | None = None, seed: int = 0,
-                     direct_max: int = 512, restarts: int = 1) -> np.ndarray:
-    """k clusters; above ``direct_max`` first a coarse partition into ~sqrt(k) groups, then k-means
-    inside each group with k shared in proportion to group size: cost ~ n*sqrt(k)*d, not n*k*d."""
-    n = len(x)
-    if k <= direct_max or k >= n:
-        return kmeans(x, k, weights=weights, seed=seed, restarts=restarts)
-    n_groups = max(2, int(round(math.sqrt(k))))
-    coarse = kmeans(x, n_groups, weights=weights, seed=seed)
-    order = np.argsort(coarse, kind="stable")
-    bounds = np.searchsorted(coarse[order], np.arange(coarse.max() + 2))
-    groups = [order[bounds[g]:bounds[g + 1]] for g in range(len(bounds) - 1)]
-
-    def fine(g: int) -> np.ndarray:
-        members = groups[g]
-        k_g = max(1, int(round(k * len(members) / n)))
-        return kmeans(x[members], k_g, weights=None if weights is None else weights[members],
-                      seed=seed + g + 1, manage_threads=False)
-
-    # Groups are independent and small: one thread each, all cores busy. FAISS and numpy
-    # release the GIL; each group has its own seed and offsets are assigned in group order,
-    # so the result does not depend on scheduling.
-    with single_threaded(), ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
-        subs = list(pool.map(fine, range(len(groups))))
-    labels = np.empty(n, dtype=np.int64)
-    offset = 0
-    for members, sub in zip(groups, subs, strict=True):
-        labels[members] = sub + offset
-        offset += int(sub.max()) + 1
-    return labels
-
-
-def split_oversized(x: np.ndarray, labels: np.ndarray, target: int, max_size: int,
-                    seed: int = 0) -> np.ndarray:
-    """Split every cluster larger than ``max_size`` into clusters of about ``target`` members.
-    Generic short tags ("tasks", "topic", "group") crowd into one giant cluster under k-means;
-    a 200-tag leaf grounds everything that touches it to the same place."""
-    sizes = np.bincount(labels)
-    big = np.flatnonzero(sizes > max_size)
-    if not len(big):
-        return labels
-    labels = labels.copy()
-    next_id = int(labels.max()) + 1
-    with single_threaded():
-        for c in big.tolist():
-            members = np.flatnonzero(labels == c)
-            sub = kmeans(x[members], math.ceil(len(members) / target), seed=seed + c,
-                         manage_threads=False)
-            moved = sub > 0  # part 0 keeps the old id
-            labels[members[moved]] = sub[moved] - 1 + next_id
-            next_id += int(sub.max())
-    return compact(labels)
 
 
 # -- context: what the instances say about a tag -----------------------------------------------
