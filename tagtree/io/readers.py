@@ -3,21 +3,20 @@
 Every reader yields ``(line, record, raw)`` where ``record`` is the parsed object or a
 ``RecordError`` (bad JSON, bad UTF-8) and ``raw`` is the original text kept for quarantine and for
 exporting in the user's own format. Files are never loaded whole: memory stays flat on any size.
-Gzip input is recognised by its magic bytes, whatever the file is called.
+Gzip input is recognised by its magic bytes, whatever the file is called, and streamed by
+``tagtree.io.gunzip``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
 import io
 import json
 import os
 import shutil
 import stat
 import tempfile
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,8 +24,8 @@ import orjson
 
 from tagtree.errors import TagtreeError
 from tagtree.formats import CORRUPT_FILE, INVALID_JSON, INVALID_UTF8, RecordError
+from tagtree.io.gunzip import GZIP_ERRORS, GZIP_MAGIC, Gunzip, gzip_problem, is_gunzip
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
 
 
@@ -69,143 +68,17 @@ def _open_binary(path: Path):
         os.close(fd)
         raise TagtreeError(f"{path} is not a regular file; save the data to a file and pass that")
     fh = os.fdopen(fd, "rb")
-    if fh.peek(2)[:2] == _GZIP_MAGIC:
+    if fh.peek(2)[:2] == GZIP_MAGIC:
         return io.BufferedReader(Gunzip(fh), buffer_size=1 << 16)
     return fh
 
 
-def _is_gunzip(fh) -> bool:
-    return isinstance(getattr(fh, "raw", None), Gunzip)
-
-
-class Gunzip(io.RawIOBase):
-    """Streaming gunzip that hands over every byte it decoded before it reports damage.
-
-    ``gzip.GzipFile`` checks the CRC, the trailer and what follows inside the read that decodes
-    the last bytes, and raises from it: with a bad CRC or garbage after the stream, the rows of
-    that last read (all of them in a small file) never reach the caller. Here the raw deflate
-    data is decoded member by member, the header and trailer are checked by hand, and an error
-    is raised only once every decoded byte has been read: ``EOFError`` (truncated),
-    ``gzip.BadGzipFile`` (bad header, CRC or length; garbage after the stream) or ``zlib.error``
-    (corrupt deflate data). Several members one after another and zero padding are read as
-    gzip does."""
-
-    _IN = 1 << 16
-
-    def __init__(self, fh):
-        self.fh = fh
-        self._in = b""
-        self._out = b""
-        self._error: BaseException | None = None
-        self._done = False
-        self._d = None  # the member being decoded
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self.fh.close()
-        super().close()
-
-    def _fill(self, n: int) -> bool:
-        """At least ``n`` bytes in the input buffer, or False at the end of the file."""
-        while len(self._in) < n:
-            more = self.fh.read(self._IN)
-            if not more:
-                return False
-            self._in += more
-        return True
-
-    def _start_member(self) -> None:
-        if not self._fill(10) or self._in[:2] != _GZIP_MAGIC or self._in[2] != 8:
-            raise gzip.BadGzipFile(f"Not a gzipped file ({self._in[:2]!r})")
-        flags, pos = self._in[3], 10
-        if flags & 4:  # FEXTRA
-            if not self._fill(pos + 2):
-                raise EOFError("truncated gzip header")
-            pos += 2 + int.from_bytes(self._in[pos:pos + 2], "little")
-        for flag in (8, 16):  # FNAME, FCOMMENT: zero-terminated
-            if flags & flag:
-                while (end := self._in.find(b"\0", pos)) < 0:
-                    if not self._fill(len(self._in) + 1):
-                        raise EOFError("truncated gzip header")
-                pos = end + 1
-        if flags & 2:  # FHCRC
-            pos += 2
-        if not self._fill(pos):
-            raise EOFError("truncated gzip header")
-        self._in = self._in[pos:]
-        self._d = zlib.decompressobj(-zlib.MAX_WBITS)
-        self._crc, self._size = 0, 0
-
-    def _end_member(self) -> None:
-        # Everything offered after the stream's end; with max_length CPython leaves the same
-        # bytes in unconsumed_tail too, so that is not added again.
-        self._in = self._d.unused_data
-        if not self._fill(8):
-            raise EOFError("the gzip trailer is missing")
-        crc, size = (int.from_bytes(self._in[i:i + 4], "little") for i in (0, 4))
-        if crc != self._crc:
-            raise gzip.BadGzipFile(f"CRC check failed {hex(crc)} != {hex(self._crc)}")
-        if size != self._size & 0xFFFFFFFF:
-            raise gzip.BadGzipFile("incorrect length of data produced")
-        self._in, self._d = self._in[8:], None
-        self._in = self._in.lstrip(b"\0")  # zero padding after a member is allowed
-        while not self._in:
-            more = self.fh.read(self._IN)
-            if not more:
-                self._done = True
-                return
-            self._in = more.lstrip(b"\0")
-
-    def _step(self) -> None:
-        if self._d is None:
-            self._start_member()
-            return
-        if not self._in and not self._fill(1):
-            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
-        data = self._d.decompress(self._in, self._IN)
-        self._in = self._d.unconsumed_tail
-        self._crc = zlib.crc32(data, self._crc)
-        self._size += len(data)
-        self._out += data
-        if self._d.eof:
-            self._end_member()
-
-    def readinto(self, b) -> int:
-        while not self._out and not self._done and self._error is None:
-            try:
-                self._step()
-            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-                self._error = exc
-        if not self._out:
-            if self._error is not None:
-                raise self._error
-            return 0
-        n = min(len(b), len(self._out))
-        b[:n] = self._out[:n]
-        self._out = self._out[n:]
-        return n
-
-
-# What a damaged gzip raises while it is read: a bad CRC or length, garbage after the stream,
-# an early end, a corrupt deflate block.
-_GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
-
-
-def _gzip_problem(exc: BaseException) -> str:
-    text = str(exc)
-    if isinstance(exc, EOFError):
-        return "the gzip stream ends early (truncated file)"
-    if "Not a gzipped file" in text:
-        return f"not gzip data after the end of the compressed stream ({text})"
-    return f"corrupt gzip data ({text})"
 
 
 def _corrupt(path: Path, line: int, exc: BaseException) -> tuple[int, RecordError, str]:
     """The quarantine row that reports a container breaking off after ``line - 1`` lines:
     every row decoded before it is kept."""
-    return line, RecordError(CORRUPT_FILE, None, f"{_gzip_problem(exc)} after line {line - 1:,} "
+    return line, RecordError(CORRUPT_FILE, None, f"{gzip_problem(exc)} after line {line - 1:,} "
                              f"of {path.name}: every line before it was read; re-create or "
                              "re-download the file if rows are missing"), ""
 
@@ -215,8 +88,8 @@ def sniff_container(path: Path) -> str:
     with _open_binary(path) as fh:
         try:
             head = fh.peek(4096)[:4096]
-        except _GZIP_ERRORS as exc:
-            if isinstance(exc, EOFError) or not _is_gunzip(fh):
+        except GZIP_ERRORS as exc:
+            if isinstance(exc, EOFError) or not is_gunzip(fh):
                 head = b""  # a tiny truncated gzip: its lines are read (and reported) later
             else:
                 raise TagtreeError(f"{path}: not a readable gzip file: {exc}") from None
@@ -256,7 +129,7 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, object, str]]:
                 parsed = parse_line(raw, first=line_no == 1)
                 if parsed is not None:
                     yield line_no, *parsed
-        except _GZIP_ERRORS as exc:
+        except GZIP_ERRORS as exc:
             if line_no == 0 and not isinstance(exc, EOFError):
                 raise TagtreeError(f"{path}: not a readable gzip file: {exc}") from None
             yield _corrupt(path, line_no + 1, exc)
@@ -272,7 +145,7 @@ def iter_json_array(path: Path, chunk_chars: int = 1 << 20) -> Iterator[tuple[in
             yield from _array_elements(text, chunk_chars, at)
         except UnicodeDecodeError as exc:
             yield at[0], RecordError(INVALID_UTF8, None, f"not valid UTF-8: {exc.reason}"), ""
-        except _GZIP_ERRORS as exc:
+        except GZIP_ERRORS as exc:
             yield _corrupt(path, at[0], exc)
 
 
@@ -392,13 +265,13 @@ def iter_parquet(path: Path, batch_rows: int = 10_000) -> Iterator[tuple[int, ob
     with contextlib.ExitStack() as stack:
         source = path
         with _open_binary(path) as fh:
-            if _is_gunzip(fh):
+            if is_gunzip(fh):
                 spool = stack.enter_context(tempfile.TemporaryFile(prefix=".tagtree-parquet-"))
                 try:
                     shutil.copyfileobj(fh, spool, 1 << 20)
-                except _GZIP_ERRORS as exc:
+                except GZIP_ERRORS as exc:
                     raise TagtreeError(f"{path}: not a readable gzip file: "
-                                       f"{_gzip_problem(exc)}") from None
+                                       f"{gzip_problem(exc)}") from None
                 spool.seek(0)
                 source = spool
         try:

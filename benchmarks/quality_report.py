@@ -1,0 +1,60 @@
+"""The printed report of ``benchmarks/quality.py``: one block per labelled set (tree purity and
+NMI against the flat anchors, naming scores, selection coverage by budget, alignment)."""
+
+from __future__ import annotations
+
+# The methods every table compares TAGS with (quality.py runs each of them).
+BASELINES = ("random", "kcenter", "deita", "instag", "quality", "kmeans")
+
+
+def _named(name: str, majority: str | None, hit: bool) -> str:
+    """A top-level name with its majority label, + when the name points at it, - when not."""
+    return name if majority is None else f"{name} [{majority}{'+' if hit else '-'}]"
+
+
+def print_result(r: dict) -> None:
+    t = r["tree"]
+    print(f"\n== {r['set']}: {r['pool']:,} instances, {r['tags']:,} tags, levels {t['levels']}, "
+          f"tree {r['tree_seconds']} s")
+    print(f"tree top level (k={t['top_k']}): purity {t['top_purity']:.3f} NMI {t['top_nmi']:.3f}"
+          f" | flat anchor: purity {t['flat_top_purity']:.3f} NMI {t['flat_top_nmi']:.3f}"
+          f" | margin {t['top_nmi'] - t['flat_top_nmi']:+.3f}")
+    print(f"tree leaf level (k={t['leaf_k']}): NMI {t['leaf_nmi']:.3f} | flat anchor "
+          f"(k={t['flat_leaf_k']}): NMI {t['flat_leaf_nmi']:.3f}")
+    print("top-level names: " + " | ".join(t["top_names"]))
+    nm = r["naming"]
+    print(f"naming (top nodes with a clear majority label: {nm['scored']} of {nm['total']}; "
+          "share whose majority label is the label name nearest to the node's name):")
+    for variant, v in nm["variants"].items():
+        print(f"  {variant:>12}: {v['share']:.0%} ({v['hits']}/{nm['scored']})   " + " | ".join(
+            _named(n, nm["majority"].get(c), c in v["hit_nodes"])
+            for c, n in zip(nm["nodes"], v["names"], strict=True)))
+    if "llm" in nm:
+        v = nm["llm"]
+        print(f"  {'LLM (top)':>12}: {v['share']:.0%} ({v['hits']}/{v['scored']}) in "
+              f"{v['seconds']} s, {v['refine']}   " + " | ".join(v["names"]))
+    methods = ("tags",) + BASELINES
+    print(f"{'budget':>7} {'k':>5} " + " ".join(f"{m:>8}" for m in methods)
+          + "   (labels covered; entropy; mean length / pool's)")
+    for b, row in r["selection"].items():
+        m = row["methods"]
+        label = f"{b:>7.0%}" if b < 1 else f"{b:>7}"
+        print(f"{label} {row['k']:>5} " + " ".join(f"{m[x]['covered']:>8.1f}" for x in methods))
+        print(f"{'':>13} " + " ".join(f"{m[x]['entropy']:>8.3f}" for x in methods))
+        print(f"{'':>13} " + " ".join(f"{m[x]['length']:>8.2f}" for x in methods))
+    if "alignment" in r:
+        a = r["alignment"]
+        print(f"alignment: pool target-label share {a['pool_share']:.3f}, pool KL "
+              f"{a['pool_kl']:.3f}, target grounded {a['target_grounded']}")
+        for b, row in a.items():
+            if not isinstance(row, dict) or "methods" not in row:
+                continue
+            names = list(row["methods"])
+            print(f"{b:>7.0%} {row['k']:>5} " + " ".join(f"{n:>13}" for n in names))
+            print(f"{'share':>13} " + " ".join(f"{row['methods'][n]['share']:>13.3f}"
+                                              for n in names))
+            print(f"{'KL L' + str(row['level']):>13} " + " ".join(
+                f"{row['methods'][n]['kl']:>13.3f}" for n in names)
+                + f"   (pool {row['pool_kl']:.3f})")
+            print(f"{'KL leaves':>13} " + " ".join(f"{row['methods'][n]['kl_leaf']:>13.3f}"
+                                                  for n in names))
