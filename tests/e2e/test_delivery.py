@@ -280,7 +280,10 @@ def test_runs_deliver_per_dataset_survive_a_kill_and_an_s3_outage(prefect_server
         # -- 3. S3 down for 30 s mid-run: the run still delivers --------------------------
         d_src = tmp_path / "d.jsonl"
         _variant(EXAMPLES / "mt_bench.jsonl", d_src, "In French")
-        fake_llm.latency = 0.2
+        # Slow enough that d is still annotating when S3 goes down: the stage logs reach the
+        # API seconds late on a loaded machine, and with 0.2 s per answer a run had uploaded
+        # its outputs before the outage began, so no S3 task ever met it (CI, 2026-12-02).
+        fake_llm.latency = 1.0
         d_key = "landing/d/data.jsonl"
         d_etag = put(d_key, d_src)
 
