@@ -64,46 +64,41 @@ from tagtree.align import (
 )
 from tagtree.greedy import Block, Objective, lazy_greedy, plain_greedy, stochastic_greedy
 from tagtree.hierarchy import KnowledgeTree
-from tagtree.vectors import l1_normalise_rows
+from tagtree.vectors import l1_normalise_rows, l2_normalise_rows
 
 METHODS = ("tags", "random", "instag", "deita", "kcenter", "quality", "kmeans")
 
 
-def path_centrality(paths: sp.csr_matrix, embeddings: np.ndarray,
+def path_centrality(paths: sp.csr_matrix, x: np.ndarray, means: np.ndarray,
                     chunk: int = 65_536) -> sp.csr_matrix:
     """``paths`` with each entry replaced by how central the instance is among the instances
-    whose primary path runs through that node: the cosine of its embedding to the node's mean
-    embedding, rescaled per node to [0, 1] (the node's most central member 1, the least 0; a
-    one-member node 1). What a k-means medoid is to its cluster, per tree node."""
-    p = sp.csr_matrix(paths, dtype=np.float32)
-    p.data[:] = 1.0
-    x = np.asarray(embeddings, dtype=np.float32)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    means = node_means(p, x)
-    coo = p.tocoo()
+    whose primary path runs through that node: the cosine of its unit embedding (a row of
+    ``x``) to the node's mean (``node_means``), rescaled per node to [0, 1] (the node's most
+    central member 1, the least 0; a one-member node 1). What a k-means medoid is to its
+    cluster, per tree node. Same sparsity pattern as ``paths``."""
+    coo = sp.csr_matrix(paths).tocoo()
     cos = np.empty(coo.nnz, dtype=np.float32)
     for lo in range(0, coo.nnz, chunk):  # row-wise dots without an nnz x d temporary
         r, c = coo.row[lo:lo + chunk], coo.col[lo:lo + chunk]
         cos[lo:lo + chunk] = np.einsum("ij,ij->i", x[r], means[c])
-    n_nodes = p.shape[1]
+    n_nodes = paths.shape[1]
     lo_ = np.full(n_nodes, np.inf, dtype=np.float32)
     hi_ = np.full(n_nodes, -np.inf, dtype=np.float32)
     np.minimum.at(lo_, coo.col, cos)
     np.maximum.at(hi_, coo.col, cos)
     span = (hi_ - lo_)[coo.col]
     val = np.where(span > 1e-6, (cos - lo_[coo.col]) / np.maximum(span, 1e-6), 1.0)
-    out = sp.csr_matrix((val.astype(np.float64), (coo.row, coo.col)), shape=p.shape)
+    out = sp.csr_matrix((val.astype(np.float64), (coo.row, coo.col)), shape=paths.shape)
     out.sort_indices()
     return out
 
 
 def node_means(paths: sp.csr_matrix, x: np.ndarray) -> np.ndarray:
-    """(n_nodes x d) normalised mean embedding of the instances on each node's primary paths
-    (zero rows for nodes no path runs through)."""
+    """(n_nodes x d) normalised mean of the unit embeddings ``x`` of the instances on each
+    node's primary paths (zero rows for nodes no path runs through)."""
     p = sp.csr_matrix(paths, dtype=np.float32)
     p.data[:] = 1.0
-    means = np.asarray(p.T @ x)
-    return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    return l2_normalise_rows(p.T @ x)
 
 
 def node_kernel(tree: KnowledgeTree, means: np.ndarray, tau: float,
@@ -220,19 +215,23 @@ class SelectionProblem:
             self._paths = primary_paths(self.tree, self.weights)
         return self._paths
 
+    def embedding_terms(self) -> tuple[sp.csr_matrix, np.ndarray] | None:
+        """(``path_centrality`` of every path entry, ``node_means``) from the embeddings, None
+        without them; computed once per embeddings array (a problem serves many fits)."""
+        if self.embeddings is None:
+            return None
+        key = id(self.embeddings)
+        if getattr(self, "_terms_key", None) != key:
+            x = l2_normalise_rows(self.embeddings)
+            means = node_means(self.paths, x)
+            self._terms = (path_centrality(self.paths, x, means), means)
+            self._terms_key = key
+        return self._terms
+
     def target_pi(self, smoothing: float) -> np.ndarray | None:
         if self.target_mass is None or np.sum(self.target_mass) <= 0:
             return None
         return smoothed(self.target_mass, smoothing)
-
-
-def _rowwise_max_spread(paths: sp.csr_matrix, kern: sp.csr_matrix) -> sp.csr_matrix:
-    """X[x, u] = max over x's path nodes v of paths[x, v] * kern[v, u]. Path nodes sit on
-    different levels and the kernel never crosses levels, so each u gets one term: the
-    product is already the max."""
-    out = (sp.csr_matrix(paths) @ kern).tocsr()
-    out.sort_indices()
-    return out
 
 
 class TagsSampler:
@@ -284,20 +283,20 @@ class TagsSampler:
         if not self.typical:  # covered or not: no preference for few- or many-tag instances
             paths = paths.copy()
             paths.data[:] = 1.0
-        if self.centrality > 0 and problem.embeddings is not None:
+        terms = problem.embedding_terms()
+        if terms is not None and self.centrality > 0:
             # A node is covered best by its most central member (as a k-means medoid covers
             # its cluster): a pick's coverage of a node is 1 - c + c * centrality, so an
             # uncovered node still earns at least 1 - c and the top-down order holds for c < 0.5.
-            cent = path_centrality(problem.paths, problem.embeddings)  # same pattern as paths
+            cent = terms[0]  # the same sparsity pattern as paths
             paths = paths.copy()
             paths.data *= 1.0 - self.centrality + self.centrality * cent.data
-        if self.kernel_tau < 1 and problem.embeddings is not None:
-            # Coverage spills over to similar nodes of the same level (facility location on
-            # each level's node kernel): still max-of-fixed-values, so still submodular.
-            x = np.asarray(problem.embeddings, dtype=np.float32)
-            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-            kern = node_kernel(tree, node_means(problem.paths, x), self.kernel_tau)
-            paths = _rowwise_max_spread(paths, kern)
+        if terms is not None and self.kernel_tau < 1:
+            # Coverage spills over to similar leaves (facility location on the leaf kernel:
+            # still max-of-fixed-values, so still submodular). A row's path holds one node per
+            # level and the kernel never crosses levels, so the product is that max.
+            paths = (paths @ node_kernel(tree, terms[1], self.kernel_tau)).tocsr()
+            paths.sort_indices()
         blocks = [Block(paths, gamma, "facility")]
         if self.mass_weight > 0:
             counts = problem.paths.copy()
