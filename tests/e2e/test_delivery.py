@@ -53,7 +53,13 @@ class Moto:
         self.server.start()
 
     def stop(self):
+        """An outage that refuses connections: moto's stop() only ends the serving loop and
+        leaves the socket listening, so clients would connect into the backlog and wait out
+        botocore's 60 s read timeout on every attempt instead of failing fast."""
+        server = self.server._server
         self.server.stop()
+        if server is not None:
+            server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -280,10 +286,10 @@ def test_runs_deliver_per_dataset_survive_a_kill_and_an_s3_outage(prefect_server
         # -- 3. S3 down for 30 s mid-run: the run still delivers --------------------------
         d_src = tmp_path / "d.jsonl"
         _variant(EXAMPLES / "mt_bench.jsonl", d_src, "In French")
-        # Slow enough that d is still annotating when S3 goes down: the stage logs reach the
-        # API seconds late on a loaded machine, and with 0.2 s per answer a run had uploaded
-        # its outputs before the outage began, so no S3 task ever met it (CI, 2026-12-02).
-        fake_llm.latency = 1.0
+        # d's answers are held until S3 is down, so the run is still annotating when the outage
+        # begins however loaded the machine is (timing it with a slow fake LLM failed on CI: the
+        # run's stage logs reach the API seconds late, and the outage began after the upload).
+        fake_llm.hold()
         d_key = "landing/d/data.jsonl"
         d_etag = put(d_key, d_src)
 
@@ -304,13 +310,13 @@ def test_runs_deliver_per_dataset_survive_a_kill_and_an_s3_outage(prefect_server
         wait_for(running_d, 180, "d's curate subflow running", every=0.5)
         moto.stop()
         down_at = time.monotonic()
+        fake_llm.release()
         time.sleep(30)
         # At least 30 s, and until an S3 task of the run has met the outage: on a loaded
         # machine the curate stages can outlast 30 s, and S3 would be back before it was needed.
         wait_for(s3_retries, 240, "an S3 task retrying during the outage", every=1)
         moto.start()
         back_at = time.monotonic()
-        fake_llm.latency = 0.0
         done = wait_for(lambda: completed_for(d_key), 300, "d delivered after the outage",
                         every=2)
         print(f"{d_key}: S3 down 30 s mid-run; delivered {time.monotonic() - back_at:.0f} s "

@@ -122,6 +122,7 @@ def make_handler(server: FakeOpenAIServer):
 
         def _chat(self, body: dict) -> None:
             kind, kw = server._next_fault() or (None, {})
+            server._wait_at_gate()
             if server.latency:
                 time.sleep(server.latency)
             if kind == "slow":

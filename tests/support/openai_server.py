@@ -127,6 +127,10 @@ class FakeOpenAIServer:
         self._lock = threading.Lock()
         self._ids = 0
         self._stopping = threading.Event()  # wakes "hang" handlers at stop()
+        # Chat answers wait while the gate is closed (``hold()``), so a test can keep a run in
+        # annotate for exactly as long as it needs, whatever the machine's load.
+        self._gate = threading.Event()
+        self._gate.set()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
@@ -169,6 +173,17 @@ class FakeOpenAIServer:
             raise ValueError(f"unknown fault {kind!r}; one of {FAULT_KINDS}")
         with self._lock:
             self._faults.extend((kind, kw) for _ in range(count))
+
+    def hold(self) -> None:
+        """Chat requests wait unanswered until ``release()`` (or the server stops)."""
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def _wait_at_gate(self) -> None:
+        while not self._gate.wait(0.05) and not self._stopping.is_set():
+            pass
 
     def clear_faults(self) -> None:
         with self._lock:
