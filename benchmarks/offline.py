@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# as the CLI does: the first ephemeral start on a fresh machine migrates a new database (> 20 s)
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 FLOOR_SAMPLE = 5000  # instance texts embedded for the floor (a rate, not a total)

@@ -19,7 +19,6 @@ from tagtree.stages.resources import Resources, resources_or_new
 from tagtree.stages.results import SampleResult
 from tagtree.vectors import l1_normalise_rows
 
-ALGORITHM_VERSION = "sample-1"
 EMBED_SHARD = 5_000  # instances embedded and written per shard: an interrupted run resumes
 NEEDS_EMBEDDINGS = ("deita", "kcenter", "kmeans")
 
