@@ -107,25 +107,46 @@ def _rows(path) -> list[dict]:
 
 def test_tree_lifecycle_grounds_close_data_and_rebuilds_for_a_new_domain(db_path, fake_llm,
                                                                         tmp_path):
-    """A small batch like the stored pool is grounded on the current tree (same version, no
-    build-tree run, so no refinement requests either); a batch from a new domain drifts past
-    tree.drift_threshold, measured on that batch alone, and the tree is rebuilt."""
+    """With LLM refinement on, a small batch like the stored pool is grounded on the current
+    tree (same version, no build-tree run, no refinement request); a batch from a new domain
+    drifts past tree.drift_threshold, measured on that batch alone, and the tree is rebuilt
+    (refined again)."""
+    import json
     import random
 
     import orjson
 
-    first = _run(db_path, fake_llm)
+    from tagtree.refine import SCHEMA
+    from tests.support.openai_server import default_responder
+
+    def is_refinement(body: dict) -> bool:
+        fmt = body.get("response_format") or {}
+        return (fmt.get("json_schema") or {}).get("schema") == SCHEMA
+
+    def responder(body: dict) -> str:  # names for refinement, tags for everything else
+        if is_refinement(body):
+            return json.dumps({"name": "Shared topic", "description": "What the items share."})
+        return default_responder(body)
+
+    def refinement_requests() -> int:
+        return sum(map(is_refinement, fake_llm.chat_requests()))
+
+    fake_llm.responder = responder
+    refine = {"tree.refine_with_llm": True}
+    from flows.curate import curate
+
+    overrides = {"llm.base_url": fake_llm.base_url, "llm.model": "fake-tagger", **refine}
+    first = curate(inputs=[POOL], target=TARGET, db=db_path, overrides=overrides,
+                   return_state=True)
     assert first.is_completed(), first.message
     v1 = first.result()["tree"]["tree_version"]
+    assert refinement_requests() > 0  # refinement is on: the first build asked for names
 
     close = tmp_path / "close.jsonl"  # same leading words (the fake tagger's tags), new rows
     with close.open("wb") as fh:
         for rec in _rows(POOL)[:15]:
             rec["instruction"] += " Thank you."
             fh.write(orjson.dumps(rec) + b"\n")
-    from flows.curate import curate
-
-    overrides = {"llm.base_url": fake_llm.base_url, "llm.model": "fake-tagger"}
     fake_llm.reset_log()
     state = curate(inputs=[str(close)], db=db_path, overrides=overrides, return_state=True)
     assert state.is_completed(), state.message
@@ -134,6 +155,7 @@ def test_tree_lifecycle_grounds_close_data_and_rebuilds_for_a_new_domain(db_path
     assert result["tree"]["drift"] <= 0.25
     close_drift = result["tree"]["drift"]
     assert len(fake_llm.chat_requests()) == 15  # the 15 new rows tagged, nothing else asked
+    assert refinement_requests() == 0
     states = task_states(state.state_details.flow_run_id, expect=("ground",))
     assert "build-tree" not in states
 
@@ -148,9 +170,11 @@ def test_tree_lifecycle_grounds_close_data_and_rebuilds_for_a_new_domain(db_path
         for _ in range(60):
             fh.write(orjson.dumps({"instruction": " ".join(word() for _ in range(6)),
                                    "output": " ".join(word() for _ in range(12))}) + b"\n")
+    fake_llm.reset_log()
     state = curate(inputs=[str(far)], db=db_path, overrides=overrides, return_state=True)
     assert state.is_completed(), state.message
     result = state.result()
+    assert refinement_requests() > 0  # the rebuilt tree was refined again
     assert "drift_on_previous" in result["tree"], result["tree"]
     checked = result["tree"]["drift_on_previous"]
     assert checked["tree_version"] == v1 and checked["drift"] > 0.25
