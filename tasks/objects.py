@@ -42,7 +42,7 @@ def _objects(uri: str, conn: dict | None):
                                "pip install 'tagtree[s3]'") from None
         session = AwsCredentials.load(conn["credentials_block"]).get_boto3_session()
     return objects_for(uri, endpoint_url=conn.get("endpoint_url"), region=conn.get("region"),
-                       session=session)
+                       session=session, timeout_s=conn.get("timeout_s") or 60.0)
 
 
 @contextmanager
@@ -256,4 +256,5 @@ def upload_outputs(local_dir: str, prefix: str, conn: dict | None = None) -> lis
 
 def conn_of(cfg) -> dict:
     """The JSON-able connection settings of a Config's ``objects`` section."""
-    return cfg.objects.model_dump(include={"endpoint_url", "region", "credentials_block"})
+    return cfg.objects.model_dump(include={"endpoint_url", "region", "credentials_block",
+                                           "timeout_s"})

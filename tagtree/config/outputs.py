@@ -42,6 +42,11 @@ class ObjectStoreConfig(Section):
         None, description="S3-compatible endpoint (MinIO, moto, ...); unset: AWS S3 itself."
     )
     region: str | None = Field(None, description="S3 region; unset: boto3's own default chain.")
+    timeout_s: float = Field(
+        60.0, gt=0, description="Seconds an S3 request may take to connect and then to answer "
+        "(botocore's connect and read timeouts): an endpoint that accepts and never answers "
+        "costs this per attempt (4 attempts) before the task's own retries.",
+    )
     credentials_block: str | None = Field(
         None,
         description="Name of a prefect-aws AwsCredentials block; unset: credentials come "

@@ -135,7 +135,7 @@ class S3Objects:
     """
 
     def __init__(self, endpoint_url: str | None = None, region: str | None = None,
-                 session=None):
+                 session=None, timeout_s: float = 60.0):
         import boto3
         from botocore.config import Config as BotoConfig
 
@@ -144,7 +144,8 @@ class S3Objects:
         # only for errors that outlive these attempts.
         self.client = session.client(
             "s3", endpoint_url=endpoint_url, region_name=region,
-            config=BotoConfig(retries={"mode": "standard", "max_attempts": 4}))
+            config=BotoConfig(retries={"mode": "standard", "max_attempts": 4},
+                              connect_timeout=timeout_s, read_timeout=timeout_s))
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         bucket, key = split_s3(prefix)
@@ -181,9 +182,10 @@ class S3Objects:
 
 
 def objects_for(uri: str, *, endpoint_url: str | None = None, region: str | None = None,
-                session=None) -> Objects:
+                session=None, timeout_s: float = 60.0) -> Objects:
     if is_s3(uri):
-        return S3Objects(endpoint_url=endpoint_url, region=region, session=session)
+        return S3Objects(endpoint_url=endpoint_url, region=region, session=session,
+                         timeout_s=timeout_s)
     return LocalObjects()
 
 

@@ -73,7 +73,8 @@ class Resources:
         o = config.objects
         key = "s3" if uri.startswith("s3://") else "local"
         if key not in self._built:
-            self._built[key] = objects_for(uri, endpoint_url=o.endpoint_url, region=o.region)
+            self._built[key] = objects_for(uri, endpoint_url=o.endpoint_url, region=o.region,
+                                           timeout_s=o.timeout_s)
         return self._built[key]
 
 

@@ -74,3 +74,26 @@ def test_errors_are_user_errors(tmp_path):
     with pytest.raises(TagtreeError, match="not an S3 URI"):
         split_s3("s3:///key")
     assert is_dataset("s3://b/k/data.parquet") and not is_dataset("s3://b/k/_SUCCESS")
+
+
+def test_an_endpoint_that_never_answers_fails_within_the_timeout(monkeypatch):
+    """objects.timeout_s bounds every attempt: an S3 endpoint that accepts connections and never
+    answers fails after 4 attempts of about timeout_s each, not after botocore's 60 s each."""
+    import time
+
+    from botocore.exceptions import BotoCoreError
+
+    from tests.support.openai_server import SilentServer
+
+    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(var, value)
+    with SilentServer() as silent:
+        endpoint = silent.base_url.removesuffix("/v1")
+        store = objects_for("s3://b/k", endpoint_url=endpoint, timeout_s=0.5)
+        start = time.monotonic()
+        with pytest.raises(BotoCoreError):
+            store.head("s3://b/k")
+        took = time.monotonic() - start
+    assert took < 20, f"{took:.1f} s: the timeout did not bound the attempts"
+    assert took >= 4 * 0.5 * 0.9  # it did wait for the answer on each of the 4 attempts
