@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from tagtree.errors import StoreBusy, TagtreeError
-from tagtree.io.objectstore import cache_path, is_dataset, is_s3, objects_for
+from tagtree.io.objectstore import DEFAULT_TIMEOUT_S, cache_path, is_dataset, is_s3, objects_for
 from tagtree.io.store import Store
 from tagtree.io.store.landed import RUN_NOT_FOUND, stale_claim_reason, utcnow
 from tasks.policies import S3_RETRIES
@@ -42,7 +42,7 @@ def _objects(uri: str, conn: dict | None):
                                "pip install 'tagtree[s3]'") from None
         session = AwsCredentials.load(conn["credentials_block"]).get_boto3_session()
     return objects_for(uri, endpoint_url=conn.get("endpoint_url"), region=conn.get("region"),
-                       session=session, timeout_s=conn.get("timeout_s") or 60.0)
+                       session=session, timeout_s=conn.get("timeout_s", DEFAULT_TIMEOUT_S))
 
 
 @contextmanager

@@ -127,6 +127,9 @@ class LocalObjects:
         return str(target)
 
 
+DEFAULT_TIMEOUT_S = 60.0  # botocore's own connect and read timeouts (objects.timeout_s)
+
+
 class S3Objects:
     """S3 or any S3-compatible store through boto3.
 
@@ -135,7 +138,7 @@ class S3Objects:
     """
 
     def __init__(self, endpoint_url: str | None = None, region: str | None = None,
-                 session=None, timeout_s: float = 60.0):
+                 session=None, timeout_s: float = DEFAULT_TIMEOUT_S):
         import boto3
         from botocore.config import Config as BotoConfig
 
@@ -182,7 +185,7 @@ class S3Objects:
 
 
 def objects_for(uri: str, *, endpoint_url: str | None = None, region: str | None = None,
-                session=None, timeout_s: float = 60.0) -> Objects:
+                session=None, timeout_s: float = DEFAULT_TIMEOUT_S) -> Objects:
     if is_s3(uri):
         return S3Objects(endpoint_url=endpoint_url, region=region, session=session,
                          timeout_s=timeout_s)

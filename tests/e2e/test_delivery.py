@@ -256,17 +256,18 @@ def test_runs_deliver_per_dataset_survive_a_kill_and_an_s3_outage(prefect_server
             # Prefect ships a run's logs in batches from a background worker: on a loaded
             # machine the last stage lines reach the API a few seconds after the run completed.
 
+            def missing(logged: list[str]) -> list[str]:
+                return [s for s in STAGES if not any(m.startswith(f"{s}: ") for m in logged)]
+
             def stage_lines(curate_run=curate_run):
                 logged = _logs(api, curate_run.id)
-                return logged if all(any(m.startswith(f"{stage}: ") for m in logged)
-                                     for stage in STAGES) else None
+                return None if missing(logged) else logged
 
             try:
                 logged = wait_for(stage_lines, 60, "every stage line in the curate run's logs")
             except AssertionError:
                 logged = _logs(api, curate_run.id)
-                missing = [s for s in STAGES if not any(m.startswith(f"{s}: ") for m in logged)]
-                raise AssertionError(f"stage lines missing from the Logs tab: {missing}; "
+                raise AssertionError(f"stage lines missing from the Logs tab: {missing(logged)}; "
                                      f"logged: {logged}") from None
             tree_line = next(m for m in logged if m.startswith("tree: "))
             assert f"tree version {manifest['tree_version']}" in tree_line

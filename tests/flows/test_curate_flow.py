@@ -20,10 +20,10 @@ TARGET = str(EXAMPLES / "target_coding_math.jsonl")
 CACHED_STAGES: list[str] = ["annotate", "ground", "score"]
 
 
-def _run(db: str, fake_llm, **kw):
+def _run(db: str, fake_llm, extra: dict | None = None, **kw):
     from flows.curate import curate
 
-    overrides = {"llm.base_url": fake_llm.base_url, "llm.model": "fake-tagger"}
+    overrides = {"llm.base_url": fake_llm.base_url, "llm.model": "fake-tagger", **(extra or {})}
     return curate(inputs=[POOL], target=TARGET, db=db, overrides=overrides,
                   return_state=True, **kw)
 
@@ -133,11 +133,7 @@ def test_tree_lifecycle_grounds_close_data_and_rebuilds_for_a_new_domain(db_path
 
     fake_llm.responder = responder
     refine = {"tree.refine_with_llm": True}
-    from flows.curate import curate
-
-    overrides = {"llm.base_url": fake_llm.base_url, "llm.model": "fake-tagger", **refine}
-    first = curate(inputs=[POOL], target=TARGET, db=db_path, overrides=overrides,
-                   return_state=True)
+    first = _run(db_path, fake_llm, extra=refine)
     assert first.is_completed(), first.message
     v1 = first.result()["tree"]["tree_version"]
     assert refinement_requests() > 0  # refinement is on: the first build asked for names
@@ -147,6 +143,9 @@ def test_tree_lifecycle_grounds_close_data_and_rebuilds_for_a_new_domain(db_path
         for rec in _rows(POOL)[:15]:
             rec["instruction"] += " Thank you."
             fh.write(orjson.dumps(rec) + b"\n")
+    from flows.curate import curate
+
+    overrides = {"llm.base_url": fake_llm.base_url, "llm.model": "fake-tagger", **refine}
     fake_llm.reset_log()
     state = curate(inputs=[str(close)], db=db_path, overrides=overrides, return_state=True)
     assert state.is_completed(), state.message

@@ -31,10 +31,14 @@ def s3_endpoint():
 
 
 @pytest.fixture
-def bucket(s3_endpoint, monkeypatch, request):
+def aws_env(monkeypatch):
     for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(var, value)
+
+
+@pytest.fixture
+def bucket(s3_endpoint, aws_env, request):
     name = "b-" + request.node.name.lower().replace("_", "-")[:40]
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return name
@@ -76,7 +80,7 @@ def test_errors_are_user_errors(tmp_path):
     assert is_dataset("s3://b/k/data.parquet") and not is_dataset("s3://b/k/_SUCCESS")
 
 
-def test_an_endpoint_that_never_answers_fails_within_the_timeout(monkeypatch):
+def test_an_endpoint_that_never_answers_fails_within_the_timeout(aws_env):
     """objects.timeout_s bounds every attempt: an S3 endpoint that accepts connections and never
     answers fails after 4 attempts of about timeout_s each, not after botocore's 60 s each."""
     import time
@@ -85,9 +89,6 @@ def test_an_endpoint_that_never_answers_fails_within_the_timeout(monkeypatch):
 
     from tests.support.openai_server import SilentServer
 
-    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(var, value)
     with SilentServer() as silent:
         endpoint = silent.base_url.removesuffix("/v1")
         store = objects_for("s3://b/k", endpoint_url=endpoint, timeout_s=0.5)
