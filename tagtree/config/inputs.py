@@ -102,18 +102,31 @@ class AnnotateConfig(Section):
         2000, ge=1, description="Instances read from the store per page while annotating."
     )
     local_threads: int = Field(
-        0, ge=0, description="Local LLM: llama.cpp threads (0: cores minus one, at least 1; "
-        "one thread per core collapsed beside CPU-bound neighbours).",
+        0, ge=0, description="Local LLM: llama.cpp threads (0: the CPU cores, at most 4; idle "
+        "threads sleep, so neighbours keep their share).",
     )
     local_poll: int = Field(
         0, ge=0, le=100, description="Local LLM: llama.cpp busy-wait polling level 0-100 (0: "
         "threads sleep; llama.cpp's 50 spun on cores other work needed).",
     )
     local_parallel: int = Field(
-        2, ge=1, description="Local LLM: server slots (requests at once)."
+        4, ge=1, description="Local LLM: server slots (requests in flight; decoding is batched "
+        "across them)."
     )
     local_batch: int = Field(
         2048, ge=1, description="Local LLM: prompt tokens per batch (n_batch)."
+    )
+    local_max_tags: int = Field(
+        6, ge=1, description="Local LLM: most tags asked of the 135M model (min with max_tags; "
+        "past ~6 it repeats itself, and every tag costs decode time on the CPU).",
+    )
+    local_max_tokens: int = Field(
+        96, ge=16, description="Local LLM: most completion tokens per request (min with "
+        "llm.max_tokens; 6 short tags take ~40-60).",
+    )
+    local_max_input_tokens: int = Field(
+        256, ge=32, description="Local LLM: longer inputs are truncated to this (min with "
+        "max_input_tokens): prompt evaluation is the CPU's main cost per request.",
     )
     batch_poll_s: float = Field(
         30.0, gt=0, description="Batch mode: seconds between status polls of a submitted batch."
@@ -124,8 +137,10 @@ class AnnotateConfig(Section):
 
 
 class EmbedConfig(Section):
-    backend: Literal["local", "openai"] = Field(
-        "local", description="'local': shipped int8 MiniLM (384-d); 'openai': /v1/embeddings."
+    backend: Literal["local", "static", "openai"] = Field(
+        "local", description="'local': shipped int8 MiniLM (384-d); 'static': WordLlama static "
+        "token vectors (256-d, shipped in the wordllama wheel, ~50x faster); 'openai': "
+        "/v1/embeddings.",
     )
     model: str | None = Field(None, description="Embedding model name for the 'openai' backend.")
     base_url: str | None = Field(

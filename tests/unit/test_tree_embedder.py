@@ -90,3 +90,20 @@ def test_make_embedder_picks_backend(embeddings_server):
     cfg = Config.model_validate({"embed": {"backend": "openai", "model": "m",
                                            "base_url": "http://127.0.0.1:9/v1"}})
     assert isinstance(make_embedder(cfg), OpenAIEmbedder)
+
+
+def test_static_embedder_ships_its_weights_and_keeps_meaning():
+    """embed.backend = "static": WordLlama's vectors from the wheel (no download), unit length,
+    a 5 MB text embedded, and related phrases nearer than unrelated ones."""
+    from tagtree.config import load_config
+    from tagtree.io.embedder import StaticEmbedder, make_embedder
+
+    cfg, _ = load_config(None, {"embed.backend": "static"}, environ={})
+    emb = make_embedder(cfg)
+    assert isinstance(emb, StaticEmbedder) and emb.fingerprint.startswith("wordllama")
+    v = emb.embed(["binary search tree", "balanced red-black tree", "photosynthesis",
+                   "chlorophyll in leaves", "", "word " * 1_000_000])
+    assert v.shape == (6, emb.dim) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    sim = v @ v.T
+    assert sim[0, 1] > sim[0, 2] and sim[0, 1] > sim[0, 3]
+    assert sim[2, 3] > sim[2, 0] and sim[2, 3] > sim[2, 1]
