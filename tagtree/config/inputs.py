@@ -74,6 +74,12 @@ class AnnotateConfig(Section):
         description="Offline default when no endpoint is set: 'keyphrase' (embedding-ranked "
         "phrases) or 'llm' (local small model). With llm.base_url set, the endpoint is used.",
     )
+    phrase_embedder: Literal["embed", "static"] = Field(
+        "embed",
+        description="Keyphrase tagger's embedder: 'embed' (the [embed] section's, MiniLM by "
+        "default) or 'static' (WordLlama token vectors, ~30x faster annotate; tags, tree and "
+        "baselines keep [embed]'s).",
+    )
     phrase_vectors: Literal["separate", "context"] = Field(
         "separate",
         description="Keyphrase tagger: 'separate' (every phrase embedded on its own; version 1) "

@@ -351,7 +351,14 @@ def tagger_fingerprint_for(cfg) -> str:
 def _keyphrase_tagger(cfg, embedder=None):
     from tagtree.keyphrase import KeyphraseTagger
 
-    if embedder is None:
+    if cfg.annotate.phrase_embedder == "static":
+        # Only the tagger's phrase and document scores: the tags it writes are embedded for
+        # the tree by [embed]'s model as before (instance vectors it would hand on are stored
+        # under its own fingerprint, so they never stand in for [embed]'s).
+        from tagtree.io.embedder import StaticEmbedder
+
+        embedder = StaticEmbedder(max_tokens=cfg.embed.max_tokens)
+    elif embedder is None:
         from tagtree.io.embedder import make_embedder
 
         embedder = make_embedder(cfg)

@@ -107,3 +107,22 @@ def test_static_embedder_ships_its_weights_and_keeps_meaning():
     sim = v @ v.T
     assert sim[0, 1] > sim[0, 2] and sim[0, 1] > sim[0, 3]
     assert sim[2, 3] > sim[2, 0] and sim[2, 3] > sim[2, 1]
+
+
+def test_static_phrase_embedder_tags_with_its_own_fingerprint():
+    """annotate.phrase_embedder = "static": the keyphrase tagger scores phrases with WordLlama
+    (so its cached annotations are not the MiniLM tagger's) and still picks phrases of the text."""
+    from tagtree.annotation import TagInput
+    from tagtree.config import load_config
+    from tagtree.io.annotator import _keyphrase_tagger
+
+    base, _ = load_config(None, {}, environ={})
+    fast, _ = load_config(None, {"annotate.phrase_embedder": "static"}, environ={})
+    tagger = _keyphrase_tagger(fast)
+    assert tagger.embedder.fingerprint.startswith("wordllama")
+    assert tagger.fingerprint != _keyphrase_tagger(base).fingerprint
+    text = ("Implement binary search over a sorted array of integers in Python and explain "
+            "its logarithmic running time compared with linear search.")
+    (result,) = tagger.tag_many([TagInput("a", text)])
+    assert result.status == "ok" and 2 <= len(result.tags) <= 12
+    assert all(t in text.lower() for t in result.tags)
