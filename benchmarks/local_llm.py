@@ -8,8 +8,9 @@ Two measurements, each through the real tagger (`open_tagger` -> the server, the
 json_schema grammar, validation):
 
 - busy: ``--hogs`` CPU-bound processes (pure-Python loops) run beside the server for the whole
-  phase; prints server start-up (load + /health), and the first tag's latency counted from the
-  moment the command started the server (so a blocking warm-up is counted) and from ready.
+  phase, and as many instances as annotate keeps in flight (the server's slots) are tagged;
+  prints server start-up (load + /health), and the first tag's latency counted from the moment
+  the command started the server (so a blocking warm-up is counted) and from ready.
 - idle: no neighbours; ``--requests`` instances tagged with the tagger's own concurrency (the
   server's slots); prints requests/s, the ok share and the mean latency.
 
@@ -89,7 +90,9 @@ def run_phase(cfg, texts: list[str]) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hogs", type=int, default=2, help="CPU-bound neighbours in the busy phase")
-    ap.add_argument("--busy-requests", type=int, default=1)
+    ap.add_argument("--busy-requests", type=int, default=0,
+                    help="instances in the busy phase (0: the server's slots, what annotate "
+                    "keeps in flight)")
     ap.add_argument("--requests", type=int, default=24, help="instances in the idle phase")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, e.g. annotate.local_parallel=4 (repeatable)")
@@ -108,19 +111,21 @@ def main(argv=None) -> int:
           f"local_parallel {a.local_parallel} local_poll {a.local_poll} "
           f"local_batch {a.local_batch} local_max_tags {a.local_max_tags}",
           flush=True)
-    texts = instructions(max(args.requests, args.busy_requests))
+    busy_n = args.busy_requests or min(a.concurrency, a.local_parallel)
+    texts = instructions(max(args.requests, busy_n))
     if not args.skip_busy:
         hogs = [mp.Process(target=_spin, daemon=True) for _ in range(args.hogs)]
         for h in hogs:
             h.start()
         try:
-            busy = run_phase(cfg, texts[:args.busy_requests])
+            busy = run_phase(cfg, texts[:busy_n])
         finally:
             for h in hogs:
                 h.terminate()
             for h in hogs:
                 h.join()
-        print(f"busy ({args.hogs} CPU-bound neighbours): start-up {busy['startup_s']:.1f} s; "
+        print(f"busy ({args.hogs} CPU-bound neighbours, {busy_n} requests in flight): "
+              f"start-up {busy['startup_s']:.1f} s; "
               f"first tag {busy['first_from_start_s']:.1f} s after the server start "
               f"({busy['first_from_ready_s']:.1f} s after ready); target <= 10 s", flush=True)
         print(f"  {busy['example'][0]!r} -> {busy['example'][1]}", flush=True)

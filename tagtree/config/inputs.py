@@ -116,7 +116,7 @@ class AnnotateConfig(Section):
         "threads sleep; llama.cpp's 50 spun on cores other work needed).",
     )
     local_parallel: int = Field(
-        4, ge=1, description="Local LLM: server slots (requests in flight; decoding is batched "
+        2, ge=1, description="Local LLM: server slots (requests in flight; decoding is batched "
         "across them)."
     )
     local_batch: int = Field(

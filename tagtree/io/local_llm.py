@@ -50,7 +50,7 @@ def free_port() -> int:
 class LocalLLMServer:
     """``with LocalLLMServer() as srv: srv.base_url`` -> ``http://127.0.0.1:PORT/v1``."""
 
-    def __init__(self, *, threads: int | None = None, parallel: int = 4, n_ctx: int = 4096,
+    def __init__(self, *, threads: int | None = None, parallel: int = 2, n_ctx: int = 4096,
                  startup_timeout_s: float = 120.0, warmup: bool = True, poll: int = 0,
                  batch: int = 2048):
         # One thread per core with busy-wait polling (llama.cpp's poll 50, GOMP's spinning idle
@@ -58,6 +58,9 @@ class LocalLLMServer:
         # threads=2. With idle threads sleeping (poll 0, OMP_WAIT_POLICY=PASSIVE) every core
         # is usable again: first tag 4.8-7.3 s beside two neighbours at threads=2 or 1, and
         # threads=2 is 1.75x threads=1 on idle cores (benchmarks/local_llm.py, docs/annotate.md).
+        # Two slots: every prompt in flight is evaluated before the first answer, so four slots
+        # put a busy machine's first tag at 12-13 s (two: 8.9 s) for a throughput gain
+        # (0.47-0.75 against 0.44-0.50 requests/s) smaller than its run-to-run spread.
         self.threads = threads or max(1, min(4, os.cpu_count() or 1))
         self.poll = poll
         self.batch = batch
