@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing as mp
 import os
 import sys
@@ -33,19 +32,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def instructions(n: int) -> list[str]:
     """``n`` real instructions: self-instruct's (with their inputs), then MT-Bench's first turns."""
-    texts = []
-    for name in ("self_instruct_alpaca.jsonl", "mt_bench.jsonl"):
-        for line in (ROOT / "examples" / name).open():
-            row = json.loads(line)
-            text = row.get("instruction") or (row.get("turns") or [""])[0]
-            if row.get("input"):
-                text += "\n" + row["input"]
-            texts.append(text)
-    return texts[:n]
+    from offline import example_pairs
+
+    return [text for text, _ in example_pairs()[:n]]
 
 
 def _spin() -> None:  # a CPU-bound neighbour

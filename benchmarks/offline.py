@@ -36,18 +36,24 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 FLOOR_SAMPLE = 5000  # instance texts embedded for the floor (a rate, not a total)
 
 
-def real_rows(n: int) -> list[dict]:
-    """``n`` distinct instruction/response rows of shipped real text (see the docstring)."""
-    mmlu = [json.loads(line) for line in (ROOT / "benchmarks/data/mmlu_half.jsonl").open()]
-    others = []
+def example_pairs() -> list[tuple[str, str]]:
+    """(instruction, response) of the shipped examples: self-instruct's (instruction with its
+    input), then MT-Bench's first turns (no response)."""
+    pairs = []
     for name in ("self_instruct_alpaca.jsonl", "mt_bench.jsonl"):
         for line in (ROOT / "examples" / name).open():
             row = json.loads(line)
             text = row.get("instruction") or (row.get("turns") or [""])[0]
             if row.get("input"):
                 text += "\n" + row["input"]
-            others.append((text, row.get("output") or ""))
-    pairs = [(r["question"], c) for r in mmlu for c in r["choices"]] + others
+            pairs.append((text, row.get("output") or ""))
+    return pairs
+
+
+def real_rows(n: int) -> list[dict]:
+    """``n`` distinct instruction/response rows of shipped real text (see the docstring)."""
+    mmlu = [json.loads(line) for line in (ROOT / "benchmarks/data/mmlu_half.jsonl").open()]
+    pairs = [(r["question"], c) for r in mmlu for c in r["choices"]] + example_pairs()
     rows = []
     for k in range(n):
         question, answer = pairs[k % len(pairs)]

@@ -158,11 +158,18 @@ class StaticEmbedder:
                                "pip install wordllama") from None
         self.batch_size = max(batch_size, 1024)  # a lookup: big batches cost nothing
         self.max_tokens = max_tokens
-        # Only the weights shipped in the wheel: never a download at run time.
-        self._model = wordllama.WordLlama.load(
-            config="l2_supercat", dim=self.dim, cache_dir=Path(wordllama.__file__).parent,
-            disable_download=True)
-        self._model.tokenizer.enable_truncation(max_length=max_tokens)
+        self._wordllama = wordllama
+        self._loaded = None  # on first use, as LocalEmbedder: a fingerprint needs no weights
+
+    @property
+    def model(self):
+        if self._loaded is None:
+            # Only the weights shipped in the wheel: never a download at run time.
+            self._loaded = self._wordllama.WordLlama.load(
+                config="l2_supercat", dim=self.dim,
+                cache_dir=Path(self._wordllama.__file__).parent, disable_download=True)
+            self._loaded.tokenizer.enable_truncation(max_length=self.max_tokens)
+        return self._loaded
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):
@@ -175,7 +182,7 @@ class StaticEmbedder:
         sorted_texts = [texts[i] for i in order]
         for start in range(0, len(texts), self.batch_size):
             chunk = sorted_texts[start:start + self.batch_size]
-            out[order[start:start + len(chunk)]] = self._model.embed(
+            out[order[start:start + len(chunk)]] = self.model.embed(
                 chunk, norm=False, batch_size=len(chunk))
         return _normalise(out)
 
