@@ -31,9 +31,10 @@ def compact(labels: np.ndarray) -> np.ndarray:
 
 def kmeans(x: np.ndarray, k: int, *, weights: np.ndarray | None = None, seed: int = 0,
            niter: int = 20, restarts: int = 1, small_work: float = 2e7,
-           manage_threads: bool = True) -> np.ndarray:
+           manage_threads: bool = True, max_points_per_centroid: int = 256) -> np.ndarray:
     """Spherical k-means labels (0..k'-1, k' <= k after dropping empty clusters); ``restarts``
-    k-means++-seeded runs (only when the problem is small) keep the best objective."""
+    k-means++-seeded runs (only when n * k * d <= ``small_work``) keep the best objective.
+    FAISS trains on at most ``max_points_per_centroid`` * k sampled points."""
     import faiss
 
     n, d = x.shape
@@ -46,11 +47,13 @@ def kmeans(x: np.ndarray, k: int, *, weights: np.ndarray | None = None, seed: in
     work = n * k * d
     n_init = restarts if work <= small_work else 1
     if not manage_threads:
-        return compact(_restarts(faiss, x, w, k, d, n, niter, seed, n_init))
+        return compact(_restarts(faiss, x, w, k, d, n, niter, seed, n_init,
+                                 max_points_per_centroid))
     # OpenMP threads on a small problem cost more in wake-ups than they save (30x slower on a
     # busy 2-core machine): run small ones single-threaded.
     with single_threaded(work <= 5 * small_work):
-        return compact(_restarts(faiss, x, w, k, d, n, niter, seed, n_init))
+        return compact(_restarts(faiss, x, w, k, d, n, niter, seed, n_init,
+                                 max_points_per_centroid))
 
 
 @contextmanager
@@ -68,13 +71,13 @@ def single_threaded(on: bool = True):
         faiss.omp_set_num_threads(threads)
 
 
-def _restarts(faiss, x, w, k, d, n, niter, seed, n_init) -> np.ndarray:
+def _restarts(faiss, x, w, k, d, n, niter, seed, n_init, max_points=256) -> np.ndarray:
     """Best of ``n_init`` k-means++-seeded runs by the spherical objective (weighted cosine)."""
     best, best_obj = None, -np.inf
     for attempt in range(n_init):
         s = seed + 7919 * attempt
         km = faiss.Kmeans(d, k, niter=niter, seed=s, spherical=True, verbose=False,
-                          min_points_per_centroid=1, max_points_per_centroid=256)
+                          min_points_per_centroid=1, max_points_per_centroid=max_points)
         km.train(x, weights=w, init_centroids=kmeans_pp_init(x, k, w, s))
         sims, labels = km.index.search(x, 1)
         obj = float(sims[:, 0] @ (np.ones(n, np.float32) if w is None else w))
@@ -140,6 +143,27 @@ def two_stage_kmeans(x: np.ndarray, k: int, *, weights: np.ndarray | None = None
     labels = np.empty(n, dtype=np.int64)
     offset = 0
     for members, sub in zip(groups, subs, strict=True):
+        labels[members] = sub + offset
+        offset += int(sub.max()) + 1
+    return labels
+
+
+def grouped_kmeans(x: np.ndarray, groups: np.ndarray, k: int, *,
+                   weights: np.ndarray | None = None, seed: int = 0,
+                   direct_max: int = 512) -> np.ndarray:
+    """k clusters that never cross ``groups``: k-means inside each group with k shared in
+    proportion to group size (at least one cluster per group). The levels between the leaves
+    and a top level fixed in advance (``tagtree.structure``) stay nested in it."""
+    groups = compact(np.asarray(groups))
+    n = len(x)
+    labels = np.empty(n, dtype=np.int64)
+    offset = 0
+    for g in range(int(groups.max()) + 1 if n else 0):
+        members = np.flatnonzero(groups == g)
+        k_g = max(1, int(round(k * len(members) / n)))
+        sub = two_stage_kmeans(x[members], k_g,
+                               weights=None if weights is None else weights[members],
+                               seed=seed + g + 1, direct_max=direct_max)
         labels[members] = sub + offset
         offset += int(sub.max()) + 1
     return labels

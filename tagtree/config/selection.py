@@ -29,6 +29,15 @@ class TreeConfig(Section):
         0.5, ge=0, le=1,
         description="The same mix for the levels above the leaves (node means of it).",
     )
+    structure_weight: float = Field(
+        0.5, ge=0, le=4,
+        description="The top level clusters the leaves on [centroid, w * spectral embedding of "
+        "the leaf graph] (leaves linked by shared instances and by instances that are nearest "
+        "neighbours); 0 = centroids only (the level-by-level cascade). Needs tree.context.",
+    )
+    structure_neighbours: int = Field(
+        10, ge=1, le=200, description="Nearest instances per instance in that leaf graph.",
+    )
     k_search: bool = Field(
         True,
         description="Choose each level's cluster count by silhouette among counts around "

@@ -129,10 +129,12 @@ def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None
                           upper_context_weight=t.upper_context_weight,
                           k_search=t.k_search,
                           vocabulary=load_vocabulary(t.vocabulary, embedder),
-                          vocabulary_min_score=t.vocabulary_min_score)
+                          vocabulary_min_score=t.vocabulary_min_score,
+                          structure_weight=t.structure_weight,
+                          structure_neighbours=t.structure_neighbours)
     vectors = store.tag_vectors(embedder.fingerprint, tags)
-    context = tag_contexts(store, cfg, embedder, tagger, tags, vectors, version)
-    builder.fit(tags, vectors, freqs, run_level=fit_level, context=context)
+    context, structure = tag_contexts(store, cfg, embedder, tagger, tags, vectors, version)
+    builder.fit(tags, vectors, freqs, run_level=fit_level, context=context, structure=structure)
     stats = {"tagger": tagger, "embedder": embedder.fingerprint, "n_tags": len(tags),
              "n_leaves": builder.tree_.n_leaves, "levels": builder.level_sizes_,
              "far_similarity": far_similarity(nearest_leaf_similarity(builder, vectors, t.seed)
@@ -174,16 +176,18 @@ def nearest_leaf_similarity(builder, vectors: np.ndarray, seed: int,
 
 
 def tag_contexts(store: Store, cfg: Config, embedder, tagger: str, tags: list[str],
-                 vectors: np.ndarray, version: str) -> np.ndarray | None:
-    """Each tag's context vector (``tagtree.tree.tag_context_vectors``) from the instances it
-    occurs in (through tree ``version``'s aliases): their text embeddings (``tree.context =
-    "instances"``, computed once per instance and kept in ``instance_embeddings``) or the mean
-    string vector of their tags (``"tags"``, no extra embedding); None for ``"none"``."""
+                 vectors: np.ndarray, version: str):
+    """(context, structure): each tag's context vector (``tagtree.tree.tag_context_vectors``)
+    from the instances it occurs in (through tree ``version``'s aliases): their text embeddings
+    (``tree.context = "instances"``, computed once per instance and kept in
+    ``instance_embeddings``) or the mean string vector of their tags (``"tags"``, no extra
+    embedding); and (incidence, instance vectors) for the top level's leaf graph
+    (``tagtree.structure``). (None, None) for ``"none"``."""
     from tagtree.tree import tag_context_vectors
 
     mode = cfg.tree.context
     if mode == "none" or (cfg.tree.context_weight <= 0 and cfg.tree.upper_context_weight <= 0):
-        return None
+        return None, None
     ids, incidence = store.instance_tag_incidence(tagger, tags, version)
     inst = tag_context_vectors(incidence.T, vectors)  # an instance as the mean of its tags
     if mode == "instances":
@@ -194,7 +198,7 @@ def tag_contexts(store: Store, cfg: Config, embedder, tagger: str, tags: list[st
         rows = [i for i, iid in enumerate(ids) if iid in known]
         if rows:
             inst[rows] = ensure_embeddings(store, cfg, [ids[i] for i in rows], embedder)
-    return tag_context_vectors(incidence, inst)
+    return tag_context_vectors(incidence, inst), (incidence, inst)
 
 
 def build_tree(store, *, config=None, resources: Resources | None = None,
