@@ -246,7 +246,8 @@ class TagsSampler:
                  align_lambda: float = 2.0, align_smoothing: float = 0.01, align_level: int = -1,
                  strategy: str = "lazy", epsilon: float = 0.01, batch: int = 256,
                  window: int = 4096, random_state: int = 0, typical: bool = False,
-                 centrality: float = 0.3, kernel_tau: float = 1.0):
+                 centrality: float = 0.3, kernel_tau: float = 1.0,
+                 kernel_top_tau: float = 1.0, align_leaf_weight: float = 0.0):
         self.level_decay = level_decay
         self.concave = concave
         self.mass_weight = mass_weight
@@ -263,6 +264,8 @@ class TagsSampler:
         self.typical = typical
         self.centrality = centrality
         self.kernel_tau = kernel_tau
+        self.kernel_top_tau = kernel_top_tau
+        self.align_leaf_weight = align_leaf_weight
 
     def level_weights(self, tree: KnowledgeTree) -> np.ndarray:
         """gamma per node: level_decay ** (levels between the node's level and the top)."""
@@ -291,11 +294,11 @@ class TagsSampler:
             cent = terms[0]  # the same sparsity pattern as paths
             paths = paths.copy()
             paths.data *= 1.0 - self.centrality + self.centrality * cent.data
-        if terms is not None and self.kernel_tau < 1:
-            # Coverage spills over to similar leaves (facility location on the leaf kernel:
-            # still max-of-fixed-values, so still submodular). A row's path holds one node per
-            # level and the kernel never crosses levels, so the product is that max.
-            paths = (paths @ node_kernel(tree, terms[1], self.kernel_tau)).tocsr()
+        if terms is not None and (self.kernel_tau < 1 or self.kernel_top_tau < 1):
+            # Coverage spills over to similar nodes of the same level (facility location on
+            # the kernel: still max-of-fixed-values, so still submodular). A row's path holds
+            # one node per level and the kernel never crosses levels, so the product is that max.
+            paths = (paths @ self.kernel(tree, terms[1])).tocsr()
             paths.sort_indices()
         blocks = [Block(paths, gamma, "facility")]
         if self.mass_weight > 0:
@@ -321,7 +324,29 @@ class TagsSampler:
                     (self.level_decay ** np.arange(tree.depth)).sum())
                 blocks.append(Block(problem.weights[:, nodes], scale * pi, "align",
                                      alpha=max(alpha, 1e-12)))
+            if self.align_leaf_weight > 0:
+                # Which member of an aligned node is picked: the KL term sees only the alignment
+                # level, so inside a node the pick went to whatever covered most below; this
+                # modular bonus (the target's leaf density where the instance sits, 1 at the
+                # target's densest leaf, in units of a new leaf) prefers the members that sit
+                # where the target's own instances do.
+                density = problem.target_mass / max(float(problem.target_mass.max()), 1e-12)
+                leaf_gamma = float(self.level_decay ** (tree.depth - 1))
+                blocks.append(Block(problem.leaf_dist,
+                                     self.align_leaf_weight * leaf_gamma * density, "linear"))
         return Objective(blocks), pi
+
+    def kernel(self, tree: KnowledgeTree, means: np.ndarray) -> sp.csr_matrix:
+        """The leaf kernel (``kernel_tau``) and the top level's (``kernel_top_tau``) in one
+        matrix: each is the identity off its own level, so their sum minus one identity."""
+        top = tree.depth - 1
+        kernels = [node_kernel(tree, means, tau, levels=(lv,))
+                   for tau, lv in ((self.kernel_tau, 0), (self.kernel_top_tau, top))
+                   if tau < 1 and not (lv == top and top == 0 and self.kernel_tau < 1)]
+        out = kernels[0]
+        for extra in kernels[1:]:
+            out = out + extra - sp.identity(out.shape[0], format="csr")
+        return out.tocsr()
 
     def fit(self, problem: SelectionProblem, k: int) -> TagsSampler:
         k = max(0, min(int(k), problem.n))

@@ -137,6 +137,12 @@ class SampleConfig(Section):
         description="How a target sample steers selection: KL penalty, quotas per "
         "node, or not at all ('none'). Used only when a target sample is stored.",
     )
+    align_leaf_weight: float = Field(
+        1.0, ge=0,
+        description="With a target: a bonus for picks in the leaves where the target's own "
+        "instances sit (the target's leaf density, 1 at its densest leaf), in units of one "
+        "newly covered leaf; it decides which member of an aligned node is picked. 0: off.",
+    )
     align_lambda: float = Field(
         2.0,
         ge=0,
@@ -181,15 +187,23 @@ class SampleConfig(Section):
         "higher = the most representative member is preferred, as k-means medoids are.",
     )
     kernel_tau: float = Field(
-        1.0,
+        0.7,
         gt=0,
         le=1,
         description="Covering a leaf also covers the leaves whose instances' mean embedding is "
         "closer than this cosine, in proportion (a topic split over two leaves counts once): "
         "1 = off (each leaf on its own).",
     )
+    kernel_top_tau: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="The same for the top level's nodes: a budget smaller than the top level "
+        "goes to top nodes unlike the ones it has (two coding nodes count as one until the "
+        "other topics have a pick); 1 = off.",
+    )
     quality_weight: float = Field(
-        0.5,
+        0.25,
         ge=0,
         description="Weight of q(x) in the objective, in units of one newly covered leaf. "
         "Higher: quality counts more against coverage; 0: coverage only.",

@@ -27,7 +27,7 @@ def tags_uses_embeddings(config: Config) -> bool:
     """TAGS reads instance embeddings for its centrality and node-kernel terms; without them
     (an embedder that cannot run) it still selects, with both terms off."""
     s = config.sample
-    return s.centrality > 0 or s.kernel_tau < 1
+    return s.centrality > 0 or s.kernel_tau < 1 or s.kernel_top_tau < 1
 
 
 def ensure_embeddings(store, config: Config, ids: list[str], embedder=None, *,
@@ -102,7 +102,8 @@ def selector_params(config: Config, method: str, seed: int | None = None) -> dic
                 "align_lambda": s.align_lambda, "align_smoothing": s.align_smoothing,
                 "align_level": s.align_level, "typical": s.coverage == "typical",
                 "centrality": s.centrality,
-                "kernel_tau": s.kernel_tau,
+                "kernel_tau": s.kernel_tau, "kernel_top_tau": s.kernel_top_tau,
+                "align_leaf_weight": s.align_leaf_weight,
                 "strategy": s.strategy, "epsilon": s.epsilon, "random_state": seed}
     return {"random_state": seed, "threshold": s.deita_threshold, "max_pool": s.kcenter_max_pool}
 
