@@ -112,8 +112,11 @@ def run_one(data: str, method: str, budget: float, kcenter_pool: int) -> dict:
     rss_loaded = rss_mb()
     k = int(round(budget * problem.n))
     params = {"random_state": 0, "max_pool": kcenter_pool}
-    if name == "tags":
-        params = {"random_state": 0, "align": "none"}
+    if name == "tags":  # the shipped defaults, as `tagtree sample` runs them
+        from tagtree.config import Config
+        from tagtree.stages.sample import selector_params
+
+        params = selector_params(Config(), "tags", 0) | {"align": "none"}
         if variant == "stochastic":
             params["strategy"] = "stochastic"
         elif variant:

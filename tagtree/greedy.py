@@ -104,9 +104,14 @@ def plain_greedy(obj: Objective, n: int, k: int) -> tuple[np.ndarray, np.ndarray
     return np.asarray(order, dtype=np.int64), np.asarray(gains)
 
 
+# Below this many rows the numpy driver is as fast as compiling (a first call compiles for
+# ~2-5 s when Numba's cache is cold).
+JIT_MIN_ROWS = 50_000
+
+
 def lazy_greedy(obj: Objective, n: int, k: int, *, batch: int = 256, window: int = 4096,
-                groups: np.ndarray | None = None, quotas: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+                groups: np.ndarray | None = None, quotas: np.ndarray | None = None,
+                jit: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Lazy greedy (Minoux): stale gains are upper bounds (submodularity), and a pick is accepted
     only when its gain was computed at the current step, so the result equals plain greedy's
     (ties to the lowest row).
@@ -121,10 +126,17 @@ def lazy_greedy(obj: Objective, n: int, k: int, *, batch: int = 256, window: int
 
     With ``groups``/``quotas`` a row is accepted only while its group (-1: none) has quota
     left; rows skipped for a full group are reconsidered without quotas if slots remain.
+
+    From ``JIT_MIN_ROWS`` rows on, the compiled driver (``tagtree.greedy_jit``, same picks)
+    runs instead when Numba is installed; ``jit`` forces it on (True) or off (False).
     """
     k = min(k, n)
     if k <= 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
+    from tagtree import greedy_jit
+
+    if greedy_jit.AVAILABLE and (jit if jit is not None else n >= JIT_MIN_ROWS):
+        return greedy_jit.lazy_greedy(obj, n, k, groups=groups, quotas=quotas)
     stamp = np.zeros(n, dtype=np.int64)  # the step at which each bound was computed
     runs: list[list] = []  # [rows, bounds, next position], sorted by (-bound, row)
     heads: list[tuple[float, int, int]] = []  # (-bound, row, run) of each run's next entry

@@ -160,25 +160,35 @@ def primary_paths(tree: KnowledgeTree, weights: sp.csr_matrix) -> sp.csr_matrix:
     the heaviest child of that node, and so on to a leaf -- holding the instance's weight on
     each path node (the share of its tags under it). One node per level, however many tags
     the instance has: what the coverage term counts. Ties go to the lowest node id."""
-    w = sp.coo_matrix(weights)
+    w = sp.csr_matrix(weights)
+    w.sort_indices()  # row-major, node ids ascending within a row: the first max is the lowest id
+    w = w.tocoo()
     r, c, v = w.row.astype(np.int64), w.col.astype(np.int64), w.data
     n = weights.shape[0]
+    # Entries grouped by level once (stable: row-major order kept inside each level), so each
+    # level below touches only its own entries (1M instances: 2.2 s -> well under 1 s).
+    lv = tree.level[c]
+    by_level = np.argsort(lv, kind="stable")
+    bounds = np.searchsorted(lv[by_level], np.arange(tree.depth + 1))
     chosen = np.full(n, -1, dtype=np.int64)  # the node picked on the level above
     rows, cols, vals = [], [], []
     for level in range(tree.depth - 1, -1, -1):
-        at = tree.level[c] == level
-        if level < tree.depth - 1:
-            at &= tree.parent[c] == chosen[r]
+        at = by_level[bounds[level]:bounds[level + 1]]
         rr, cc, vv = r[at], c[at], v[at]
-        order = np.lexsort((cc, -vv, rr))  # per row: heaviest first, then lowest id
-        rr, cc, vv = rr[order], cc[order], vv[order]
-        first = np.ones(len(rr), dtype=bool)
-        first[1:] = rr[1:] != rr[:-1]
+        if level < tree.depth - 1:
+            keep = tree.parent[cc] == chosen[rr]
+            rr, cc, vv = rr[keep], cc[keep], vv[keep]
         chosen = np.full(n, -1, dtype=np.int64)
-        chosen[rr[first]] = cc[first]
-        rows.append(rr[first])
-        cols.append(cc[first])
-        vals.append(vv[first])
+        if len(rr):
+            starts = np.flatnonzero(np.r_[True, rr[1:] != rr[:-1]])
+            seg = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(rr)]))
+            cand = np.flatnonzero(vv == np.maximum.reduceat(vv, starts)[seg])
+            first = cand[np.r_[True, seg[cand][1:] != seg[cand][:-1]]]
+            rr, cc, vv = rr[first], cc[first], vv[first]
+            chosen[rr] = cc
+        rows.append(rr)
+        cols.append(cc)
+        vals.append(vv)
     r_all, c_all = np.concatenate(rows), np.concatenate(cols)
     out = sp.csr_matrix((np.concatenate(vals).astype(np.float64), (r_all, c_all)),
                         shape=weights.shape)

@@ -183,3 +183,41 @@ def test_node_kernel_stays_within_a_level_and_is_one_on_the_diagonal():
     assert np.allclose(np.diag(k), 1.0)
     assert k[0, 1] > 0.9 and k[0, 2] == 0 and k[0, 4] == 0  # leaves with leaves only
     assert (k >= 0).all() and (k <= 1).all()
+
+
+@pytest.mark.parametrize("align", ["none", "penalty", "quota"])
+def test_compiled_lazy_greedy_picks_what_the_numpy_driver_picks(align):
+    """tagtree.greedy_jit (Numba, used from JIT_MIN_ROWS rows) against the numpy driver and,
+    without quotas, against plain greedy; ties included (many equal gains)."""
+    from tagtree import greedy_jit
+    from tagtree.greedy import lazy_greedy, plain_greedy
+
+    assert greedy_jit.AVAILABLE, "numba is a dependency: the compiled greedy must load"
+    tree = balanced_tree(3, 5)
+    for seed in range(3):
+        g = random_pool(120, 15, seed=seed)
+        q = np.random.default_rng(seed).uniform(0.2, 1.0, 120)
+        target = np.random.default_rng(seed).uniform(0, 1, 15) ** 4
+        p = problem_for(tree, g, quality=q, target=target)
+        sampler = TagsSampler(align=align)
+        groups = quotas = None
+        if align == "quota":
+            obj, pi = sampler.objective(p, 40)
+            groups, quotas = sampler._quotas(p, pi, 40)
+        runs = {}
+        for jit in (False, True):
+            obj, _ = sampler.objective(p, 40)
+            order, gains = lazy_greedy(obj, p.n, 40, groups=groups, quotas=quotas, jit=jit)
+            runs[jit] = (order.tolist(), gains, obj.value())
+        assert runs[True][0] == runs[False][0]
+        np.testing.assert_allclose(runs[True][1], runs[False][1])
+        assert runs[True][2] == pytest.approx(runs[False][2])  # the blocks' totals updated
+        if groups is None:
+            obj, _ = sampler.objective(p, 40)
+            assert plain_greedy(obj, p.n, 40)[0].tolist() == runs[True][0]
+    tie_tree = balanced_tree(3, 4)
+    g, _ = one_leaf_pool([3, 1, 2, 3] * 3, 12)
+    p = problem_for(tie_tree, g, quality=np.ones(g.shape[0]))
+    plain = TagsSampler(strategy="plain").fit(p, 20).selected_.tolist()
+    obj, _ = TagsSampler().objective(p, 20)
+    assert lazy_greedy(obj, p.n, 20, jit=True)[0].tolist() == plain
