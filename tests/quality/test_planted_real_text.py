@@ -53,24 +53,38 @@ def planted():
     tag_vecs = embedder.embed(tags)
     inst_vecs = embedder.embed([r["prompt"] for r in rows])
     freqs = np.asarray(incidence.sum(axis=0)).ravel().astype(np.int64)
-    builder = TreeBuilder(context_weight=1.0, upper_context_weight=0.5, k_search=True,
+    t = Config().tree  # the shipped tree defaults, with the instances' structure
+    builder = TreeBuilder(context_weight=t.context_weight,
+                          upper_context_weight=t.upper_context_weight, k_search=t.k_search,
+                          structure_weight=t.structure_weight,
+                          structure_neighbours=t.structure_neighbours,
                           root_max=10).fit(tags, tag_vecs, freqs,
-                                          context=tag_context_vectors(incidence, inst_vecs))
+                                          context=tag_context_vectors(incidence, inst_vecs),
+                                          structure=(incidence, inst_vecs))
     tree = builder.tree_
     rr, cc = incidence.nonzero()
     leaves = leaf_weight_matrix(rr, builder.tag_leaf_[cc], len(rows), tree.n_leaves)
-    return rows, tree, leaves
+    return rows, tree, leaves, inst_vecs
 
 
-def _problem(tree, leaves, target=None):
+def _problem(planted, target=None):
+    _, tree, leaves, inst_vecs = planted
     scorer = TreeScorer().fit(tree, leaves)
     return SelectionProblem(tree, scorer.weights_, scorer.quality_, scorer.ic_,
-                            target_mass=target)
+                            embeddings=inst_vecs, target_mass=target)
+
+
+def _sampler(align: str) -> TagsSampler:
+    """TAGS with the shipped sample defaults (centrality, kernels, quality weight)."""
+    from tagtree.config import Config
+    from tagtree.stages.sample import selector_params
+
+    return TagsSampler(**(selector_params(Config(), "tags", 0) | {"align": align}))
 
 
 def test_the_tree_recovers_the_topics_and_subtopics(planted):
-    rows, tree, leaves = planted
-    p = _problem(tree, leaves)
+    rows, tree, _, _ = planted
+    p = _problem(planted)
     top = assignment(tree, p.weights, tree.depth - 1)
     leaf = assignment(tree, p.weights, 0)
     assert nmi(top, [r["topic"] for r in rows]) >= 0.9
@@ -78,31 +92,32 @@ def test_the_tree_recovers_the_topics_and_subtopics(planted):
 
 
 def test_a_budget_of_one_per_subtopic_covers_every_subtopic(planted):
-    rows, tree, leaves = planted
-    p = _problem(tree, leaves)
+    rows, tree, _, _ = planted
+    p = _problem(planted)
     subtopics = np.array([r["subtopic"] for r in rows])
     k = len(set(subtopics))
-    # Exactly one pick per subtopic reaches most of them (17 of 20 here: the tree has a few
-    # more leaves than subtopics); a budget of one per leaf reaches every one.
-    picked = TagsSampler(align="none").fit(p, k).selected_
-    assert len(set(subtopics[picked])) >= 0.8 * k
-    picked = TagsSampler(align="none").fit(p, tree.n_leaves).selected_
+    # Exactly one pick per subtopic reaches most of them: 17 of 20 here, where the tree has 25
+    # leaves and the greedy cannot tell a subtopic's second leaf from a new subtopic (on the
+    # benchmark's larger planted set, 32 of 32); a budget of one per leaf reaches every one.
+    picked = _sampler("none").fit(p, k).selected_
+    assert len(set(subtopics[picked])) >= 0.85 * k
+    picked = _sampler("none").fit(p, tree.n_leaves).selected_
     assert len(set(subtopics[picked])) == k
     # and a budget of one per topic spreads over the topics first
     topics = np.array([r["topic"] for r in rows])
-    picked = TagsSampler(align="none").fit(p, len(TOPICS)).selected_
+    picked = _sampler("none").fit(p, len(TOPICS)).selected_
     assert len(set(topics[picked])) == len(TOPICS)
 
 
 @pytest.mark.parametrize("align", ["quota", "penalty"])
 def test_alignment_never_ends_farther_from_the_target_than_the_pool(planted, align):
-    rows, tree, leaves = planted
+    rows, tree, leaves, _ = planted
     topics = np.array([r["topic"] for r in rows])
     target_rows = np.flatnonzero(topics == "music")[:10]  # a target sample of one topic
     target_mass = np.asarray(leaves[target_rows].sum(axis=0)).ravel()
-    p = _problem(tree, leaves, target=target_mass)
+    p = _problem(planted, target=target_mass)
     for k in (3, 5, 10, 20):
-        picked = TagsSampler(align=align).fit(p, k).selected_
+        picked = _sampler(align).fit(p, k).selected_
         level = alignment_level(tree, target_mass, k)
         kl_sel = level_kl(tree, target_mass, p.leaf_dist, picked, level, 0.01)
         kl_pool = level_kl(tree, target_mass, p.leaf_dist, None, level, 0.01)
