@@ -74,17 +74,27 @@ def spectral_embedding(affinity: sp.spmatrix, dim: int, seed: int = 0) -> np.nda
         from scipy.sparse.linalg import eigsh
 
         v0 = np.random.default_rng(seed).standard_normal(n)
-        _, vecs = eigsh(m, k=dim, which="LA", v0=v0)
+        # Loose tolerance: the coordinates feed a k-means, not an exact decomposition.
+        _, vecs = eigsh(m, k=dim, which="LA", v0=v0, tol=1e-4)
     return l2_normalise_rows(vecs)
 
 
 def leaf_structure(incidence: sp.spmatrix, instance_vectors: np.ndarray, tag_leaf: np.ndarray,
                    n_leaves: int, dim: int, *, neighbours: int = 10, self_weight: float = 2.0,
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                   seed: int = 0, max_graph_instances: int = 200_000
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """(spectral embedding of the leaf graph ``P.T (K + s I) P``, instance mass per leaf), with
-    P = ``leaf_shares`` and K = ``instance_graph``."""
+    P = ``leaf_shares`` and K = ``instance_graph``. Above ``max_graph_instances`` instances the
+    neighbour term K is built on a random sample of that many (the k-NN search is the cost:
+    ~n * sqrt(n) * d), scaled up to the pool's size; the shared-instance term uses every one."""
     p = leaf_shares(incidence, tag_leaf, n_leaves)
-    g = instance_graph(instance_vectors, neighbours, self_weight)
-    affinity = (p.T @ g @ p).tocsr()
+    n = p.shape[0]
+    if n <= max_graph_instances:
+        affinity = p.T @ instance_graph(instance_vectors, neighbours, self_weight) @ p
+    else:
+        rows = np.sort(np.random.default_rng(seed).choice(n, max_graph_instances, replace=False))
+        ps = p[rows]
+        knn = instance_graph(np.asarray(instance_vectors)[rows], neighbours, 0.0)
+        affinity = (n / max_graph_instances) * (ps.T @ knn @ ps) + self_weight * (p.T @ p)
     mass = np.asarray(p.sum(axis=0)).ravel()
-    return spectral_embedding(affinity, dim, seed), mass
+    return spectral_embedding(sp.csr_matrix(affinity), dim, seed), mass

@@ -29,7 +29,7 @@ from tagtree.hierarchy import KnowledgeTree
 from tagtree.naming import sibling_unique, vocabulary_names
 from tagtree.vectors import l2_normalise_rows
 
-ALGORITHM_VERSION = "tree@6"  # bump when clustering or naming changes: trees are rebuilt
+ALGORITHM_VERSION = "tree@7"  # bump when clustering or naming changes: trees are rebuilt
 
 
 # -- context: what the instances say about a tag -----------------------------------------------
