@@ -18,6 +18,16 @@ def problem_for(tree, grounding, quality=None, target=None):
     return SelectionProblem(tree, scorer.weights_, q, scorer.ic_, target_mass=target)
 
 
+def random_problems(n: int, seeds=range(3)):
+    """Problems on a 15-leaf tree with random groundings, qualities and skewed targets."""
+    tree = balanced_tree(3, 5)
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        q = rng.uniform(0.2, 1.0, n)
+        target = np.random.default_rng(seed).uniform(0, 1, 15) ** 4
+        yield problem_for(tree, random_pool(n, 15, seed=seed), quality=q, target=target)
+
+
 def test_gains_do_not_grow_with_the_number_of_tags():
     """Two instances on the same top-level branch, one with 1 leaf, one spread over 3 leaves of
     it: the coverage term gives the spread one no more (its path holds a third of its mass),
@@ -80,12 +90,7 @@ def test_aligned_selection_is_closer_to_a_target_concentrated_on_one_branch():
 
 @pytest.mark.parametrize("align", ["none", "penalty"])
 def test_lazy_greedy_equals_plain_greedy(align):
-    tree = balanced_tree(3, 5)
-    for seed in range(3):
-        g = random_pool(80, 15, seed=seed)
-        q = np.random.default_rng(seed).uniform(0.2, 1.0, 80)
-        target = np.random.default_rng(seed).uniform(0, 1, 15) ** 4
-        p = problem_for(tree, g, quality=q, target=target)
+    for p in random_problems(80):
         plain = TagsSampler(align=align, strategy="plain").fit(p, 30)
         # small windows and batches exercise the frontier pulls and merges
         for batch, window in ((4, 2), (1, 1), (256, 4096)):
@@ -193,12 +198,7 @@ def test_compiled_lazy_greedy_picks_what_the_numpy_driver_picks(align):
     from tagtree.greedy import lazy_greedy, plain_greedy
 
     assert greedy_jit.AVAILABLE, "numba is a dependency: the compiled greedy must load"
-    tree = balanced_tree(3, 5)
-    for seed in range(3):
-        g = random_pool(120, 15, seed=seed)
-        q = np.random.default_rng(seed).uniform(0.2, 1.0, 120)
-        target = np.random.default_rng(seed).uniform(0, 1, 15) ** 4
-        p = problem_for(tree, g, quality=q, target=target)
+    for p in random_problems(120):
         sampler = TagsSampler(align=align)
         groups = quotas = None
         if align == "quota":
