@@ -254,13 +254,14 @@ class TagsSampler:
 
     name = "tags"
 
+    # Defaults are the shipped configuration's (``tagtree.config.SampleConfig``).
     def __init__(self, level_decay: float = 0.7, concave: str = "log1p",
-                 mass_weight: float = 0.1, quality_weight: float = 0.5, align: str = "penalty",
+                 mass_weight: float = 0.1, quality_weight: float = 0.25, align: str = "penalty",
                  align_lambda: float = 2.0, align_smoothing: float = 0.01, align_level: int = -1,
                  strategy: str = "lazy", epsilon: float = 0.01, batch: int = 256,
                  window: int = 4096, random_state: int = 0, typical: bool = False,
-                 centrality: float = 0.3, kernel_tau: float = 1.0,
-                 kernel_top_tau: float = 1.0, align_leaf_weight: float = 0.0):
+                 centrality: float = 0.3, kernel_tau: float = 0.7,
+                 kernel_top_tau: float = 0.2, align_leaf_weight: float = 1.0):
         self.level_decay = level_decay
         self.concave = concave
         self.mass_weight = mass_weight
