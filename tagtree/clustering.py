@@ -116,6 +116,41 @@ def kmeans_pp_init(x: np.ndarray, k: int, weights: np.ndarray | None, seed: int,
     return centers
 
 
+def _members_by_label(labels: np.ndarray) -> list[np.ndarray]:
+    """Row indices of each label 0..max, ascending (labels compact: no empty label)."""
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(labels.max() + 2))
+    return [order[bounds[g]:bounds[g + 1]] for g in range(len(bounds) - 1)]
+
+
+def _within_groups(x: np.ndarray, groups: list[np.ndarray], k: int,
+                   weights: np.ndarray | None, seed: int, fine, *,
+                   threads: bool) -> np.ndarray:
+    """Labels from ``fine(x_g, k_g, weights_g, seed_g)`` run inside each group, k shared in
+    proportion to group size (at least 1 per group), offsets assigned in group order; with
+    ``threads`` the groups run in parallel (each has its own seed, so scheduling does not
+    change the result)."""
+    n = len(x)
+
+    def run(g: int) -> np.ndarray:
+        members = groups[g]
+        k_g = max(1, int(round(k * len(members) / n)))
+        return fine(x[members], k_g, None if weights is None else weights[members], seed + g + 1)
+
+    if threads:
+        # FAISS and numpy release the GIL: one thread per group, all cores busy.
+        with single_threaded(), ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
+            subs = list(pool.map(run, range(len(groups))))
+    else:
+        subs = [run(g) for g in range(len(groups))]
+    labels = np.empty(n, dtype=np.int64)
+    offset = 0
+    for members, sub in zip(groups, subs, strict=True):
+        labels[members] = sub + offset
+        offset += int(sub.max()) + 1
+    return labels
+
+
 def two_stage_kmeans(x: np.ndarray, k: int, *, weights: np.ndarray | None = None, seed: int = 0,
                      direct_max: int = 512, restarts: int = 1) -> np.ndarray:
     """k clusters; above ``direct_max`` first a coarse partition into ~sqrt(k) groups, then k-means
@@ -125,27 +160,11 @@ def two_stage_kmeans(x: np.ndarray, k: int, *, weights: np.ndarray | None = None
         return kmeans(x, k, weights=weights, seed=seed, restarts=restarts)
     n_groups = max(2, int(round(math.sqrt(k))))
     coarse = kmeans(x, n_groups, weights=weights, seed=seed)
-    order = np.argsort(coarse, kind="stable")
-    bounds = np.searchsorted(coarse[order], np.arange(coarse.max() + 2))
-    groups = [order[bounds[g]:bounds[g + 1]] for g in range(len(bounds) - 1)]
-
-    def fine(g: int) -> np.ndarray:
-        members = groups[g]
-        k_g = max(1, int(round(k * len(members) / n)))
-        return kmeans(x[members], k_g, weights=None if weights is None else weights[members],
-                      seed=seed + g + 1, manage_threads=False)
-
-    # Groups are independent and small: one thread each, all cores busy. FAISS and numpy
-    # release the GIL; each group has its own seed and offsets are assigned in group order,
-    # so the result does not depend on scheduling.
-    with single_threaded(), ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
-        subs = list(pool.map(fine, range(len(groups))))
-    labels = np.empty(n, dtype=np.int64)
-    offset = 0
-    for members, sub in zip(groups, subs, strict=True):
-        labels[members] = sub + offset
-        offset += int(sub.max()) + 1
-    return labels
+    # Groups are independent and small: each a single-threaded k-means, in parallel.
+    return _within_groups(
+        x, _members_by_label(coarse), k, weights, seed,
+        lambda xg, kg, wg, sg: kmeans(xg, kg, weights=wg, seed=sg, manage_threads=False),
+        threads=True)
 
 
 def grouped_kmeans(x: np.ndarray, groups: np.ndarray, k: int, *,
@@ -153,20 +172,15 @@ def grouped_kmeans(x: np.ndarray, groups: np.ndarray, k: int, *,
                    direct_max: int = 512) -> np.ndarray:
     """k clusters that never cross ``groups``: k-means inside each group with k shared in
     proportion to group size (at least one cluster per group). The levels between the leaves
-    and a top level fixed in advance (``tagtree.structure``) stay nested in it."""
-    groups = compact(np.asarray(groups))
-    n = len(x)
-    labels = np.empty(n, dtype=np.int64)
-    offset = 0
-    for g in range(int(groups.max()) + 1 if n else 0):
-        members = np.flatnonzero(groups == g)
-        k_g = max(1, int(round(k * len(members) / n)))
-        sub = two_stage_kmeans(x[members], k_g,
-                               weights=None if weights is None else weights[members],
-                               seed=seed + g + 1, direct_max=direct_max)
-        labels[members] = sub + offset
-        offset += int(sub.max()) + 1
-    return labels
+    and a top level fixed in advance (``tagtree.structure``) stay nested in it. Groups run one
+    after another: a large one is a two-stage k-means with threads of its own."""
+    if not len(x):
+        return np.zeros(0, dtype=np.int64)
+    return _within_groups(
+        x, _members_by_label(compact(np.asarray(groups))), k, weights, seed,
+        lambda xg, kg, wg, sg: two_stage_kmeans(xg, kg, weights=wg, seed=sg,
+                                                direct_max=direct_max),
+        threads=False)
 
 
 def split_oversized(x: np.ndarray, labels: np.ndarray, target: int, max_size: int,

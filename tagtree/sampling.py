@@ -353,10 +353,11 @@ class TagsSampler:
     def kernel(self, tree: KnowledgeTree, means: np.ndarray) -> sp.csr_matrix:
         """The leaf kernel (``kernel_tau``) and the top level's (``kernel_top_tau``) in one
         matrix: each is the identity off its own level, so their sum minus one identity."""
-        top = tree.depth - 1
+        taus = {tree.depth - 1: self.kernel_top_tau}
+        if self.kernel_tau < 1:  # a one-level tree's leaves are its top: the leaf kernel wins
+            taus[0] = self.kernel_tau
         kernels = [node_kernel(tree, means, tau, levels=(lv,))
-                   for tau, lv in ((self.kernel_tau, 0), (self.kernel_top_tau, top))
-                   if tau < 1 and not (lv == top and top == 0 and self.kernel_tau < 1)]
+                   for lv, tau in taus.items() if tau < 1]
         out = kernels[0]
         for extra in kernels[1:]:
             out = out + extra - sp.identity(out.shape[0], format="csr")

@@ -314,8 +314,9 @@ class TreeBuilder:
         state.tag_node, state.top_of_item = tag_node, top_of_node
         state.levels.append(level)
         stalled = depth > 0 and n_nodes == len(state.items_names)  # k-means could not reduce
-        if ((n_nodes <= self.root_max and (top_of_node is None or is_top))
-                or depth == self.max_depth or stalled or is_top):
+        # With a fixed top partition only the top level ends the build (or the depth cap).
+        if (is_top or depth == self.max_depth or stalled
+                or (n_nodes <= self.root_max and top_of_node is None)):
             state.done = True
             return level
         sizes = np.bincount(state.tag_node, minlength=n_nodes)
