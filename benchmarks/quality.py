@@ -273,6 +273,9 @@ def select(method: str, problem, config, k: int, seed: int = 0, align: str = "no
     return make_selector(method, **params).fit(problem, k).selected_
 
 
+LENGTH_BAND = (0.8, 1.25)  # selection mean length / pool's, the issue's bar
+
+
 def selection_rows(problem, config, labels, lengths, budgets=BUDGETS) -> dict:
     from tagtree.config import parse_budget
     from tagtree.label_metrics import label_entropy, labels_covered
@@ -289,6 +292,10 @@ def selection_rows(problem, config, labels, lengths, budgets=BUDGETS) -> dict:
                 "covered": float(np.mean([labels_covered(labels, s) for s in sels])),
                 "entropy": float(np.mean([label_entropy(labels, s) for s in sels])),
                 "length": float(np.mean([lengths[s].mean() for s in sels])) / pool_len,
+                # how often a draw lands inside the issue's 0.8-1.25x band (context for small
+                # budgets: with a skewed length distribution a few picks often miss it)
+                "length_in_band": float(np.mean([LENGTH_BAND[0] <= lengths[s].mean() / pool_len
+                                                 <= LENGTH_BAND[1] for s in sels])),
             }
         out[b] = {"k": k, "methods": row}
     return out

@@ -158,6 +158,30 @@ def node_kernel(tree: KnowledgeTree, means: np.ndarray, tau: float,
     return k
 
 
+def cooccurrence_kernel(leaf_dist: sp.csr_matrix, means: np.ndarray, tau: float,
+                        min_cos: float) -> sp.csr_matrix:
+    """(n_nodes x n_nodes) leaf-to-leaf coverage from the instances: ((s - tau) / (1 - tau))+
+    where s is the cosine of two leaves' columns of ``leaf_dist`` (how much the same instances
+    carry tags of both), kept only where the leaves' instance means (``means``) are at least
+    ``min_cos`` alike; zero on the diagonal and off the leaves. The tag strings of one subtopic
+    can fall into two leaves whose meanings are too far apart for ``node_kernel`` (cosine
+    0.50-0.64 on the planted set, under its 0.7) while the same instances carry both: covering
+    one then covers the other too. The meaning gate keeps two unrelated tags that happen to
+    share instances (an exam question's subject and its format) apart."""
+    dist = sp.csc_matrix(leaf_dist, dtype=np.float64)
+    norms = np.sqrt(np.asarray(dist.multiply(dist).sum(axis=0)).ravel())
+    unit = sp.csr_matrix(dist @ sp.diags(1.0 / np.maximum(norms, 1e-12)))
+    sim = sp.triu(unit.T @ unit, k=1).tocoo()  # symmetric: each pair once, no diagonal
+    strong = sim.data > tau  # few pairs pass: the meaning check is on those only
+    r, c = sim.row[strong], sim.col[strong]
+    val = (sim.data[strong] - tau) / max(1e-6, 1.0 - tau)
+    cos = np.einsum("ij,ij->i", means[r], means[c])
+    alike = cos >= min_cos
+    r, c, val = r[alike], c[alike], np.minimum(val[alike], 1.0)
+    n = len(means)
+    return sp.csr_matrix((np.r_[val, val], (np.r_[r, c], np.r_[c, r])), shape=(n, n))
+
+
 def primary_paths(tree: KnowledgeTree, weights: sp.csr_matrix) -> sp.csr_matrix:
     """(n x n_nodes): each instance's path chosen top-down -- its heaviest top-level node, then
     the heaviest child of that node, and so on to a leaf -- holding the instance's weight on
@@ -261,7 +285,8 @@ class TagsSampler:
                  strategy: str = "lazy", epsilon: float = 0.01, batch: int = 256,
                  window: int = 4096, random_state: int = 0, typical: bool = False,
                  centrality: float = 0.3, kernel_tau: float = 0.7,
-                 kernel_top_tau: float = 0.2, align_leaf_weight: float = 1.0):
+                 kernel_top_tau: float = 0.2, align_leaf_weight: float = 1.0,
+                 kernel_cooc_tau: float = 0.3, kernel_cooc_min_cos: float = 0.4):
         self.level_decay = level_decay
         self.concave = concave
         self.mass_weight = mass_weight
@@ -280,6 +305,8 @@ class TagsSampler:
         self.kernel_tau = kernel_tau
         self.kernel_top_tau = kernel_top_tau
         self.align_leaf_weight = align_leaf_weight
+        self.kernel_cooc_tau = kernel_cooc_tau
+        self.kernel_cooc_min_cos = kernel_cooc_min_cos
 
     def level_weights(self, tree: KnowledgeTree) -> np.ndarray:
         """gamma per node: level_decay ** (levels between the node's level and the top)."""
@@ -308,11 +335,12 @@ class TagsSampler:
             cent = terms[0]  # the same sparsity pattern as paths
             paths = paths.copy()
             paths.data *= 1.0 - self.centrality + self.centrality * cent.data
-        if terms is not None and (self.kernel_tau < 1 or self.kernel_top_tau < 1):
+        if terms is not None and (self.kernel_tau < 1 or self.kernel_top_tau < 1
+                                  or self.kernel_cooc_tau < 1):
             # Coverage spills over to similar nodes of the same level (facility location on
             # the kernel: still max-of-fixed-values, so still submodular). A row's path holds
             # one node per level and the kernel never crosses levels, so the product is that max.
-            paths = (paths @ self.kernel(tree, terms[1])).tocsr()
+            paths = (paths @ self.kernel(tree, terms[1], problem.leaf_dist)).tocsr()
             paths.sort_indices()
         blocks = [Block(paths, gamma, "facility")]
         if self.mass_weight > 0:
@@ -350,17 +378,23 @@ class TagsSampler:
                                      self.align_leaf_weight * leaf_gamma * density, "linear"))
         return Objective(blocks), pi
 
-    def kernel(self, tree: KnowledgeTree, means: np.ndarray) -> sp.csr_matrix:
+    def kernel(self, tree: KnowledgeTree, means: np.ndarray,
+               leaf_dist: sp.csr_matrix | None = None) -> sp.csr_matrix:
         """The leaf kernel (``kernel_tau``) and the top level's (``kernel_top_tau``) in one
-        matrix: each is the identity off its own level, so their sum minus one identity."""
+        matrix: each is the identity off its own level, so their sum minus one identity; with
+        ``leaf_dist``, the leaves' co-occurrence kernel (``kernel_cooc_tau``) on top, entry by
+        entry the larger of the two."""
         taus = {tree.depth - 1: self.kernel_top_tau}
         if self.kernel_tau < 1:  # a one-level tree's leaves are its top: the leaf kernel wins
             taus[0] = self.kernel_tau
         kernels = [node_kernel(tree, means, tau, levels=(lv,))
                    for lv, tau in taus.items() if tau < 1]
-        out = kernels[0]
+        out = kernels[0] if kernels else sp.identity(len(means), format="csr")
         for extra in kernels[1:]:
             out = out + extra - sp.identity(out.shape[0], format="csr")
+        if leaf_dist is not None and self.kernel_cooc_tau < 1:
+            out = out.maximum(cooccurrence_kernel(leaf_dist, means, self.kernel_cooc_tau,
+                                                  self.kernel_cooc_min_cos))
         return out.tocsr()
 
     def fit(self, problem: SelectionProblem, k: int) -> TagsSampler:

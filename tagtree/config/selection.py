@@ -202,6 +202,22 @@ class SampleConfig(Section):
         "goes to top nodes unlike the ones it has (two coding nodes count as one until the "
         "other topics have a pick); 1 = off.",
     )
+    kernel_cooc_tau: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="Covering a leaf also covers the leaves whose tags the same instances carry "
+        "(cosine of their instance columns above this, in proportion), when their meanings "
+        "are at least kernel_cooc_min_cos alike: one subtopic whose tags fell into two leaves "
+        "counts once; 1 = off.",
+    )
+    kernel_cooc_min_cos: float = Field(
+        0.4,
+        ge=-1,
+        le=1,
+        description="Cosine of two leaves' instance-mean embeddings below which their "
+        "co-occurrence does not count (kernel_cooc_tau).",
+    )
     quality_weight: float = Field(
         0.25,
         ge=0,

@@ -27,7 +27,7 @@ def tags_uses_embeddings(config: Config) -> bool:
     """TAGS reads instance embeddings for its centrality and node-kernel terms; without them
     (an embedder that cannot run) it still selects, with both terms off."""
     s = config.sample
-    return s.centrality > 0 or s.kernel_tau < 1 or s.kernel_top_tau < 1
+    return s.centrality > 0 or s.kernel_tau < 1 or s.kernel_top_tau < 1 or s.kernel_cooc_tau < 1
 
 
 def ensure_embeddings(store, config: Config, ids: list[str], embedder=None, *,
@@ -103,6 +103,8 @@ def selector_params(config: Config, method: str, seed: int | None = None) -> dic
                 "align_level": s.align_level, "typical": s.coverage == "typical",
                 "centrality": s.centrality,
                 "kernel_tau": s.kernel_tau, "kernel_top_tau": s.kernel_top_tau,
+                "kernel_cooc_tau": s.kernel_cooc_tau,
+                "kernel_cooc_min_cos": s.kernel_cooc_min_cos,
                 "align_leaf_weight": s.align_leaf_weight,
                 "strategy": s.strategy, "epsilon": s.epsilon, "random_state": seed}
     return {"random_state": seed, "threshold": s.deita_threshold, "max_pool": s.kcenter_max_pool}

@@ -96,12 +96,10 @@ def test_a_budget_of_one_per_subtopic_covers_every_subtopic(planted):
     p = _problem(planted)
     subtopics = np.array([r["subtopic"] for r in rows])
     k = len(set(subtopics))
-    # Exactly one pick per subtopic reaches most of them: 17 of 20 here, where the tree has 25
-    # leaves and the greedy cannot tell a subtopic's second leaf from a new subtopic (on the
-    # benchmark's larger planted set, 32 of 32); a budget of one per leaf reaches every one.
+    # Exactly one pick per subtopic reaches every one, though the tree split three subtopics
+    # over two leaves each (25 leaves): the same instances carry both halves' tags, so the
+    # co-occurrence kernel counts them once (17 of 20 without it).
     picked = _sampler("none").fit(p, k).selected_
-    assert len(set(subtopics[picked])) >= 0.85 * k
-    picked = _sampler("none").fit(p, tree.n_leaves).selected_
     assert len(set(subtopics[picked])) == k
     # and a budget of one per topic spreads over the topics first
     topics = np.array([r["topic"] for r in rows])
