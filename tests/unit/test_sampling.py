@@ -221,3 +221,23 @@ def test_compiled_lazy_greedy_picks_what_the_numpy_driver_picks(align):
     plain = TagsSampler(strategy="plain").fit(p, 20).selected_.tolist()
     obj, _ = TagsSampler().objective(p, 20)
     assert lazy_greedy(obj, p.n, 20, jit=True)[0].tolist() == plain
+
+
+def test_cooccurrence_kernel_links_leaves_the_same_instances_carry_when_they_mean_alike():
+    """Rows 0-2 carry tags of leaves 0 and 1 (one subtopic split by the strings); row 3 ties
+    leaf 0 to leaf 3, whose instances mean something else (orthogonal means); row 4 is on leaf
+    2 alone. Only the pair (0, 1) is linked, both ways, never a leaf with itself."""
+    import scipy.sparse as sp
+
+    from tagtree.sampling import cooccurrence_kernel
+
+    shares = sp.csr_matrix(np.array([[0.5, 0.5, 0, 0], [0.6, 0.4, 0, 0], [0.5, 0.5, 0, 0],
+                                     [0.5, 0, 0, 0.5], [0, 0, 1.0, 0]]))
+    means = _unit([[1, 0, 0], [1, 0.2, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]])  # 4 leaves + root
+    k = cooccurrence_kernel(shares, means, tau=0.3, min_cos=0.4).toarray()
+    assert k.shape == (5, 5)
+    assert k[0, 1] > 0.5 and k[0, 1] == k[1, 0]
+    assert k[0, 3] == 0 and k[3, 0] == 0  # co-occur, but unlike in meaning
+    assert np.count_nonzero(k) == 2 and np.allclose(np.diag(k), 0)
+    # without the meaning gate the (0, 3) pair is linked too
+    assert cooccurrence_kernel(shares, means, tau=0.3, min_cos=-1.0)[0, 3] > 0
