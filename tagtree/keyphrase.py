@@ -161,7 +161,8 @@ class KeyphraseTagger:
         return int(np.clip(round(n_candidates ** 0.5), self.min_tags, self.max_tags))
 
     def take_instance_vectors(self) -> tuple[list[str], np.ndarray] | None:
-        """The instance vectors computed since the last call (``mode="context"``): the same
+        """The instance vectors computed since the last call (every instance in
+        ``mode="context"``, those no longer than ``doc_chars`` in ``"separate"``): the same
         ``embedder.embed`` of ``instruction + "\\n" + response`` the tree context and the
         baselines ask for, so the caller can store them instead of embedding every text again."""
         if not self._instance_vecs:
@@ -190,10 +191,18 @@ class KeyphraseTagger:
             cache.clear()
         new = sorted({p for cands, _ in shortlists for p in cands if p not in cache})
         # The instance is represented by its beginning: the instruction and the response's head.
-        docs = [(it.instruction + "\n" + it.response)[: self.doc_chars] for it in items]
+        texts = [it.instruction + "\n" + it.response for it in items]
+        docs = [t[: self.doc_chars] for t in texts]
         vectors = self.embedder.embed(docs + new)
         doc_vecs = vectors[: len(docs)]
         cache.update(zip(new, vectors[len(docs):], strict=True))
+        # Where the beginning is the whole text (most instructions), its vector is the instance
+        # vector the tree's context and the baselines ask for (that text stripped; whitespace
+        # never reaches the word pieces): handed on to be stored, so no second embedder pass
+        # reads those texts (a third of an offline run's time).
+        self._instance_vecs.extend((it.instance_id, v) for it, text, v
+                                   in zip(items, texts, doc_vecs, strict=True)
+                                   if len(text) <= self.doc_chars)
         results = []
         for item, (cands, in_instruction), doc in zip(items, shortlists, doc_vecs, strict=True):
             results.append(self._pick(item, cands, in_instruction, doc,

@@ -70,7 +70,22 @@ def test_version_one_stays_selectable_under_its_fingerprint(embedder):
     # The fingerprint annotations from before version 2 were stored under: still valid for it.
     assert old.fingerprint == "keyphrase:minilm-l6-int8@1:c5369bb78b38"
     assert new.fingerprint != old.fingerprint and new.params()["version"] == 2
-    assert old.tag_many(ITEMS[:1])[0].status == OK and old.take_instance_vectors() is None
+    assert old.tag_many(ITEMS[:1])[0].status == OK
     with pytest.raises(ValueError, match="mode"):
         KeyphraseTagger(embedder, mode="static")
+
+
+def test_version_one_hands_on_the_vectors_of_instances_it_read_whole(embedder):
+    """Its document is the instance text's first doc_chars characters: for a text no longer
+    than that it is the instance vector ``ensure_embeddings`` would compute (stored instead of
+    a second pass); a longer text's is not."""
+    tagger = KeyphraseTagger(embedder, doc_chars=250)
+    long = TagInput("long", "Describe the water cycle in detail. " * 4,
+                    "Evaporation, condensation, precipitation and collection. " * 4)
+    results = tagger.tag_many(ITEMS + [long])
+    assert all(r.status == OK for r in results)
+    ids, vectors = tagger.take_instance_vectors()
+    assert ids == ["a", "b", "c"] and tagger.take_instance_vectors() is None
+    expected = embedder.embed([f"{it.instruction}\n{it.response}".strip() for it in ITEMS])
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
 
