@@ -111,6 +111,11 @@ class AnnotateConfig(Section):
         0, ge=0, description="Local LLM: llama.cpp threads (0: the CPU cores, at most 4; idle "
         "threads sleep, so neighbours keep their share).",
     )
+    local_decode_threads: int = Field(
+        1, ge=0, description="Local LLM: threads for decoding (token by token; at most "
+        "local_threads; 0: as many as local_threads). Each decode step ends on a thread "
+        "barrier that sleeping threads make slow: one thread decoded 2x faster than two.",
+    )
     local_poll: int = Field(
         0, ge=0, le=100, description="Local LLM: llama.cpp busy-wait polling level 0-100 (0: "
         "threads sleep; llama.cpp's 50 spun on cores other work needed).",
