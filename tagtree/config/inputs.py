@@ -116,6 +116,13 @@ class AnnotateConfig(Section):
         "local_threads; 0: as many as local_threads). Each decode step ends on a thread "
         "barrier that sleeping threads make slow: one thread decoded 2x faster than two.",
     )
+    local_spin: int = Field(
+        0, ge=0, description="Local LLM: rounds an idle OpenMP thread spins at a barrier before "
+        "it sleeps (GOMP_SPINCOUNT; 0: sleep at once). 3000 with local_decode_threads = 0 on "
+        "idle cores: 0.70-0.72 against 0.49 requests/s, but the first tag beside two busy "
+        "processes took 11-12 s against 8-9. Read when llama.cpp loads (once per process); OMP_WAIT_POLICY or GOMP_SPINCOUNT "
+        "in the environment win.",
+    )
     local_poll: int = Field(
         0, ge=0, le=100, description="Local LLM: llama.cpp busy-wait polling level 0-100 (0: "
         "threads sleep; llama.cpp's 50 spun on cores other work needed).",

@@ -384,7 +384,8 @@ def open_tagger(cfg, *, embedder=None) -> Iterator[Tagger]:
     a = cfg.annotate
     with LocalLLMServer(threads=a.local_threads or None, poll=a.local_poll,
                         parallel=a.local_parallel, batch=a.local_batch,
-                        decode_threads=a.local_decode_threads or None) as server:
+                        decode_threads=a.local_decode_threads or None,
+                        spin=a.local_spin) as server:
         # More requests than server slots only queue inside the server, where they time out:
         # match the slots, and allow for a slow shared CPU (nothing is billed locally).
         yield _llm_tagger(cfg, server.base_url, server.model,

@@ -52,7 +52,7 @@ class LocalLLMServer:
 
     def __init__(self, *, threads: int | None = None, parallel: int = 2, n_ctx: int = 4096,
                  startup_timeout_s: float = 120.0, warmup: bool = True, poll: int = 0,
-                 batch: int = 2048, decode_threads: int | None = 1):
+                 batch: int = 2048, decode_threads: int | None = 1, spin: int = 0):
         # One thread per core with busy-wait polling (llama.cpp's poll 50, GOMP's spinning idle
         # threads) collapsed beside CPU-bound neighbours: 14.3 s for a first request at
         # threads=2. With idle threads sleeping (poll 0, OMP_WAIT_POLICY=PASSIVE) every core
@@ -68,6 +68,7 @@ class LocalLLMServer:
         # Prompt evaluation (large batches) keeps every thread (235 against 130 tokens/s).
         self.decode_threads = min(decode_threads or self.threads, self.threads)
         self.poll = poll
+        self.spin = spin
         self.batch = batch
         self.parallel = parallel
         self.n_ctx = n_ctx  # shared by the parallel slots
@@ -81,7 +82,13 @@ class LocalLLMServer:
         path = model_path()
         # The wheel's ggml uses OpenMP, whose idle threads spin (GOMP's default) on cores that
         # CPU-bound neighbours need; read by libgomp when it loads, so set before the import.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        # ``spin`` > 0 lets them spin that many rounds at each barrier first (the environment's
+        # own OMP_WAIT_POLICY / GOMP_SPINCOUNT win): faster on idle cores, slower beside busy
+        # neighbours (docs/annotate.md). Read once, when libgomp loads.
+        if self.spin > 0 and "OMP_WAIT_POLICY" not in os.environ:
+            os.environ.setdefault("GOMP_SPINCOUNT", str(self.spin))
+        else:
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             import xllamacpp
         except ImportError:
