@@ -134,7 +134,9 @@ def node_kernel(tree: KnowledgeTree, means: np.ndarray, tau: float,
             import faiss
 
             m32 = np.ascontiguousarray(m, np.float32)
-            nlist = max(1, min(int(4 * math.sqrt(len(m32))), len(m32) // 40))
+            # 2 sqrt(n) lists: training (k-means over every node) is most of the cost, and
+            # 50K leaves trained in 1.0 s with 4 sqrt(n); searching 8 larger lists stays cheap.
+            nlist = max(1, min(int(2 * math.sqrt(len(m32))), len(m32) // 40))
             index = faiss.IndexIVFFlat(faiss.IndexFlatIP(m.shape[1]), m.shape[1], nlist,
                                        faiss.METRIC_INNER_PRODUCT)
             index.cp.seed = 0
