@@ -168,8 +168,8 @@ def cooccurrence_kernel(leaf_dist: sp.csr_matrix, means: np.ndarray, tau: float,
     ``min_cos`` alike; zero on the diagonal and off the leaves. The tag strings of one subtopic
     can fall into two leaves whose meanings are too far apart for ``node_kernel`` (cosine
     0.50-0.64 on the planted set, under its 0.7) while the same instances carry both: covering
-    one then covers the other too. The meaning gate keeps two unrelated tags that happen to
-    share instances (an exam question's subject and its format) apart."""
+    one then covers the other too. The meaning gate keeps apart unrelated leaves that merely
+    share instances (without it MT-Bench lost a category at 10%)."""
     dist = sp.csc_matrix(leaf_dist, dtype=np.float64)
     norms = np.sqrt(np.asarray(dist.multiply(dist).sum(axis=0)).ravel())
     unit = sp.csr_matrix(dist @ sp.diags(1.0 / np.maximum(norms, 1e-12)))

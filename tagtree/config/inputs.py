@@ -120,8 +120,8 @@ class AnnotateConfig(Section):
         0, ge=0, description="Local LLM: rounds an idle OpenMP thread spins at a barrier before "
         "it sleeps (GOMP_SPINCOUNT; 0: sleep at once). 3000 with local_decode_threads = 0 on "
         "idle cores: 0.70-0.72 against 0.49 requests/s, but the first tag beside two busy "
-        "processes took 11-12 s against 8-9. Read when llama.cpp loads (once per process); OMP_WAIT_POLICY or GOMP_SPINCOUNT "
-        "in the environment win.",
+        "processes took 11-12 s against 8-9. Read when llama.cpp loads (once per process); "
+        "OMP_WAIT_POLICY or GOMP_SPINCOUNT in the environment win.",
     )
     local_poll: int = Field(
         0, ge=0, le=100, description="Local LLM: llama.cpp busy-wait polling level 0-100 (0: "
