@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -43,15 +44,37 @@ def tag_partition(tagger, path: str) -> str:
              for r in rows]
     step = getattr(tagger, "chunk", 64)
     results: list[TagResult] = []
+    vec_ids: list[str] = []
+    vecs: list[np.ndarray] = []
     for i in range(0, len(items), step):
         results.extend(tagger.tag_many(items[i:i + step]))
+        # The keyphrase tagger's instance vectors (see KeyphraseTagger.take_instance_vectors):
+        # taken after every batch, so a worker never holds a partition's worth, and written
+        # beside the tags for the writer to store.
+        handed = tagger.take_instance_vectors() if hasattr(tagger, "take_instance_vectors") \
+            else None
+        if handed:
+            vec_ids.extend(handed[0])
+            vecs.append(handed[1])
     out = path.replace("pending-", "tagged-")
     pq.write_table(pa.Table.from_pylist(
         [{"instance_id": r.instance_id, "status": r.status, "tags": r.tags, "error": r.error,
           "attempts": r.attempts, "prompt_tokens": r.prompt_tokens,
           "completion_tokens": r.completion_tokens} for r in results],
         schema=_RESULT_SCHEMA), out)
+    if vec_ids:
+        flat = np.ascontiguousarray(np.vstack(vecs), dtype=np.float32)
+        offsets = pa.array(np.arange(0, flat.size + 1, flat.shape[1], dtype=np.int32))
+        pq.write_table(pa.table({
+            "instance_id": pa.array(vec_ids, pa.string()),
+            "embedder": pa.array([tagger.embedder.fingerprint] * len(vec_ids), pa.string()),
+            "vector": pa.ListArray.from_arrays(offsets, pa.array(flat.ravel()))}),
+            _vectors_path(out))
     return out
+
+
+def _vectors_path(tagged: str) -> str:
+    return tagged.replace("tagged-", "vectors-")
 
 
 def load_results(store, tagger: str, paths: list[str]) -> TagStats:
@@ -62,4 +85,15 @@ def load_results(store, tagger: str, paths: list[str]) -> TagStats:
         store.write_annotations(tagger, results)
         for result in results:
             stats.add(result)
+        vectors = Path(_vectors_path(path))
+        if vectors.exists():  # instance vectors the shard's tagger computed on the way
+            table = pq.read_table(vectors)
+            flat = table.column("vector").combine_chunks().flatten().to_numpy(
+                zero_copy_only=False).astype(np.float32, copy=False)
+            ids = table.column("instance_id").to_pylist()
+            embedders = table.column("embedder").to_pylist()
+            for name in sorted(set(embedders)):
+                rows = [i for i, e in enumerate(embedders) if e == name]
+                store.write_instance_embeddings(
+                    name, [ids[i] for i in rows], flat.reshape(len(ids), -1)[rows])
     return stats
