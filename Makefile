@@ -31,8 +31,8 @@ demo: install
 
 # Test files are spread over the cores (pytest-xdist); a file's tests share one worker, so the
 # module-scoped servers (Prefect, moto) start once per file as they do in a serial run.
-# The default suite leaves out the e2e tests (a real prefect server, moto S3, a browser: about
-# half of the whole run's time on 2 cores); CI runs them right after it (test-e2e).
+# The default suite leaves out the e2e tests (a real prefect server, moto S3, a browser: ~500 s
+# of test time, 350 s on their own on 2 cores); CI runs them right after it (test-e2e).
 test: install-test
 	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile -m "not model and not e2e"
 
