@@ -2,8 +2,9 @@
 
 For CPU-bound taggers (the keyphrase tagger embeds every instance): the writer exports the
 instances still lacking an ok annotation as Parquet partitions, shard tasks tag a partition each
-wherever the cluster runs them and write the results as Parquet, and the writer upserts those
-into ``annotations``. Nothing here needs the DuckDB file except export and load.
+wherever the cluster runs them and write the results as Parquet (with the instance vectors the
+keyphrase tagger computed on the way), and the writer upserts those into ``annotations`` (and
+``instance_embeddings``). Nothing here needs the DuckDB file except export and load.
 """
 
 from __future__ import annotations
