@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from tagtree.annotation import TagInput, TagResult, TagStats
 from tagtree.io.annotator import pending_inputs
+from tagtree.io.vector_columns import column_vectors, vector_column
 
 _RESULT_SCHEMA = pa.schema([
     ("instance_id", pa.string()), ("status", pa.string()), ("tags", pa.list_(pa.string())),
@@ -64,13 +65,10 @@ def tag_partition(tagger, path: str) -> str:
           "completion_tokens": r.completion_tokens} for r in results],
         schema=_RESULT_SCHEMA), out)
     if vec_ids:
-        flat = np.ascontiguousarray(np.vstack(vecs), dtype=np.float32)
-        offsets = pa.array(np.arange(0, flat.size + 1, flat.shape[1], dtype=np.int32))
         pq.write_table(pa.table({
             "instance_id": pa.array(vec_ids, pa.string()),
             "embedder": pa.array([tagger.embedder.fingerprint] * len(vec_ids), pa.string()),
-            "vector": pa.ListArray.from_arrays(offsets, pa.array(flat.ravel()))}),
-            _vectors_path(out))
+            "vector": vector_column(np.vstack(vecs))}), _vectors_path(out))
     return out
 
 
@@ -89,12 +87,10 @@ def load_results(store, tagger: str, paths: list[str]) -> TagStats:
         vectors = Path(_vectors_path(path))
         if vectors.exists():  # instance vectors the shard's tagger computed on the way
             table = pq.read_table(vectors)
-            flat = table.column("vector").combine_chunks().flatten().to_numpy(
-                zero_copy_only=False).astype(np.float32, copy=False)
+            flat = column_vectors(table.column("vector"))
             ids = table.column("instance_id").to_pylist()
             embedders = table.column("embedder").to_pylist()
             for name in sorted(set(embedders)):
                 rows = [i for i, e in enumerate(embedders) if e == name]
-                store.write_instance_embeddings(
-                    name, [ids[i] for i in rows], flat.reshape(len(ids), -1)[rows])
+                store.write_instance_embeddings(name, [ids[i] for i in rows], flat[rows])
     return stats

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from tagtree.io.vector_columns import column_vectors, vector_column
+
 
 class EmbedQueries:
     def missing_instance_embeddings(self, embedder: str, ids: list[str]) -> list[str]:
@@ -15,12 +17,9 @@ class EmbedQueries:
         return t.column("instance_id").to_pylist()
 
     def write_instance_embeddings(self, embedder: str, ids: list[str], vectors: np.ndarray) -> int:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        dim = vectors.shape[1] if vectors.ndim == 2 else 0
-        offsets = pa.array(np.arange(0, vectors.size + 1, max(dim, 1), dtype=np.int32))
         table = pa.table({"instance_id": pa.array(ids, pa.string()),
                           "embedder": pa.array([embedder] * len(ids), pa.string()),
-                          "vector": pa.ListArray.from_arrays(offsets, pa.array(vectors.ravel()))})
+                          "vector": vector_column(vectors)})
         return self.insert_arrow("instance_embeddings", table)
 
     def instance_vectors(self, embedder: str, ids: list[str]) -> np.ndarray:
@@ -30,6 +29,4 @@ class EmbedQueries:
                           ids, [embedder])
         if t.num_rows != len(ids):
             raise ValueError(f"{len(ids) - t.num_rows} instances have no '{embedder}' embedding")
-        col = t.column("vector").combine_chunks()
-        flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        return flat.reshape(len(ids), -1) if len(ids) else np.zeros((0, 0), np.float32)
+        return column_vectors(t.column("vector"))

@@ -10,22 +10,7 @@ import scipy.sparse as sp
 
 from tagtree.errors import TagtreeError
 from tagtree.hierarchy import KnowledgeTree
-
-
-def _vector_column(vectors: np.ndarray) -> pa.Array:
-    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
-    offsets = pa.array(np.arange(0, vectors.size + 1, max(vectors.shape[1], 1), dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, flat)
-
-
-def _vectors(column: pa.ChunkedArray, dim: int | None = None) -> np.ndarray:
-    """FLOAT[] column -> (n, d) float32 without a Python loop."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    n = len(arr)
-    if n == 0:
-        return np.zeros((0, dim or 0), np.float32)
-    flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    return flat.reshape(n, -1)
+from tagtree.io.vector_columns import column_vectors, vector_column
 
 
 class TreeQueries:
@@ -97,7 +82,7 @@ class TreeQueries:
 
     def write_tag_embeddings(self, embedder: str, tags: list[str], vectors: np.ndarray) -> int:
         table = pa.table({"tag": tags, "embedder": [embedder] * len(tags),
-                          "vector": _vector_column(vectors)})
+                          "vector": vector_column(vectors)})
         return self.insert_arrow("tag_embeddings", table)
 
     def tag_vectors(self, embedder: str, tags: list[str]) -> np.ndarray:
@@ -111,7 +96,7 @@ class TreeQueries:
             self.con.unregister("_wanted")
         if t.num_rows != len(tags):
             raise TagtreeError(f"{len(tags) - t.num_rows} tags have no '{embedder}' embedding")
-        return _vectors(t.column("vector"))
+        return column_vectors(t.column("vector"))
 
     # -- cluster names (LLM refinement cache) -----------------------------------------------
     def cluster_name(self, key: str) -> tuple[str, str] | None:
@@ -152,7 +137,7 @@ class TreeQueries:
             "level": pa.array(tree.level, pa.int32()),
             "name": tree.name, "description": tree.description,
             "size": pa.array(tree.size, pa.int64()),
-            "centroid": _vector_column(centroids)})
+            "centroid": vector_column(centroids)})
         leaf = pa.table({"tree_version": [version] * len(tags), "tag": tags,
                          "leaf_id": pa.array(tag_leaf, pa.int32()),
                          "distance": pa.array(1.0 - np.asarray(tag_similarity), pa.float32())})
@@ -186,7 +171,7 @@ class TreeQueries:
     def leaf_centroids(self, version: str) -> np.ndarray:
         t = self.arrow("SELECT centroid FROM tree_nodes WHERE tree_version = ? AND level = 0 "
                        "ORDER BY node_id", [version])
-        return _vectors(t.column("centroid"))
+        return column_vectors(t.column("centroid"))
 
     def tag_leaf_distances(self, version: str) -> np.ndarray:
         t = self.arrow("SELECT distance FROM tag_leaf WHERE tree_version = ?", [version])
