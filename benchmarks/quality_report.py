@@ -42,9 +42,10 @@ def print_result(r: dict) -> None:
         print(f"{label} {row['k']:>5} " + " ".join(f"{m[x]['covered']:>8.1f}" for x in methods))
         print(f"{'':>13} " + " ".join(f"{m[x]['entropy']:>8.3f}" for x in methods))
         print(f"{'':>13} " + " ".join(f"{m[x]['length']:>8.2f}" for x in methods))
-    bands = [f"{b:.0%}: {row['methods']['random']['length_in_band']:.0%}" if b < 1 else
-             f"{b}: {row['methods']['random']['length_in_band']:.0%}"
-             for b, row in r["selection"].items() if "length_in_band" in row["methods"]["random"]]
+    bands = [f"{b:.0%}" if b < 1 else f"{b}" for b in r["selection"]]
+    bands = [f"{label}: {row['methods']['random']['length_in_band']:.0%}"
+             for label, row in zip(bands, r["selection"].values(), strict=True)
+             if "length_in_band" in row["methods"]["random"]]
     if bands:
         print("random draws within 0.8-1.25x the pool's mean length: " + ", ".join(bands))
     if "alignment" in r:
