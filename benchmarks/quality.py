@@ -114,11 +114,6 @@ def pool_labels(store, ids: list[str], fields: tuple[str, ...]) -> dict[str, np.
     return {f: np.array([str(r.get(f, "?")) for r in rows]) for f in fields}
 
 
-def instruction_lengths(store, ids: list[str]) -> np.ndarray:
-    instructions, _ = store.instance_texts(ids)
-    return np.array([len(t or "") for t in instructions], dtype=np.float64)
-
-
 def build(db: Path, cfg_dict: dict):
     """Tree, grounding and scores with the library's stage bodies; the pool as a problem."""
     from tagtree.config import Config
@@ -350,7 +345,7 @@ def run_set(name: str, cache: Path, overrides: dict, llm: dict) -> dict:
     config, built, problem, ids, tree_s = build(db, cfg)
     with Store(str(db)) as store:
         labels = pool_labels(store, ids, (ds.top_field, ds.leaf_field))
-        lengths = instruction_lengths(store, ids)
+        lengths = store.instruction_lengths(ids)
     from tagtree.io.embedder import make_embedder
 
     embedder = make_embedder(config)

@@ -5,7 +5,10 @@ Each method runs in its own child process (peak RSS is per process and never goe
 loads the pool from an .npz written once. The pool: leaf popularity is Zipf-like (a few leaves
 hold many near-duplicate instances, most are rare), each instance sits on 1-4 leaves with weights
 summing to 1, tags of one instance mostly share a branch, quality ~ Beta(4, 2), and 64-d
-embeddings are the leaf's centroid plus noise (for DEITA / k-center).
+embeddings are the leaf's centroid plus noise (for DEITA / k-center), and instruction lengths
+are log-normal. ``tags:skewed`` draws the lengths from the quality instead (the best instances
+the longest), so the selection drifts out of the length band and the cost of the repair
+(``sample.length_band``) is measured.
 
     .venv/bin/python benchmarks/sample.py                     # 1M x 50K, all methods
     .venv/bin/python benchmarks/sample.py --n 100000 --leaves 5000 --methods tags,deita
@@ -104,10 +107,14 @@ def run_one(data: str, method: str, budget: float, kcenter_pool: int) -> dict:
     emb = z["emb"] if method.partition(":")[0] in ("deita", "kcenter", "tags") else None
     name, _, variant = method.partition(":")  # e.g. "tags:stochastic", "tags:quota"
     target = z["target"]  # KL is reported for every method; only tags:penalty/quota use it
+    lengths = z["lengths"]
+    if variant == "skewed":  # length rank = quality rank: the quality bonus favours long rows
+        q = z["quality"]
+        lengths = np.exp(5.5 + 1.5 * (q - q.mean()) / q.std())
     t0 = time.perf_counter()
     scorer = TreeScorer().fit(tree, g)
     problem = SelectionProblem(tree, scorer.weights_, z["quality"], scorer.ic_, embeddings=emb,
-                               target_mass=target)
+                               target_mass=target, lengths=lengths)
     setup_s = time.perf_counter() - t0
     rss_loaded = rss_mb()
     k = int(round(budget * problem.n))
@@ -119,13 +126,16 @@ def run_one(data: str, method: str, budget: float, kcenter_pool: int) -> dict:
         params = selector_params(Config(), "tags", 0) | {"align": "none"}
         if variant == "stochastic":
             params["strategy"] = "stochastic"
-        elif variant:
+        elif variant in ("penalty", "quota"):
             params["align"] = variant
     t1 = time.perf_counter()
     sel = make_selector(name, **params).fit(problem, k)
     select_s = time.perf_counter() - t1
     m = evaluate(problem, sel.selected_, near_duplicates=False)
     extra = {"kl_target": round(m["kl_target"], 4)} if "kl_target" in m else {}
+    if name == "tags":
+        extra |= {"length_ratio": round(m["length_ratio"], 3),
+                  "length_swaps": sel.length_swaps_, "length_weight": sel.length_weight_}
     return extra | {"method": method, "k": k, "setup_s": round(setup_s, 1),
             "select_s": round(select_s, 1), "rss_loaded_mb": round(rss_loaded),
             "peak_rss_mb": round(rss_mb()), "leaf_coverage": round(m["leaf_coverage"], 4),
@@ -141,7 +151,8 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS),
                     help="comma-separated; also 'tags:stochastic' (stochastic greedy) and "
                     "'tags:penalty' / 'tags:quota' (aligned to a synthetic target on 2%% of "
-                    "the leaves)")
+                    "the leaves) and 'tags:skewed' (lengths follow quality: the length "
+                    "band's repair at work)")
     ap.add_argument("--kcenter-pool", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -160,7 +171,8 @@ def main() -> None:
         data = str(Path(tmp) / "pool.npz")
         np.savez(data, parent=tree.parent, level=tree.level, g_data=g.data, g_indices=g.indices,
                  g_indptr=g.indptr, g_shape=np.array(g.shape), quality=quality, emb=emb,
-                 target=target)
+                 target=target, lengths=np.random.default_rng(args.seed + 1).lognormal(
+                     5.5, 0.8, args.n))
         del g, emb
         results = []
         for method in args.methods.split(","):

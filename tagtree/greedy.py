@@ -59,6 +59,38 @@ class Block:
         else:
             np.add.at(self.c, cols, self.X.data[lo:hi])
 
+    def set_selection(self, rows: np.ndarray) -> None:
+        """The running totals of exactly ``rows`` (a swap is judged against S - i, which
+        ``add`` alone cannot reach)."""
+        if len(rows) == 0:
+            self.c = np.zeros(self.X.shape[1])
+            return
+        sub = self.X[np.asarray(rows, dtype=np.int64)]
+        if self.kind == "facility":  # values are >= 0, so a max over no pick is 0 as before
+            self.c = sub.max(axis=0).toarray().ravel().astype(np.float64)
+        else:
+            self.c = np.asarray(sub.sum(axis=0), dtype=np.float64).ravel()
+
+    def drop(self, row: int, pos: int, picks: sp.csc_matrix | None) -> tuple:
+        """Take the pick ``row`` (at ``pos`` of the selection whose rows of X are ``picks``,
+        column-major; needed by "facility" only) out of the totals; returns what ``restore``
+        puts back. Only the row's own columns change."""
+        lo, hi = self.X.indptr[row], self.X.indptr[row + 1]
+        cols = self.X.indices[lo:hi]
+        saved = self.c[cols].copy()
+        if self.kind == "facility":  # the best of the other picks, column by column
+            for col in cols:
+                a, b = picks.indptr[col], picks.indptr[col + 1]
+                others = picks.data[a:b][picks.indices[a:b] != pos]
+                self.c[col] = others.max() if others.size else 0.0
+        else:
+            np.subtract.at(self.c, cols, self.X.data[lo:hi])
+        return cols, saved
+
+    def restore(self, undo: tuple) -> None:
+        cols, saved = undo
+        self.c[cols] = saved
+
     def value(self) -> float:
         c = self.c
         if self.kind == "align":
@@ -83,6 +115,10 @@ class Objective:
         for b in self.blocks:
             b.add(row)
 
+    def set_selection(self, rows: np.ndarray) -> None:
+        for b in self.blocks:
+            b.set_selection(rows)
+
     def value(self) -> float:
         return sum(b.value() for b in self.blocks)
 
@@ -102,6 +138,17 @@ def plain_greedy(obj: Objective, n: int, k: int) -> tuple[np.ndarray, np.ndarray
         order.append(row)
         gains.append(float(g[best]))
     return np.asarray(order, dtype=np.int64), np.asarray(gains)
+
+
+def replay_gains(obj: Objective, order: np.ndarray) -> np.ndarray:
+    """Marginal gain of each pick in ``order`` from an empty selection (after a selection was
+    edited, e.g. by ``tagtree.length_balance``); leaves ``obj`` holding the whole order."""
+    obj.set_selection(np.empty(0, dtype=np.int64))
+    gains = np.empty(len(order))
+    for pos, row in enumerate(np.asarray(order, dtype=np.int64)):
+        gains[pos] = obj.gains(np.array([row]))[0]
+        obj.add(int(row))
+    return gains
 
 
 # Below this many rows the numpy driver is as fast as compiling (a first call compiles for

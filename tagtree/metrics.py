@@ -10,6 +10,8 @@ All computed on the knowledge tree, so any method's selection is judged by the s
   size (``align_level``: the lowest level where the target touches at most k nodes), the level
   TAGS aligns on (>= 0, down);
 - ``mean_quality``: mean q(x) of the selection (0..1, up);
+- ``length_ratio``: the selection's mean instruction length over the pool's (near 1: neither
+  the long nor the short instances favoured), when the problem carries lengths;
 - ``same_leaves``: selected instances grounded on exactly the leaves of an earlier pick (down);
 - ``near_duplicates``: selected instances with cosine >= ``dup_threshold`` to an earlier pick,
   when embeddings exist (down).
@@ -20,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from tagtree.align import alignment_level, leaf_mass, level_kl, selection_kl, smoothed
+from tagtree.length_balance import length_ratio
 from tagtree.sampling import SelectionProblem
 
 
@@ -94,6 +97,8 @@ def evaluate(problem: SelectionProblem, rows, *, smoothing: float = 0.01,
         out["kl_target_aligned"] = level_kl(problem.tree, problem.target_mass,
                                             problem.leaf_dist, rows, level, smoothing)
     out["mean_quality"] = float(problem.quality[rows].mean()) if len(rows) else 0.0
+    if problem.lengths is not None and len(rows):
+        out["length_ratio"] = length_ratio(problem.lengths, rows)
     out["same_leaves"] = float(count_same_leaves(problem, rows))
     if near_duplicates and problem.embeddings is not None and len(rows):
         out["near_duplicates"] = float(

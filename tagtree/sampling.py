@@ -65,8 +65,16 @@ from tagtree.align import (
     primary_leaves,
     smoothed,
 )
-from tagtree.greedy import Block, Objective, lazy_greedy, plain_greedy, stochastic_greedy
+from tagtree.greedy import (
+    Block,
+    Objective,
+    lazy_greedy,
+    plain_greedy,
+    replay_gains,
+    stochastic_greedy,
+)
 from tagtree.hierarchy import KnowledgeTree
+from tagtree.length_balance import balance_length, length_ratio
 from tagtree.vectors import l1_normalise_rows, l2_normalise_rows
 
 METHODS = ("tags", "random", "instag", "deita", "kcenter", "quality", "kmeans")
@@ -235,6 +243,7 @@ class SelectionProblem:
     ic: np.ndarray  # (n_nodes,) IC(v)
     embeddings: np.ndarray | None = None  # (n x d) L2-normalised, for deita / kcenter
     target_mass: np.ndarray | None = None  # (n_leaves,) instance-normalised target leaf mass
+    lengths: np.ndarray | None = None  # (n,) instruction characters, for ``length_band``
 
     def __post_init__(self):
         self.weights = sp.csr_matrix(self.weights, dtype=np.float64)
@@ -276,7 +285,9 @@ class SelectionProblem:
 class TagsSampler:
     """TAGS selection. ``fit(problem, k)`` sets ``selected_`` (rows in pick order), ``gains_``
     (marginal gain of each pick), ``objective_`` (final value, including the alignment term) and
-    ``aligned_`` (whether a target steered the selection)."""
+    ``aligned_`` (whether a target steered the selection); with ``problem.lengths``, also
+    ``length_swaps_`` and ``length_weight_`` (what the length band took: swaps made, weight of
+    the length bonus searched; 0 when the greedy's selection was inside the band)."""
 
     name = "tags"
 
@@ -288,7 +299,8 @@ class TagsSampler:
                  window: int = 4096, random_state: int = 0, typical: bool = False,
                  centrality: float = 0.3, kernel_tau: float = 0.7,
                  kernel_top_tau: float = 0.2, align_leaf_weight: float = 1.0,
-                 kernel_cooc_tau: float = 0.3, kernel_cooc_min_cos: float = 0.4):
+                 kernel_cooc_tau: float = 0.3, kernel_cooc_min_cos: float = 0.4,
+                 length_band: float = 1.25):
         self.level_decay = level_decay
         self.concave = concave
         self.mass_weight = mass_weight
@@ -309,6 +321,7 @@ class TagsSampler:
         self.align_leaf_weight = align_leaf_weight
         self.kernel_cooc_tau = kernel_cooc_tau
         self.kernel_cooc_min_cos = kernel_cooc_min_cos
+        self.length_band = length_band
 
     def level_weights(self, tree: KnowledgeTree) -> np.ndarray:
         """gamma per node: level_decay ** (levels between the node's level and the top)."""
@@ -403,19 +416,104 @@ class TagsSampler:
         k = max(0, min(int(k), problem.n))
         obj, pi = self.objective(problem, k)
         self.aligned_ = pi is not None
-        if self.strategy == "plain":
-            order, gains = plain_greedy(obj, problem.n, k)
-        elif pi is not None and self.align == "quota":  # quotas need the lazy greedy's queue
-            groups, quotas = self._quotas(problem, pi, k)
-            order, gains = lazy_greedy(obj, problem.n, k, batch=self.batch, window=self.window,
-                                       groups=groups, quotas=quotas)
-        elif self.strategy == "stochastic":
-            order, gains = stochastic_greedy(obj, problem.n, k, epsilon=self.epsilon,
-                                             rng=np.random.default_rng(self.random_state))
-        else:
-            order, gains = lazy_greedy(obj, problem.n, k, batch=self.batch, window=self.window)
+        quotas = self._quotas(problem, pi, k) if pi is not None and self.align == "quota" else None
+        order, gains = self._greedy(obj, problem.n, k, quotas)
+        self.length_swaps_, self.length_weight_ = 0, 0.0
+        # An aligned selection follows the target's instances, lengths included (on MT-Bench
+        # a swap inside an aligned node traded a target-category pick for another category's).
+        if self.length_band > 1 and problem.lengths is not None and k and not self.aligned_:
+            order, edited = self._balance_length(obj, problem, k, quotas, order)
+            if edited:
+                gains = replay_gains(obj, order)  # gains of F itself, summing to F(S)
         self.selected_, self.gains_, self.objective_ = order, gains, obj.value()
         return self
+
+    def _greedy(self, obj: Objective, n: int, k: int, quotas) -> tuple[np.ndarray, np.ndarray]:
+        if self.strategy == "plain":
+            return plain_greedy(obj, n, k)
+        if quotas is not None:  # quotas need the lazy greedy's queue
+            return lazy_greedy(obj, n, k, batch=self.batch, window=self.window,
+                               groups=quotas[0], quotas=quotas[1])
+        if self.strategy == "stochastic":
+            return stochastic_greedy(obj, n, k, epsilon=self.epsilon,
+                                     rng=np.random.default_rng(self.random_state))
+        return lazy_greedy(obj, n, k, batch=self.batch, window=self.window)
+
+    def _balance_length(self, obj: Objective, problem: SelectionProblem, k: int, quotas,
+                        order: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Bring the selection's mean length into the band (docs/sample.md, "Length band"):
+        a drift too wide for swaps (e.g. quality that grows with length at 50,000 picks) is
+        first steered by a modular length bonus whose weight is searched, then the swaps
+        close the rest. Returns (order, whether it changed)."""
+        band, lengths = self.length_band, problem.lengths
+        ratio = length_ratio(lengths, order)
+        if 1 / band <= ratio <= band:
+            return order, False
+        groups = self._swap_groups(problem)
+        balanced, swaps = balance_length(obj, order, lengths, band, groups)
+        if not 1 / band <= length_ratio(lengths, balanced) <= band:
+            weighted = self._length_weighted(obj, problem, k, quotas, 1.0 if ratio < 1 else -1.0)
+            if weighted is not None:
+                balanced, swaps = balance_length(obj, weighted, lengths, band, groups)
+        self.length_swaps_ = swaps
+        obj.set_selection(balanced)
+        return balanced, bool(swaps) or self.length_weight_ > 0
+
+    def _length_weighted(self, obj: Objective, problem: SelectionProblem, k: int, quotas,
+                         need: float) -> np.ndarray | None:
+        """Greedy on F + w * gamma_leaf * sum_x z(x) (z: the standardised log length, signed
+        toward the band and shifted to >= 0, so F + bonus stays monotone submodular and greedy
+        keeps its bound for it), with the smallest weight w found (doubling from 1/16 of a new
+        leaf, then bisection) whose selection reaches the band or the swaps' reach; None when
+        none up to 64 does."""
+        band, lengths = self.length_band, problem.lengths
+        z = np.log1p(lengths)
+        z = need * (z - z.mean()) / max(float(z.std()), 1e-12)
+        z -= z.min()
+        leaf_gamma = float(self.level_decay ** (problem.tree.depth - 1))
+        bonus = Block(sp.csr_matrix(z.reshape(-1, 1)), np.array([leaf_gamma]), "linear")
+
+        def run(weight: float) -> np.ndarray:
+            bonus.weight = np.array([weight * leaf_gamma])
+            obj.blocks.append(bonus)
+            obj.set_selection(np.empty(0, dtype=np.int64))
+            try:
+                return self._greedy(obj, problem.n, k, quotas)[0]
+            finally:
+                obj.blocks.pop()
+
+        def short_of_band(rows: np.ndarray) -> bool:  # still on the starting side
+            r = length_ratio(lengths, rows)
+            return r < 1 / band if need > 0 else r > band
+
+        lo, hi, best = 0.0, 1 / 16, None
+        while hi <= 64:
+            rows = run(hi)
+            if not short_of_band(rows):
+                best = rows
+                break
+            lo, hi = hi, hi * 2
+        if best is None:
+            return None
+        for _ in range(5):  # bisection: the least bonus that still gets there
+            mid = (lo + hi) / 2
+            rows = run(mid)
+            if short_of_band(rows):
+                lo = mid
+            else:
+                hi, best = mid, rows
+        self.length_weight_ = hi
+        return best
+
+    def _swap_groups(self, problem: SelectionProblem) -> np.ndarray:
+        """Each row's primary node on the top level: a length swap stays inside it, so what
+        the greedy covered there stays covered. -1: no path."""
+        tree = problem.tree
+        on_level = problem.paths[:, tree.nodes_at(tree.depth - 1)].tocsr()
+        groups = np.full(problem.n, -1, dtype=np.int64)
+        rows = np.flatnonzero(np.diff(on_level.indptr) > 0)
+        groups[rows] = on_level.indices[on_level.indptr[rows]]
+        return groups
 
     def _quotas(self, problem: SelectionProblem, pi: np.ndarray, k: int):
         """Group = an instance's heaviest node on the alignment level; quota of a group = its

@@ -218,6 +218,12 @@ class SampleConfig(Section):
         description="Cosine of two leaves' instance-mean embeddings below which their "
         "co-occurrence does not count (kernel_cooc_tau).",
     )
+    length_band: float = Field(
+        1.25,
+        description="Keep the selection's mean instruction length within [1/b, b] times the "
+        "pool's (b = length_band) by the cheapest swaps inside the same top-level node "
+        "(docs/sample.md); 0 or 1 = off.",
+    )
     quality_weight: float = Field(
         0.25,
         ge=0,
@@ -260,4 +266,12 @@ class SampleConfig(Section):
     def _split_pool(cls, value):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()] or None
+        return value
+
+    @field_validator("length_band")
+    @classmethod
+    def _band(cls, value: float) -> float:
+        if value < 0 or 0 < value < 1:
+            raise ValueError("length_band is a factor >= 1 (1.25: within 0.8-1.25x the pool's "
+                             "mean length), or 0 to turn the balance off")
         return value

@@ -89,7 +89,7 @@ def load_problem(store, config: Config, tree_version: str | None, *,
                 target_mass = leaf_mass(l1_normalise_rows(tleaves))
     vectors = ensure_embeddings(store, config, ids, resources=resources) if embeddings else None
     problem = SelectionProblem(tree, scorer.weights_, quality, scorer.ic_, embeddings=vectors,
-                               target_mass=target_mass)
+                               target_mass=target_mass, lengths=store.instruction_lengths(ids))
     return problem, ids, info
 
 
@@ -105,7 +105,7 @@ def selector_params(config: Config, method: str, seed: int | None = None) -> dic
                 "kernel_tau": s.kernel_tau, "kernel_top_tau": s.kernel_top_tau,
                 "kernel_cooc_tau": s.kernel_cooc_tau,
                 "kernel_cooc_min_cos": s.kernel_cooc_min_cos,
-                "align_leaf_weight": s.align_leaf_weight,
+                "align_leaf_weight": s.align_leaf_weight, "length_band": s.length_band,
                 "strategy": s.strategy, "epsilon": s.epsilon, "random_state": seed}
     return {"random_state": seed, "threshold": s.deita_threshold, "max_pool": s.kcenter_max_pool}
 

@@ -36,6 +36,13 @@ class SampleQueries:
                           "ON i.id = w.instance_id ORDER BY w.pos", ids, [])
         return t.column("instruction").to_pylist(), t.column("response").to_pylist()
 
+    def instruction_lengths(self, ids: list[str]) -> np.ndarray:
+        """Characters of each instruction in ``ids`` order (counted in DuckDB: the texts
+        themselves are not loaded)."""
+        t = self._aligned("SELECT coalesce(length(i.instruction), 0) AS n FROM _ids w "
+                          "LEFT JOIN instances i ON i.id = w.instance_id ORDER BY w.pos", ids, [])
+        return t.column("n").to_numpy().astype(np.float64)
+
     # -- selections ------------------------------------------------------------------------
     def write_selection(self, run_id: str, method: str, ids: list[str], gains) -> int:
         gains = np.asarray(gains, dtype=np.float64)
