@@ -20,7 +20,7 @@ from tagtree.cli.common import (
 from tagtree.errors import TagtreeError
 
 _COLUMNS = ("selected", "leaf_coverage", "entropy_l0", "entropy_l1", "entropy_l2", "kl_target",
-            "mean_quality", "same_leaves", "near_duplicates", "seconds")
+            "mean_quality", "length_ratio", "same_leaves", "near_duplicates", "seconds")
 
 
 def register(app: typer.Typer) -> None:

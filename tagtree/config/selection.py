@@ -220,9 +220,10 @@ class SampleConfig(Section):
     )
     length_band: float = Field(
         1.25,
-        description="Keep the selection's mean instruction length within [1/b, b] times the "
-        "pool's (b = length_band) by the cheapest swaps inside the same top-level node "
-        "(docs/sample.md); 0 or 1 = off.",
+        description="Keep an unaligned selection's mean instruction length within [1/b, b] "
+        "times the pool's (b = length_band): the cheapest swaps inside a top-level node, after "
+        "a searched length bonus when the drift is too wide for swaps (docs/sample.md); "
+        "0 = off.",
     )
     quality_weight: float = Field(
         0.25,

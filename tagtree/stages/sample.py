@@ -167,6 +167,8 @@ def run_sample(store, cfg, tree_version: str | None, run_id: str, *,
             f"coverage {main['leaf_coverage']:.3f} (pool {pool['leaf_coverage']:.3f})")
     if kl_before is not None:
         line += f", KL to target {kl_before:.3f} -> {main['kl_target']:.3f}"
+    if "length_ratio" in main:
+        line += f", mean instruction length {main['length_ratio']:.2f}x the pool's"
     return {"table": "selections", "run_id": run_id, "tree_version": problem.tree.version,
             "pool": problem.n, "budget": config.sample.budget, "selected": int(main["selected"]),
             "methods": results, "skipped": skipped,

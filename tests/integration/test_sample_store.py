@@ -104,6 +104,22 @@ def test_sample_aligns_to_the_target_and_records_metrics(grounded):
     json.dumps(out)  # the summary must be JSON-able for Prefect's result store
 
 
+def test_the_length_ratio_is_measured_from_the_stored_instructions(grounded):
+    """The stage reads each instruction's length in DuckDB; the stored metric is the picks'
+    mean over the pool's, recomputed here from the texts themselves, and inside the band."""
+    out = run_sample(grounded, cfg(budget="0.1", align="none"), VERSION, "len")
+    with Store(grounded) as store:
+        picked = [r[0] for r in store.rows("SELECT instance_id FROM selections WHERE run_id = "
+                                           "'len' ORDER BY rank")]
+        pool = store.pool_ids(None)
+        lengths = {i: len(t) for i, t in zip(pool, store.instance_texts(pool)[0])}
+        stored = store.selection_metrics("len")["tags"]["length_ratio"]
+    want = np.mean([lengths[i] for i in picked]) / np.mean(list(lengths.values()))
+    assert stored == pytest.approx(want)
+    assert 0.8 <= stored <= 1.25
+    assert "mean instruction length" in out["line"]
+
+
 def test_without_scores_sampling_falls_back_to_tree_quality(grounded):
     out = run_sample(grounded, cfg(budget="10"), VERSION, "r")
     assert out["scored"] == 0 and out["selected"] == 10
