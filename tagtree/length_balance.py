@@ -4,14 +4,15 @@ Coverage-driven selection drifts in length: on MT-Bench every category but extra
 shorter than the pool's mean (299 characters, median 185), so four picks from four
 categories averaged 0.73x the pool's length; the old first-coverage bonus made picks 1.5x
 longer. ``balance_length`` repairs a greedy selection whose mean length falls outside
-[pool / band, pool * band]: it swaps a pick for a pool instance of the same group (its
-primary node on the top level, or on the alignment level, so top-level coverage and quotas
-hold) whose length moves the mean toward the band, choosing each time the swap that loses
+[pool / band, pool * band]: it swaps a pick for a pool instance of the same group (the
+sampler passes each row's primary node on the top level, so the top level keeps what it
+covered) whose length moves the mean toward the band, choosing each time the swap that loses
 the least objective (exactly: F(S - i + j) - F(S), with i taken out by ``Block.drop``),
-per unit of length moved unless a swap lands inside the band. It stops once inside, or after
-``max_swaps``. The greedy's (1 - 1/e) bound is for the unconstrained objective; each swap
-gives up only what the table of gains says, and a selection already in the band is returned
-untouched.
+per unit of length moved unless a swap lands inside the band. It stops once inside, after
+``max_swaps``, or at once when no ``max_swaps`` swaps could get there (the sampler then
+steers the greedy with a length bonus first: ``TagsSampler._length_weighted``). The greedy's
+(1 - 1/e) bound is for the objective without the band; each swap gives up exactly the
+objective it says, and a selection already in the band is returned untouched.
 """
 
 from __future__ import annotations

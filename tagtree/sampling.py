@@ -422,7 +422,7 @@ class TagsSampler:
         # An aligned selection follows the target's instances, lengths included (on MT-Bench
         # a swap inside an aligned node traded a target-category pick for another category's).
         if self.length_band > 1 and problem.lengths is not None and k and not self.aligned_:
-            order, edited = self._balance_length(obj, problem, k, quotas, order)
+            order, edited = self._balance_length(obj, problem, k, order)
             if edited:
                 gains = replay_gains(obj, order)  # gains of F itself, summing to F(S)
         self.selected_, self.gains_, self.objective_ = order, gains, obj.value()
@@ -439,7 +439,7 @@ class TagsSampler:
                                      rng=np.random.default_rng(self.random_state))
         return lazy_greedy(obj, n, k, batch=self.batch, window=self.window)
 
-    def _balance_length(self, obj: Objective, problem: SelectionProblem, k: int, quotas,
+    def _balance_length(self, obj: Objective, problem: SelectionProblem, k: int,
                         order: np.ndarray) -> tuple[np.ndarray, bool]:
         """Bring the selection's mean length into the band (docs/sample.md, "Length band"):
         a drift too wide for swaps (e.g. quality that grows with length at 50,000 picks) is
@@ -452,20 +452,20 @@ class TagsSampler:
         groups = self._swap_groups(problem)
         balanced, swaps = balance_length(obj, order, lengths, band, groups)
         if not 1 / band <= length_ratio(lengths, balanced) <= band:
-            weighted = self._length_weighted(obj, problem, k, quotas, 1.0 if ratio < 1 else -1.0)
+            weighted = self._length_weighted(obj, problem, k, 1.0 if ratio < 1 else -1.0)
             if weighted is not None:
                 balanced, swaps = balance_length(obj, weighted, lengths, band, groups)
         self.length_swaps_ = swaps
         obj.set_selection(balanced)
         return balanced, bool(swaps) or self.length_weight_ > 0
 
-    def _length_weighted(self, obj: Objective, problem: SelectionProblem, k: int, quotas,
+    def _length_weighted(self, obj: Objective, problem: SelectionProblem, k: int,
                          need: float) -> np.ndarray | None:
         """Greedy on F + w * gamma_leaf * sum_x z(x) (z: the standardised log length, signed
         toward the band and shifted to >= 0, so F + bonus stays monotone submodular and greedy
         keeps its bound for it), with the smallest weight w found (doubling from 1/16 of a new
-        leaf, then bisection) whose selection reaches the band or the swaps' reach; None when
-        none up to 64 does."""
+        leaf, then four bisection steps: at most 13 greedy runs) whose selection reaches the
+        band or beyond; None when no weight up to 16 new leaves per pick does."""
         band, lengths = self.length_band, problem.lengths
         z = np.log1p(lengths)
         z = need * (z - z.mean()) / max(float(z.std()), 1e-12)
@@ -478,7 +478,7 @@ class TagsSampler:
             obj.blocks.append(bonus)
             obj.set_selection(np.empty(0, dtype=np.int64))
             try:
-                return self._greedy(obj, problem.n, k, quotas)[0]
+                return self._greedy(obj, problem.n, k, None)[0]
             finally:
                 obj.blocks.pop()
 
@@ -487,7 +487,7 @@ class TagsSampler:
             return r < 1 / band if need > 0 else r > band
 
         lo, hi, best = 0.0, 1 / 16, None
-        while hi <= 64:
+        while hi <= 16:
             rows = run(hi)
             if not short_of_band(rows):
                 best = rows
@@ -495,7 +495,7 @@ class TagsSampler:
             lo, hi = hi, hi * 2
         if best is None:
             return None
-        for _ in range(5):  # bisection: the least bonus that still gets there
+        for _ in range(4):  # bisection: the least bonus that still gets there
             mid = (lo + hi) / 2
             rows = run(mid)
             if short_of_band(rows):
