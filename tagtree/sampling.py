@@ -39,6 +39,11 @@ Facility location (a max of fixed values a(x, v), whatever K and cent are) and
 concave-over-modular terms are monotone submodular, so F is too and greedy keeps (1 - 1/e).
 Without instance embeddings both terms are off (c = 0, K = identity).
 
+Length band (``length_band``, ``tagtree.length_balance``): an unaligned selection whose mean
+instruction length leaves [1/b, b] x the pool's is repaired after the greedy by the swaps
+inside a top-level node that cost F least (after a searched modular length bonus when the drift
+is too wide for swaps); MT-Bench's 4-pick budget went from 0.73x to 0.85x with one swap.
+
 Alignment works on the *alignment level*: the lowest level at which the target touches at most
 k nodes (``tagtree.align.alignment_level``), or ``align_level`` when set. ``penalty`` maximises
 F(S) - lambda' * KL(pi || p_S) on that level's nodes: for a fixed k, -KL(pi || p_S) =
