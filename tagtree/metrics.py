@@ -97,8 +97,9 @@ def evaluate(problem: SelectionProblem, rows, *, smoothing: float = 0.01,
         out["kl_target_aligned"] = level_kl(problem.tree, problem.target_mass,
                                             problem.leaf_dist, rows, level, smoothing)
     out["mean_quality"] = float(problem.quality[rows].mean()) if len(rows) else 0.0
-    if problem.lengths is not None and len(rows):
-        out["length_ratio"] = length_ratio(problem.lengths, rows)
+    ratio = length_ratio(problem.lengths, rows) if problem.lengths is not None else np.nan
+    if np.isfinite(ratio):  # not for an empty selection, nor a pool of empty instructions
+        out["length_ratio"] = ratio
     out["same_leaves"] = float(count_same_leaves(problem, rows))
     if near_duplicates and problem.embeddings is not None and len(rows):
         out["near_duplicates"] = float(

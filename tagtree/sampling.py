@@ -256,6 +256,10 @@ class SelectionProblem:
         self.quality = np.asarray(self.quality, dtype=np.float64)
         self.leaf_dist = l1_normalise_rows(self.weights[:, : self.tree.n_leaves])
         self.leaf_dist.sort_indices()
+        if self.lengths is not None:
+            self.lengths = np.asarray(self.lengths, dtype=np.float64)
+            if self.lengths.shape != (self.n,):
+                raise ValueError(f"lengths has {self.lengths.size} values for {self.n} instances")
 
     @property
     def n(self) -> int:

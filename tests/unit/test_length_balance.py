@@ -153,3 +153,14 @@ def test_a_drift_too_wide_for_swaps_is_steered_by_the_length_bonus():
     assert 0.8 <= length_ratio(lengths, banded.selected_) <= 1.25
     assert len(set(banded.selected_)) == 150
     assert banded.gains_.sum() == pytest.approx(banded.objective_)
+
+
+def test_lengths_must_match_the_pool():
+    tree = balanced_tree(3, 5)
+    scorer = TreeScorer().fit(tree, random_pool(20, 15, seed=0))
+    with pytest.raises(ValueError, match="19 values for 20 instances"):
+        SelectionProblem(tree, scorer.weights_, scorer.quality_, scorer.ic_,
+                         lengths=np.ones(19))
+    ok = SelectionProblem(tree, scorer.weights_, scorer.quality_, scorer.ic_,
+                          lengths=[3] * 20)  # a list is taken as an array
+    assert ok.lengths.dtype == np.float64
