@@ -345,7 +345,7 @@ def run_set(name: str, cache: Path, overrides: dict, llm: dict) -> dict:
     config, built, problem, ids, tree_s = build(db, cfg)
     with Store(str(db)) as store:
         labels = pool_labels(store, ids, (ds.top_field, ds.leaf_field))
-        lengths = store.instruction_lengths(ids)
+    lengths = problem.lengths  # the sample stage's own query, in ids order
     from tagtree.io.embedder import make_embedder
 
     embedder = make_embedder(config)
