@@ -117,13 +117,16 @@ class KeyphraseTagger:
     of novelty, 0 = pure relevance), ``instruction_bonus`` (added to the similarity of phrases
     found in the instruction), ``chunk`` (instances per embed call), ``rerank`` (``"context"``:
     the ``rerank x n_tags`` candidates best by token states are embedded on their own for the
-    final ranking; 0: token states only, fastest).
+    final ranking; 0: token states only, fastest), ``hand_on`` (keep the instance vectors
+    for ``take_instance_vectors``; False when this embedder is not the one the tree and the
+    baselines use, whose vectors nobody would read).
     """
 
     def __init__(self, embedder: Embedder, *, mode: str = "separate", min_tags: int = 2,
                  max_tags: int = 12, max_candidates: int = 30, diversity: float = 0.4,
                  instruction_bonus: float = 0.05, max_chars: int = 4000, doc_chars: int = 1000,
-                 chunk: int = 256, cache_size: int = 200_000, rerank: int = 2):
+                 chunk: int = 256, cache_size: int = 200_000, rerank: int = 2,
+                 hand_on: bool = True):
         if mode not in MODES:
             raise ValueError(f"keyphrase mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.embedder = embedder
@@ -138,6 +141,7 @@ class KeyphraseTagger:
         self.chunk = chunk
         self.cache_size = cache_size
         self.rerank = rerank
+        self.hand_on = hand_on
         self._phrase_vecs: dict[str, np.ndarray] = {}  # phrases recur across instances
         self._instance_vecs: list[tuple[str, np.ndarray]] = []
         self.fingerprint = tagger_fingerprint("keyphrase", embedder.fingerprint, self.params())
@@ -200,9 +204,10 @@ class KeyphraseTagger:
         # vector the tree's context and the baselines ask for (that text stripped; whitespace
         # never reaches the word pieces): handed on to be stored, so no second embedder pass
         # reads those texts (a third of an offline run's time).
-        self._instance_vecs.extend((it.instance_id, v) for it, text, v
-                                   in zip(items, texts, doc_vecs, strict=True)
-                                   if len(text) <= self.doc_chars)
+        if self.hand_on:
+            self._instance_vecs.extend((it.instance_id, v) for it, text, v
+                                       in zip(items, texts, doc_vecs, strict=True)
+                                       if len(text) <= self.doc_chars)
         results = []
         for item, (cands, in_instruction), doc in zip(items, shortlists, doc_vecs, strict=True):
             results.append(self._pick(item, cands, in_instruction, doc,
@@ -243,7 +248,7 @@ class KeyphraseTagger:
                     results[i] = ranked
                 else:
                     shortlists[i] = ranked
-                if whole[i]:
+                if whole[i] and self.hand_on:
                     self._instance_vecs.append((item.instance_id, pooled[j]))
         if self.rerank and shortlists:
             # The final ranking on the phrases' own embeddings (cached across instances), for

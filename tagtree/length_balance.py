@@ -68,9 +68,9 @@ def balance_length(obj: Objective, order: np.ndarray, lengths: np.ndarray, band:
                 continue
             if part.size > max_partners:
                 part = part[np.linspace(0, part.size - 1, max_partners).astype(np.int64)]
-            undo = [b.drop(i, int(pos), p) for b, p in zip(obj.blocks, picks)]
+            undo = [b.drop(i, int(pos), p) for b, p in zip(obj.blocks, picks, strict=True)]
             delta = obj.gains(part) - obj.gains(np.array([i]))[0]  # F(S - i + j) - F(S)
-            for b, u in zip(obj.blocks, undo):
+            for b, u in zip(obj.blocks, undo, strict=True):
                 b.restore(u)
             new_total = total - lengths[i] + lengths[part]
             inside = (new_total >= lo) & (new_total <= hi)
@@ -79,7 +79,7 @@ def balance_length(obj: Objective, order: np.ndarray, lengths: np.ndarray, band:
                 j = int(cand[np.argmax(delta[cand])])
                 key = (True, float(delta[j]))
             else:  # no overshoot past the far edge; cheapest per unit of length moved
-                ok = np.flatnonzero(new_total <= hi) if need > 0 else np.flatnonzero(new_total >= lo)
+                ok = np.flatnonzero(new_total <= hi if need > 0 else new_total >= lo)
                 if not ok.size:
                     continue
                 moved = need * (new_total[ok] - total)
@@ -112,4 +112,4 @@ def _members(groups: np.ndarray) -> dict[int, np.ndarray]:
     groups = np.asarray(groups, dtype=np.int64)
     idx = np.argsort(groups, kind="stable")
     keys, starts = np.unique(groups[idx], return_index=True)
-    return {int(g): rows for g, rows in zip(keys, np.split(idx, starts[1:])) if g >= 0}
+    return {int(g): rows for g, rows in zip(keys, np.split(idx, starts[1:]), strict=True) if g >= 0}

@@ -13,6 +13,41 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _memoized_local_embeddings():
+    """The real MiniLM, memoized per process: a text's vector is computed by ``LocalEmbedder``
+    the first time any test asks for it and reused after (keyed by ``max_tokens`` too).
+
+    Why: dozens of flow tests curate the same example files, and embedding their ~330 instance
+    texts costs ~15 s of the 2 cores every time (a third of a flow test); the embedder's own
+    tests still compute every vector once. Each vector is one the model produced for that text,
+    so no assertion sees anything the embedder would not give (subprocesses, e.g. Dask workers
+    and CLI runs, do not share it)."""
+    import numpy as np
+
+    from tagtree.io.embedder import CHARS_PER_TOKEN_CAP, LocalEmbedder
+
+    original = LocalEmbedder.embed
+    memo: dict[tuple[int, str], np.ndarray] = {}
+
+    def embed(self, texts):
+        # Keyed by the part the embedder reads (it cuts every text there first), so a huge
+        # row's text is not kept alive for the session.
+        cap = self.max_tokens * CHARS_PER_TOKEN_CAP
+        keys = [(self.max_tokens, t[:cap]) for t in texts]
+        missing = [k for k in dict.fromkeys(keys) if k not in memo]
+        if missing:
+            memo.update(zip(missing, original(self, [t for _, t in missing]), strict=True))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, k in enumerate(keys):
+            out[i] = memo[k]
+        return out
+
+    LocalEmbedder.embed = embed
+    yield
+    LocalEmbedder.embed = original
+
+
 @pytest.fixture
 def db_path(tmp_path) -> str:
     return str(tmp_path / "test.duckdb")

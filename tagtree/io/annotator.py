@@ -351,19 +351,23 @@ def tagger_fingerprint_for(cfg) -> str:
 def _keyphrase_tagger(cfg, embedder=None):
     from tagtree.keyphrase import KeyphraseTagger
 
+    hand_on = True
     if cfg.annotate.phrase_embedder == "static":
         # Only the tagger's phrase and document scores: the tags it writes are embedded for
-        # the tree by [embed]'s model as before (instance vectors it would hand on are stored
-        # under its own fingerprint, so they never stand in for [embed]'s).
+        # the tree by [embed]'s model as before, and so are the instance vectors (WordLlama's
+        # would be stored under their own fingerprint and never read, unless [embed] is
+        # WordLlama too).
         from tagtree.io.embedder import StaticEmbedder
 
         embedder = StaticEmbedder(max_tokens=cfg.embed.max_tokens)
+        hand_on = cfg.embed.backend == "static"
     elif embedder is None:
         from tagtree.io.embedder import make_embedder
 
         embedder = make_embedder(cfg)
     return KeyphraseTagger(embedder, mode=cfg.annotate.phrase_vectors,
-                           min_tags=cfg.annotate.min_tags, max_tags=cfg.annotate.max_tags)
+                           min_tags=cfg.annotate.min_tags, max_tags=cfg.annotate.max_tags,
+                           hand_on=hand_on)
 
 
 @contextlib.contextmanager

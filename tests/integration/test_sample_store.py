@@ -112,7 +112,7 @@ def test_the_length_ratio_is_measured_from_the_stored_instructions(grounded):
         picked = [r[0] for r in store.rows("SELECT instance_id FROM selections WHERE run_id = "
                                            "'len' ORDER BY rank")]
         pool = store.pool_ids(None)
-        lengths = {i: len(t) for i, t in zip(pool, store.instance_texts(pool)[0])}
+        lengths = {i: len(t) for i, t in zip(pool, store.instance_texts(pool)[0], strict=True)}
         stored = store.selection_metrics("len")["tags"]["length_ratio"]
     want = np.mean([lengths[i] for i in picked]) / np.mean(list(lengths.values()))
     assert stored == pytest.approx(want)

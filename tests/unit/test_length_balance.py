@@ -32,16 +32,16 @@ def test_drop_gives_the_totals_of_the_selection_without_the_pick(seed):
     obj.set_selection(order)
     picks = [b.X[order].tocsc() if b.kind == "facility" else None for b in obj.blocks]
     pos, row = 3, int(order[3])
-    undo = [b.drop(row, pos, p) for b, p in zip(obj.blocks, picks)]
+    undo = [b.drop(row, pos, p) for b, p in zip(obj.blocks, picks, strict=True)]
     dropped = [b.c.copy() for b in obj.blocks]
-    for b, u in zip(obj.blocks, undo):
+    for b, u in zip(obj.blocks, undo, strict=True):
         b.restore(u)
     restored = [b.c.copy() for b in obj.blocks]
     obj.set_selection(np.delete(order, pos))
-    for got, want in zip(dropped, (b.c for b in obj.blocks)):
+    for got, want in zip(dropped, (b.c for b in obj.blocks), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-12)
     obj.set_selection(order)
-    for got, want in zip(restored, (b.c for b in obj.blocks)):
+    for got, want in zip(restored, (b.c for b in obj.blocks), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-12)
 
 

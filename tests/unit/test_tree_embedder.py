@@ -126,3 +126,9 @@ def test_static_phrase_embedder_tags_with_its_own_fingerprint():
     (result,) = tagger.tag_many([TagInput("a", text)])
     assert result.status == "ok" and 2 <= len(result.tags) <= 12
     assert all(t in text.lower() for t in result.tags)
+    # WordLlama's document vector is not [embed]'s instance vector: nothing handed on to store
+    assert tagger.take_instance_vectors() is None
+    default = _keyphrase_tagger(base)
+    default.tag_many([TagInput("a", text)])
+    ids, vectors = default.take_instance_vectors()
+    assert ids == ["a"] and vectors.shape == (1, default.embedder.dim)
