@@ -88,8 +88,14 @@ def load_problem(store, config: Config, tree_version: str | None, *,
             if info["target_grounded"]:
                 target_mass = leaf_mass(l1_normalise_rows(tleaves))
     vectors = ensure_embeddings(store, config, ids, resources=resources) if embeddings else None
+    lengths = store.instruction_lengths(ids)
     problem = SelectionProblem(tree, scorer.weights_, quality, scorer.ic_, embeddings=vectors,
-                               target_mass=target_mass, lengths=store.instruction_lengths(ids))
+                               target_mass=target_mass, lengths=lengths)
+    if info["target_instances"] and lengths.mean() > 0:
+        # An aligned selection follows the target, not the pool's length (the length band
+        # leaves it alone): the target's own ratio says what length to expect.
+        info["target_length_ratio"] = float(
+            store.instruction_lengths(tids).mean() / lengths.mean())
     return problem, ids, info
 
 
@@ -169,6 +175,8 @@ def run_sample(store, cfg, tree_version: str | None, run_id: str, *,
         line += f", KL to target {kl_before:.3f} -> {main['kl_target']:.3f}"
     if "length_ratio" in main:
         line += f", mean instruction length {main['length_ratio']:.2f}x the pool's"
+        if "target_length_ratio" in info:
+            line += f" (the target's: {info['target_length_ratio']:.2f}x)"
     return {"table": "selections", "run_id": run_id, "tree_version": problem.tree.version,
             "pool": problem.n, "budget": config.sample.budget, "selected": int(main["selected"]),
             "methods": results, "skipped": skipped,

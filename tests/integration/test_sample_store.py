@@ -101,6 +101,12 @@ def test_sample_aligns_to_the_target_and_records_metrics(grounded):
         assert ranks == list(range(1, 26))
         assert store.selection_metrics("run1")["tags"]["kl_target"] == pytest.approx(
             out["kl_after"])
+        # beside the selection's length ratio, the target's own (what alignment follows)
+        pool_texts = store.instance_texts(store.pool_ids(None))[0]
+        target_texts = store.instance_texts(store.target_ids(None))[0]
+    want = np.mean([len(t) for t in target_texts]) / np.mean([len(t) for t in pool_texts])
+    assert out["target_length_ratio"] == pytest.approx(want)
+    assert f"(the target's: {want:.2f}x)" in out["line"]
     json.dumps(out)  # the summary must be JSON-able for Prefect's result store
 
 
