@@ -14,7 +14,12 @@ from prefect.context import TaskRunContext
 from tagtree.config import Config
 from tagtree.io.annotate_shards import export_pending as export_partitions
 from tagtree.io.annotate_shards import load_results, tag_partition
-from tagtree.io.annotator import AnnotateSummary, open_tagger, tagger_fingerprint_for
+from tagtree.io.annotator import (
+    AnnotateSummary,
+    open_tagger,
+    tagger_fingerprint_for,
+    uses_llm,
+)
 from tagtree.io.store import Store
 from tagtree.stages.annotate import run_annotate
 from tasks.policies import LLM_TAG, TRANSIENT_RETRIES, artifact_key, stage_cache_policy
@@ -28,14 +33,22 @@ class Progress:
     figures every ``log_every_s`` (the run's Logs tab). Outside a task run (task.fn in tests)
     there is no API: only the figures are kept."""
 
-    def __init__(self, verb: str, key: str, log_every_s: float = 30.0):
+    def __init__(self, verb: str, key: str, log_every_s: float = 30.0, slow_hint: str = "",
+                 slow_after_s: float = 1800.0):
         self.verb, self.log_every_s = verb, log_every_s
+        # Said once, as a warning, when the first ETA exceeds slow_after_s: what would be faster.
+        self.slow_hint, self.slow_after_s = slow_hint, slow_after_s
         self.started = time.monotonic()
         self.last_update = self.last_log = self.started
         self.done = self.total = 0
         self.artifact = (create_progress_artifact(progress=0.0, key=key,
                                                   description=f"{verb} 0 instances so far")
                          if TaskRunContext.get() else None)
+
+    def seconds_left(self) -> float:
+        elapsed = time.monotonic() - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        return max(self.total - self.done, 0) / rate if rate > 0 else 0.0
 
     def text(self) -> str:
         elapsed = time.monotonic() - self.started
@@ -57,6 +70,10 @@ class Progress:
             from prefect import get_run_logger
 
             get_run_logger().info(self.text())
+            if self.slow_hint and self.seconds_left() > self.slow_after_s:
+                get_run_logger().warning(f"{self.verb}: {_clock(self.seconds_left())} to go; "
+                                         f"{self.slow_hint}")
+                self.slow_hint = ""
 
     def finish(self) -> None:
         if self.artifact:
@@ -83,6 +100,18 @@ class PendingAnnotations(CachePolicy):
             return f"{fingerprint}:{store.pending_digest(fingerprint)}"
 
 
+def offline_speed_hint(config: Config) -> str:
+    """What to try when the offline default (keyphrase tagger on MiniLM) would take long: its
+    speed is the model's, a few thousand word pieces a second on a small machine."""
+    if uses_llm(config) or config.embed.backend != "local" or \
+            config.annotate.phrase_embedder != "embed":
+        return ""
+    return ("the offline keyphrase tagger runs MiniLM over every text and its phrases "
+            "(docs/annotate.md#offline-speed-issue-14); TAGTREE_EMBED_BACKEND=static "
+            "(embed.backend = static) annotates ~30x faster, at a lower tree quality, "
+            "or --llm-base-url tags through an endpoint")
+
+
 @task(name="annotate", tags=[LLM_TAG], timeout_seconds=24 * 3600, persist_result=True,
       result_serializer="json",
       cache_policy=stage_cache_policy(ALGORITHM_VERSION) + PendingAnnotations(),
@@ -90,7 +119,8 @@ class PendingAnnotations(CachePolicy):
 def annotate(db: str, cfg: dict) -> dict:
     """Tag every pool and target instance lacking an ok annotation for the configured tagger.
     Returns counts (requested/ok/failed/cached), tokens, failure reasons and the fingerprint."""
-    progress = Progress("annotated", artifact_key("annotate-progress", cfg))
+    progress = Progress("annotated", artifact_key("annotate-progress", cfg),
+                        slow_hint=offline_speed_hint(Config.model_validate(cfg)))
     summary = run_annotate(db, cfg, progress=progress)
     progress.finish()
     return summary

@@ -45,3 +45,40 @@ def test_annotate_task_caches_on_pending_work(tmp_path, db_path, fake_openai):
         add(store, tmp_path, [f"Explain topic{i} in graph theory" for i in range(9)])
     fourth = annotate_flow(db_path, cfg.model_dump())  # one new instance: the key changed
     assert (fourth["requested"], fourth["cached"]) == (1, 8)
+
+
+def test_a_long_offline_annotate_says_once_what_would_be_faster(caplog):
+    """The first progress line whose ETA exceeds the threshold comes with one warning naming
+    the faster options; an endpoint's tagger gets none (its speed is the endpoint's)."""
+    import logging
+    import time
+
+    from prefect import task
+
+    from tasks.annotate import Progress, offline_speed_hint
+
+    offline, _ = load_config(None, {}, environ={})
+    online, _ = load_config(None, {"llm.base_url": "http://127.0.0.1:9/v1",
+                                   "llm.model": "m"}, environ={})
+    assert offline_speed_hint(online) == ""
+    hint = offline_speed_hint(offline)
+    assert "TAGTREE_EMBED_BACKEND=static" in hint
+
+    @task
+    def slow_progress() -> None:
+        progress = Progress("annotated", "annotate-progress-hint-test", log_every_s=0.0,
+                            slow_hint=hint, slow_after_s=60.0)
+        for done in (1, 2, 3):
+            time.sleep(0.05)
+            progress(done, 1_000_000)  # ~20 rows/s: many hours to go
+
+    @flow
+    def run() -> None:
+        slow_progress()
+
+    caplog.set_level(logging.WARNING)  # (the run loggers are at WARNING in these tests)
+    run()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                and "TAGTREE_EMBED_BACKEND=static" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("annotated: ") and "to go" in \
+        warnings[0]
