@@ -50,6 +50,15 @@ class _StageLines(logging.Filter):
         return not record.getMessage().startswith(_ENGINE_LINES)
 
 
+class _Elapsed(logging.Formatter):
+    def __init__(self, started: float):
+        super().__init__()
+        self.started = started
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"  [{time.perf_counter() - self.started:8.1f} s] {record.getMessage()}"
+
+
 def print_stage_lines(started: float) -> None:
     """Print the run's stage lines to stdout as they happen, stamped with seconds since
     ``started`` (the console handler shows warnings only)."""
@@ -59,15 +68,6 @@ def print_stage_lines(started: float) -> None:
     handler.setFormatter(_Elapsed(started))
     for name in ("prefect.flow_runs", "prefect.task_runs"):
         logging.getLogger(name).addHandler(handler)
-
-
-class _Elapsed(logging.Formatter):
-    def __init__(self, started: float):
-        super().__init__()
-        self.started = started
-
-    def format(self, record: logging.LogRecord) -> str:
-        return f"  [{time.perf_counter() - self.started:8.1f} s] {record.getMessage()}"
 
 
 def example_pairs() -> list[tuple[str, str]]:

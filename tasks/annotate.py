@@ -45,18 +45,19 @@ class Progress:
                                                   description=f"{verb} 0 instances so far")
                          if TaskRunContext.get() else None)
 
-    def seconds_left(self) -> float:
+    def rate(self) -> float:
         elapsed = time.monotonic() - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def seconds_left(self) -> float:
+        rate = self.rate()
         return max(self.total - self.done, 0) / rate if rate > 0 else 0.0
 
     def text(self) -> str:
-        elapsed = time.monotonic() - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        left = max(self.total - self.done, 0)
-        eta = f", ETA {_clock(left / rate)}" if rate > 0 and left else ""
+        left = self.seconds_left()
+        eta = f", ETA {_clock(left)}" if left else ""
         return (f"{self.verb} {self.done:,} of {self.total:,} instances "
-                f"({100.0 * self.done / max(self.total, 1):.0f}%, {rate:.1f}/s{eta})")
+                f"({100.0 * self.done / max(self.total, 1):.0f}%, {self.rate():.1f}/s{eta})")
 
     def __call__(self, done: int, total: int) -> None:
         self.done, self.total = done, total
@@ -70,9 +71,9 @@ class Progress:
             from prefect import get_run_logger
 
             get_run_logger().info(self.text())
-            if self.slow_hint and self.seconds_left() > self.slow_after_s:
-                get_run_logger().warning(f"{self.verb}: {_clock(self.seconds_left())} to go; "
-                                         f"{self.slow_hint}")
+            left = self.seconds_left()
+            if self.slow_hint and left > self.slow_after_s:
+                get_run_logger().warning(f"{self.verb}: {_clock(left)} to go; {self.slow_hint}")
                 self.slow_hint = ""
 
     def finish(self) -> None:
