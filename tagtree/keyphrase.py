@@ -16,9 +16,11 @@ Two ways to get the phrase vectors (``mode``):
   the final ranking (token states alone favoured generic words: "describes", "body").
 - ``"separate"`` (version 1, the default: version 2's MT-Bench figures were lower): every
   shortlisted phrase is embedded on its own (cached across
-  instances) and compared with the embedding of the instance's first ``doc_chars`` characters.
-  Needs only the ``Embedder`` protocol, so it is also what an embedder without token states
-  (the OpenAI backend) gets.
+  instances) and compared with the embedding of the instance's first ``doc_chars`` characters
+  (1,000), which is the instance vector for rows no longer than that (handed on); with
+  ``doc_chars=0`` the document is the whole instance text as the embedder reads it, so every
+  row's vector is handed on. Needs only the ``Embedder`` protocol, so it is also what an
+  embedder without token states (the OpenAI backend) gets.
 """
 
 from __future__ import annotations
@@ -117,9 +119,10 @@ class KeyphraseTagger:
     of novelty, 0 = pure relevance), ``instruction_bonus`` (added to the similarity of phrases
     found in the instruction), ``chunk`` (instances per embed call), ``rerank`` (``"context"``:
     the ``rerank x n_tags`` candidates best by token states are embedded on their own for the
-    final ranking; 0: token states only, fastest), ``hand_on`` (keep the instance vectors
-    for ``take_instance_vectors``; False when this embedder is not the one the tree and the
-    baselines use, whose vectors nobody would read).
+    final ranking; 0: token states only, fastest), ``doc_chars`` (``"separate"``: 0 scores
+    against the whole instance text, N against its first N characters), ``hand_on`` (keep
+    the instance vectors for ``take_instance_vectors``; False when this embedder is not the
+    one the tree and the baselines use, whose vectors nobody would read).
     """
 
     def __init__(self, embedder: Embedder, *, mode: str = "separate", min_tags: int = 2,
@@ -165,8 +168,8 @@ class KeyphraseTagger:
         return int(np.clip(round(n_candidates ** 0.5), self.min_tags, self.max_tags))
 
     def take_instance_vectors(self) -> tuple[list[str], np.ndarray] | None:
-        """The instance vectors computed since the last call (every instance in
-        ``mode="context"``, those no longer than ``doc_chars`` in ``"separate"``): the same
+        """The instance vectors computed since the last call (every instance, except in
+        ``"separate"`` with ``doc_chars`` set those longer than that): the same
         ``embedder.embed`` of ``instruction + "\\n" + response`` the tree context and the
         baselines ask for, so the caller can store them instead of embedding every text again."""
         if not self._instance_vecs:
@@ -194,20 +197,28 @@ class KeyphraseTagger:
         if len(cache) > self.cache_size:
             cache.clear()
         new = sorted({p for cands, _ in shortlists for p in cands if p not in cache})
-        # The instance is represented by its beginning: the instruction and the response's head.
-        texts = [it.instruction + "\n" + it.response for it in items]
-        docs = [t[: self.doc_chars] for t in texts]
+        if self.doc_chars:
+            # The instance is represented by its beginning: the instruction and the response's
+            # head. Where that is the whole text (most rows), its vector is the instance vector
+            # the tree's context and the baselines ask for (that text stripped; whitespace
+            # never reaches the word pieces): handed on to be stored.
+            texts = [it.instruction + "\n" + it.response for it in items]
+            docs = [t[: self.doc_chars] for t in texts]
+            whole = [len(t) <= self.doc_chars for t in texts]
+        else:
+            # The very text ensure_embeddings embeds (the embedder cuts it at its own limit), so
+            # every document vector is the instance vector the tree's context and the
+            # baselines ask for: handed on to be stored, and no second embedder pass reads any
+            # text (with the 1,000-character default the tree stage embeds the longer rows
+            # again: 115 s of a 20,000-row run).
+            docs = [f"{it.instruction}\n{it.response}".strip() for it in items]
+            whole = [True] * len(docs)
         vectors = self.embedder.embed(docs + new)
         doc_vecs = vectors[: len(docs)]
         cache.update(zip(new, vectors[len(docs):], strict=True))
-        # Where the beginning is the whole text (most instructions), its vector is the instance
-        # vector the tree's context and the baselines ask for (that text stripped; whitespace
-        # never reaches the word pieces): handed on to be stored, so no second embedder pass
-        # reads those texts (a third of an offline run's time).
         if self.hand_on:
-            self._instance_vecs.extend((it.instance_id, v) for it, text, v
-                                       in zip(items, texts, doc_vecs, strict=True)
-                                       if len(text) <= self.doc_chars)
+            self._instance_vecs.extend((it.instance_id, v) for it, w, v
+                                       in zip(items, whole, doc_vecs, strict=True) if w)
         results = []
         for item, (cands, in_instruction), doc in zip(items, shortlists, doc_vecs, strict=True):
             results.append(self._pick(item, cands, in_instruction, doc,

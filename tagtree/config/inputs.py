@@ -86,6 +86,20 @@ class AnnotateConfig(Section):
         "or 'context' (one embedder pass per instance scores the phrases, stores the instance "
         "vectors for the tree; version 2, faster, lower MT-Bench figures so far).",
     )
+    doc_chars: int = Field(
+        1000, ge=0,
+        description="Keyphrase tagger ('separate'): phrases are scored against the instance's "
+        "first N characters (rows no longer than that hand their vector on as the instance "
+        "vector; longer ones are embedded again for the tree). 0: against the whole instance "
+        "text as the embedder reads it, so every row's vector is handed on (no second pass; "
+        "different tags for the longer rows: see docs/annotate.md).",
+    )
+    processes: int = Field(
+        0, ge=0,
+        description="Keyphrase tagger on the local embedder: worker processes, one ONNX thread "
+        "share each (0: one per core, at most 4, once 1,000 rows are pending; 1: tag in the "
+        "calling process). 2 processes on 2 cores annotated 1.4x as fast as one.",
+    )
     concurrency: int = Field(16, ge=1, description="Requests in flight at once.")
     requests_per_minute: float | None = Field(None, gt=0, description="Client-side rate limit.")
     tokens_per_minute: float | None = Field(None, gt=0, description="Client-side token limit.")

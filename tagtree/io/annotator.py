@@ -345,10 +345,12 @@ def tagger_fingerprint_for(cfg) -> str:
         if cfg.llm.base_url:
             return _llm_tagger(cfg, cfg.llm.base_url, cfg.llm.model or "").fingerprint
         return _llm_tagger(cfg, None, MODEL_NAME, local=True).fingerprint
-    return _keyphrase_tagger(cfg).fingerprint
+    return keyphrase_tagger(cfg).fingerprint
 
 
-def _keyphrase_tagger(cfg, embedder=None):
+def keyphrase_tagger(cfg, embedder=None):
+    """The offline keyphrase tagger ``cfg`` configures (on ``embedder`` if given, else on the
+    configured one)."""
     from tagtree.keyphrase import KeyphraseTagger
 
     hand_on = True
@@ -367,7 +369,7 @@ def _keyphrase_tagger(cfg, embedder=None):
         embedder = make_embedder(cfg)
     return KeyphraseTagger(embedder, mode=cfg.annotate.phrase_vectors,
                            min_tags=cfg.annotate.min_tags, max_tags=cfg.annotate.max_tags,
-                           hand_on=hand_on)
+                           doc_chars=cfg.annotate.doc_chars, hand_on=hand_on)
 
 
 @contextlib.contextmanager
@@ -375,7 +377,7 @@ def open_tagger(cfg, *, embedder=None) -> Iterator[Tagger]:
     """The tagger the configuration asks for (``cfg``: a ``tagtree.config.Config``); with no
     endpoint and ``annotate.tagger = "llm"``, a local model server runs for the duration."""
     if not uses_llm(cfg):
-        yield _keyphrase_tagger(cfg, embedder)
+        yield keyphrase_tagger(cfg, embedder)
         return
     if cfg.llm.base_url:
         if not cfg.llm.model:

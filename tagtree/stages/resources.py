@@ -21,13 +21,20 @@ class Resources:
     chat: Any = None
     objects: Any = None
     _built: dict[str, Any] = field(default_factory=dict, repr=False)
+    _own_embedder: bool = field(default=False, repr=False)
 
     def embedder_for(self, config) -> Any:
         if self.embedder is None:
             from tagtree.io.embedder import make_embedder
 
             self.embedder = make_embedder(config)
+            self._own_embedder = True
         return self.embedder
+
+    def tags_as_configured(self) -> bool:
+        """No tagger or embedder was handed in: the tagger is the one the config builds (so
+        worker processes can build it too)."""
+        return self.tagger is None and (self.embedder is None or self._own_embedder)
 
     def chat_for(self, config) -> Any:
         if self.chat is None:

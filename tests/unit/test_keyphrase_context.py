@@ -70,6 +70,8 @@ def test_version_one_stays_selectable_under_its_fingerprint(embedder):
     # The fingerprint annotations from before version 2 were stored under: still valid for it.
     assert old.fingerprint == "keyphrase:minilm-l6-int8@1:c5369bb78b38"
     assert new.fingerprint != old.fingerprint and new.params()["version"] == 2
+    whole = KeyphraseTagger(embedder, doc_chars=0)
+    assert whole.fingerprint not in (old.fingerprint, new.fingerprint)
     assert old.tag_many(ITEMS[:1])[0].status == OK
     with pytest.raises(ValueError, match="mode"):
         KeyphraseTagger(embedder, mode="static")
@@ -89,3 +91,25 @@ def test_version_one_hands_on_the_vectors_of_instances_it_read_whole(embedder):
     expected = embedder.embed([f"{it.instruction}\n{it.response}".strip() for it in ITEMS])
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
 
+
+
+def test_doc_chars_zero_scores_against_the_instance_vector_and_hands_on_every_row(embedder):
+    """``doc_chars=0``: the document is the instance text as the embedder reads it, so every
+    row's vector, the long and the huge ones too, is the one ``ensure_embeddings`` would
+    compute, and the tree stage embeds nothing again."""
+    tagger = KeyphraseTagger(embedder, doc_chars=0)
+    long = TagInput("long", "Describe the water cycle in detail. " * 40,
+                    "Evaporation, condensation, precipitation and collection. " * 40)
+    huge = TagInput("huge", "Summarize the history of the printing press.",
+                    "Gutenberg movable type. " * 200_000)
+    items = ITEMS + [long, huge]
+    results = tagger.tag_many(items)
+    assert all(r.status == OK for r in results)
+    ids, vectors = tagger.take_instance_vectors()
+    assert ids == [it.instance_id for it in items]
+    expected = embedder.embed([f"{it.instruction}\n{it.response}".strip() for it in items])
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    # The first 1,000 characters of the long row are not its whole text: a different document.
+    head = KeyphraseTagger(embedder)  # the default, doc_chars=1000
+    head.tag_many([long])
+    assert head.take_instance_vectors() is None

@@ -114,13 +114,13 @@ def test_static_phrase_embedder_tags_with_its_own_fingerprint():
     (so its cached annotations are not the MiniLM tagger's) and still picks phrases of the text."""
     from tagtree.annotation import TagInput
     from tagtree.config import load_config
-    from tagtree.io.annotator import _keyphrase_tagger
+    from tagtree.io.annotator import keyphrase_tagger
 
     base, _ = load_config(None, {}, environ={})
     fast, _ = load_config(None, {"annotate.phrase_embedder": "static"}, environ={})
-    tagger = _keyphrase_tagger(fast)
+    tagger = keyphrase_tagger(fast)
     assert tagger.embedder.fingerprint.startswith("wordllama")
-    assert tagger.fingerprint != _keyphrase_tagger(base).fingerprint
+    assert tagger.fingerprint != keyphrase_tagger(base).fingerprint
     text = ("Implement binary search over a sorted array of integers in Python and explain "
             "its logarithmic running time compared with linear search.")
     (result,) = tagger.tag_many([TagInput("a", text)])
@@ -128,7 +128,7 @@ def test_static_phrase_embedder_tags_with_its_own_fingerprint():
     assert all(t in text.lower() for t in result.tags)
     # WordLlama's document vector is not [embed]'s instance vector: nothing handed on to store
     assert tagger.take_instance_vectors() is None
-    default = _keyphrase_tagger(base)
+    default = keyphrase_tagger(base)
     default.tag_many([TagInput("a", text)])
     ids, vectors = default.take_instance_vectors()
     assert ids == ["a"] and vectors.shape == (1, default.embedder.dim)
