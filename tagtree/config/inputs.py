@@ -96,9 +96,10 @@ class AnnotateConfig(Section):
     )
     processes: int = Field(
         0, ge=0,
-        description="Keyphrase tagger on the local embedder: worker processes, one ONNX thread "
-        "share each (0: one per core, at most 4, once 1,000 rows are pending; 1: tag in the "
-        "calling process). 2 processes on 2 cores annotated 1.4x as fast as one.",
+        description="Keyphrase tagger on the local embedder: worker processes, each with its "
+        "share of the cores (0: one per 4 cores, at most 8, once 1,000 rows are pending, "
+        "since one ONNX session takes at most 4 threads: 1 on a 2-core machine, where 2 "
+        "processes gained nothing; 1: tag in the calling process).",
     )
     concurrency: int = Field(16, ge=1, description="Requests in flight at once.")
     requests_per_minute: float | None = Field(None, gt=0, description="Client-side rate limit.")

@@ -26,6 +26,7 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
+THREADS_CAP = 4  # one session's threads when no share is given (TAGTREE_WORKER_THREADS)
 CHARS_PER_TOKEN_CAP = 16  # texts are cut at max_tokens x this before tokenizing (English: ~4)
 BATCH_TOKENS = 8192  # tokens per local embedding batch (see LocalEmbedder.embed)
 _SESSIONS: dict[tuple[str, int], object] = {}
@@ -84,7 +85,7 @@ class LocalEmbedder:
         # (TAGTREE_WORKER_THREADS, set by flows/runners.py); elsewhere up to 4 cores.
         share = os.environ.get("TAGTREE_WORKER_THREADS", "")
         self._threads = threads or (int(share) if share.isdigit() and int(share) > 0
-                                    else min(4, os.cpu_count() or 1))
+                                    else min(THREADS_CAP, os.cpu_count() or 1))
         self._session = None  # loaded on first use: grounding without new tags never needs it
         self._lock = threading.Lock()  # the tokenizer's padding state is shared
 
