@@ -17,7 +17,9 @@ def print_result(r: dict) -> None:
     print(f"\n== {r['set']}: {r['pool']:,} instances, {r['tags']:,} tags, levels {t['levels']}, "
           f"tree {r['tree_seconds']} s")
     print(f"tree top level (k={t['top_k']}): purity {t['top_purity']:.3f} NMI {t['top_nmi']:.3f}"
-          f" | flat anchor: purity {t['flat_top_purity']:.3f} NMI {t['flat_top_nmi']:.3f}"
+          f" | flat anchor (mean of {t['flat_top_seeds']} seeds):"
+          f" purity {t['flat_top_purity']:.3f} NMI {t['flat_top_nmi']:.3f}"
+          f" ({t['flat_top_nmi_range'][0]:.3f}-{t['flat_top_nmi_range'][1]:.3f})"
           f" | margin {t['top_nmi'] - t['flat_top_nmi']:+.3f}")
     print(f"tree leaf level (k={t['leaf_k']}): NMI {t['leaf_nmi']:.3f} | flat anchor "
           f"(k={t['flat_leaf_k']}): NMI {t['flat_leaf_nmi']:.3f}")

@@ -183,6 +183,9 @@ def test_keyphrase_tagger_fails_with_reason_on_too_little_text_and_caches_phrase
     tagger = KeyphraseTagger(emb, chunk=64)
     (result,) = run_stream(tagger, [TagInput("x", "Hi!", "")])
     assert result.status == "failed" and "too few candidate phrases" in result.error
+    # one content word is one tag, not a failure: the row still reaches the tree
+    (short,) = run_stream(tagger, [TagInput("q", "Find the quotient of -40 / (-8).", "5")])
+    assert short.status == "ok" and short.tags == ["quotient"]
     run_stream(tagger, [TagInput("a", "graph coloring heuristics", "")])
     cached = len(tagger._phrase_vecs)
     run_stream(tagger, [TagInput("b", "graph coloring heuristics", "")])
