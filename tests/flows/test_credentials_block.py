@@ -17,8 +17,11 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 BLOCK = "tagtree-test-s3"
 BUCKET = "tagtree-creds"
+# AWS authorises ListObjectsV2 by s3:ListBucket and HeadObject by s3:GetObject; moto 5.2.6
+# checks the operation names instead, so they are allowed too (still read-only).
 READ_ONLY_S3 = """{"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}]}"""
+    {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket",
+                                   "s3:ListObjectsV2", "s3:HeadObject"], "Resource": "*"}]}"""
 
 
 def _set_moto_auth(endpoint: str, unauthenticated_requests: str) -> None:
