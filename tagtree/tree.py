@@ -17,6 +17,7 @@ import scipy.sparse as sp
 # The clustering helpers are imported from here by callers of earlier versions.
 from tagtree.clustering import (  # noqa: F401
     compact,
+    consensus_kmeans,
     group_means,
     grouped_kmeans,
     kmeans,
@@ -29,7 +30,7 @@ from tagtree.hierarchy import KnowledgeTree
 from tagtree.naming import sibling_unique, vocabulary_names
 from tagtree.vectors import l2_normalise_rows
 
-ALGORITHM_VERSION = "tree@7"  # bump when clustering or naming changes: trees are rebuilt
+ALGORITHM_VERSION = "tree@8"  # bump when clustering or naming changes: trees are rebuilt
 
 
 # -- context: what the instances say about a tag -----------------------------------------------
@@ -220,7 +221,7 @@ class TreeBuilder:
                  k_search_max: int = 50_000, vocabulary=None, vocabulary_min_level: int = 1,
                  vocabulary_min_score: float = 0.35, vocabulary_distinct_weight: float = 0.5,
                  vocabulary_tier_penalty: float = 0.1, structure_weight: float = 0.0,
-                 structure_neighbours: int = 10):
+                 structure_neighbours: int = 10, consensus_runs: int = 0):
         self.branching = branching
         self.leaf_size = leaf_size
         self.root_max = root_max
@@ -242,6 +243,7 @@ class TreeBuilder:
         self.vocabulary_tier_penalty = vocabulary_tier_penalty
         self.structure_weight = structure_weight
         self.structure_neighbours = structure_neighbours
+        self.consensus_runs = consensus_runs
 
     def fit(self, tags: list[str], vectors: np.ndarray, freqs: np.ndarray | None = None,
             run_level=None, context: np.ndarray | None = None, structure: tuple | None = None):
@@ -327,7 +329,7 @@ class TreeBuilder:
 
     def top_partition(self, structure: tuple, tag_leaf: np.ndarray, n_leaves: int,
                       centroids: np.ndarray) -> np.ndarray:
-        """Each leaf's top-level node: weighted spherical k-means (best of 20 restarts) of
+        """Each leaf's top-level node: the consensus of weighted spherical k-means runs of
         ``[centroid, structure_weight * spectral]`` (``tagtree.structure.leaf_structure``; the
         instance mass of a leaf is its weight), with as many nodes as the level-by-level
         ratios give the top (``planned_top_k``)."""
@@ -341,8 +343,11 @@ class TreeBuilder:
         z = np.hstack([centroids, self.structure_weight * spectral]).astype(np.float32)
         w = (mass + 1e-6 * max(float(mass.max()), 1.0)).astype(np.float32)  # untouched leaves
         # One partition decides every top node: all leaves in training (FAISS would sample
-        # 256 per centroid) and restarts within a fixed budget of work (20 on MMLU's 5,413
-        # leaves; with a single run its NMI varied 0.565-0.58 by seed, with 20 0.61).
+        # 256 per centroid). The consensus of ``consensus_runs`` runs (docs/tree.md, 4b);
+        # 0 = the best objective of up to 20 restarts within a fixed budget of work, as before.
+        if self.consensus_runs > 0:
+            return consensus_kmeans(z, k_top, weights=w, seed=self.random_state + 999,
+                                    runs=self.consensus_runs)
         restarts = int(np.clip(4e9 / max(1.0, z.size * k_top), 1, 20))
         return kmeans(z, k_top, weights=w, seed=self.random_state + 999, restarts=restarts,
                       small_work=np.inf, max_points_per_centroid=len(z))

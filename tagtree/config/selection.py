@@ -38,6 +38,11 @@ class TreeConfig(Section):
     structure_neighbours: int = Field(
         10, ge=1, le=200, description="Nearest instances per instance in that leaf graph.",
     )
+    consensus_runs: int = Field(
+        50, ge=0, le=500,
+        description="The structured top level is the consensus (co-clustering share, average "
+        "linkage) of this many k-means runs; 0 = the best objective of up to 20 restarts.",
+    )
     k_search: bool = Field(
         True,
         description="Choose each level's cluster count by silhouette among counts around "

@@ -131,7 +131,8 @@ def build_tree_in(store: Store, cfg: Config, embedder, tagger: str | None = None
                           vocabulary=load_vocabulary(t.vocabulary, embedder),
                           vocabulary_min_score=t.vocabulary_min_score,
                           structure_weight=t.structure_weight,
-                          structure_neighbours=t.structure_neighbours)
+                          structure_neighbours=t.structure_neighbours,
+                          consensus_runs=t.consensus_runs)
     vectors = store.tag_vectors(embedder.fingerprint, tags)
     context, structure = tag_contexts(store, cfg, embedder, tagger, tags, vectors, version)
     builder.fit(tags, vectors, freqs, run_level=fit_level, context=context, structure=structure)

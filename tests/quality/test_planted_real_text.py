@@ -58,7 +58,7 @@ def planted():
                           upper_context_weight=t.upper_context_weight, k_search=t.k_search,
                           structure_weight=t.structure_weight,
                           structure_neighbours=t.structure_neighbours,
-                          root_max=10).fit(tags, tag_vecs, freqs,
+                          consensus_runs=t.consensus_runs, root_max=10).fit(tags, tag_vecs, freqs,
                                           context=tag_context_vectors(incidence, inst_vecs),
                                           structure=(incidence, inst_vecs))
     tree = builder.tree_

@@ -97,3 +97,40 @@ def test_the_top_level_follows_the_instances_and_every_level_nests():
     purity = sum(np.bincount(topic_of_tag[tag_top == v]).max()
                  for v in tree.nodes_at(tree.depth - 1)) / n_tags
     assert purity >= 0.95
+
+
+def _blobs(n_per: int, k: int, d: int = 16, spread: float = 0.15, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, d))
+    truth = np.repeat(np.arange(k), n_per)
+    x = centres[truth] + spread * rng.normal(size=(len(truth), d))
+    order = rng.permutation(len(truth))  # clusters not in input order
+    return x[order].astype(np.float32), truth[order]
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    pairs = set(zip(a.tolist(), b.tolist(), strict=True))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+def test_consensus_kmeans_recovers_separated_groups_deterministically():
+    from tagtree.clustering import consensus_kmeans
+
+    x, truth = _blobs(30, 6)
+    labels = consensus_kmeans(x, 6, seed=4, runs=12)
+    assert _same_partition(labels, truth)
+    np.testing.assert_array_equal(labels, consensus_kmeans(x, 6, seed=4, runs=12))
+    # edge cases: more clusters than items, one cluster
+    assert consensus_kmeans(x[:5], 8).tolist() == [0, 1, 2, 3, 4]
+    assert set(consensus_kmeans(x, 1).tolist()) == {0}
+
+
+def test_consensus_kmeans_above_max_items_labels_every_item_from_the_heaviest_core():
+    from tagtree.clustering import consensus_kmeans
+
+    x, truth = _blobs(60, 5, seed=1)
+    weights = np.random.default_rng(2).uniform(0.1, 1.0, len(x)).astype(np.float32)
+    labels = consensus_kmeans(x, 5, weights=weights, seed=0, runs=8, max_items=100)
+    assert labels.shape == (300,) and labels.min() == 0
+    # the 200 items outside the 100-item core joined the consensus cluster of their own group
+    assert _same_partition(labels, truth)
