@@ -71,10 +71,12 @@ def consensus_kmeans(x: np.ndarray, k: int, *, weights: np.ndarray | None = None
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import squareform
 
+    if runs < 1:
+        raise ValueError(f"consensus_kmeans needs at least one run, got runs={runs}")
     n = len(x)
     if k >= n:
         return np.arange(n, dtype=np.int64)
-    if k <= 1 or runs <= 0:
+    if k <= 1:
         return np.zeros(n, dtype=np.int64)
     x = np.ascontiguousarray(x, dtype=np.float32)
     w = np.ones(n, np.float32) if weights is None else np.asarray(weights, np.float32)

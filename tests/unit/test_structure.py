@@ -4,6 +4,7 @@ TreeBuilder with ``structure``)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from tagtree.clustering import grouped_kmeans
@@ -123,6 +124,8 @@ def test_consensus_kmeans_recovers_separated_groups_deterministically():
     # edge cases: more clusters than items, one cluster
     assert consensus_kmeans(x[:5], 8).tolist() == [0, 1, 2, 3, 4]
     assert set(consensus_kmeans(x, 1).tolist()) == {0}
+    with pytest.raises(ValueError, match="at least one run"):
+        consensus_kmeans(x, 6, runs=0)
 
 
 def test_consensus_kmeans_above_max_items_labels_every_item_from_the_heaviest_core():
