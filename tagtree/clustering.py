@@ -90,7 +90,8 @@ def consensus_kmeans(x: np.ndarray, k: int, *, weights: np.ndarray | None = None
         one_hot = np.zeros((len(core), int(labels.max()) + 1), np.float32)
         one_hot[np.arange(len(core)), labels] = 1.0
         together += one_hot @ one_hot.T
-    distance = np.subtract(1.0, together / runs, out=together)  # in place: items^2 floats
+    together /= runs  # in place: one items^2 array, not three
+    distance = np.subtract(1.0, together, out=together)
     np.fill_diagonal(distance, 0.0)
     condensed = squareform(distance, checks=False).astype(np.float64)
     del together, distance

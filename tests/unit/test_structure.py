@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from tagtree.clustering import grouped_kmeans
+from tagtree.clustering import consensus_kmeans, grouped_kmeans
 from tagtree.structure import instance_graph, leaf_shares, spectral_embedding
 from tagtree.tree import TreeBuilder
 
@@ -115,8 +115,6 @@ def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def test_consensus_kmeans_recovers_separated_groups_deterministically():
-    from tagtree.clustering import consensus_kmeans
-
     x, truth = _blobs(30, 6)
     labels = consensus_kmeans(x, 6, seed=4, runs=12)
     assert _same_partition(labels, truth)
@@ -129,8 +127,6 @@ def test_consensus_kmeans_recovers_separated_groups_deterministically():
 
 
 def test_consensus_kmeans_above_max_items_labels_every_item_from_the_heaviest_core():
-    from tagtree.clustering import consensus_kmeans
-
     x, truth = _blobs(60, 5, seed=1)
     weights = np.random.default_rng(2).uniform(0.1, 1.0, len(x)).astype(np.float32)
     labels = consensus_kmeans(x, 5, weights=weights, seed=0, runs=8, max_items=100)
