@@ -12,6 +12,10 @@ def _named(name: str, majority: str | None, hit: bool) -> str:
     return name if majority is None else f"{name} [{majority}{'+' if hit else '-'}]"
 
 
+def _budget(b: float) -> str:
+    return f"{b:.0%}" if b < 1 else f"{b:g}"
+
+
 def print_result(r: dict) -> None:
     t = r["tree"]
     print(f"\n== {r['set']}: {r['pool']:,} instances, {r['tags']:,} tags, levels {t['levels']}, "
@@ -44,6 +48,27 @@ def print_result(r: dict) -> None:
         print(f"{label} {row['k']:>5} " + " ".join(f"{m[x]['covered']:>8.1f}" for x in methods))
         print(f"{'':>13} " + " ".join(f"{m[x]['entropy']:>8.3f}" for x in methods))
         print(f"{'':>13} " + " ".join(f"{m[x]['length']:>8.2f}" for x in methods))
+    seeded = [x for x in methods if "covered_range" in next(iter(r["selection"].values()))
+              ["methods"][x] and x != "tags"]
+    for x in seeded:
+        cells = []
+        for b, row in r["selection"].items():
+            c = row["methods"][x]
+            if c["covered_range"][0] == c["covered_range"][1]:
+                continue
+            cells.append(f"{_budget(b)}: {c['covered']:.2f} ({c['covered_range'][0]}-"
+                         f"{c['covered_range'][1]}; seed 0: {c['covered_seed']})")
+        if cells:
+            print(f"{x} over its seeds: mean (range; the configured seed's own): "
+                  + ", ".join(cells))
+    if len(r.get("tree_seeds", {}).get("seeds", [])) > 1:
+        ts = r["tree_seeds"]
+        nmis = ts["top_nmi"]
+        print(f"over tree seeds {ts['seeds'][0]}-{ts['seeds'][-1]}: top-level NMI mean "
+              f"{sum(nmis) / len(nmis):.3f} ({min(nmis):.3f}-{max(nmis):.3f}; flat anchor "
+              f"{t['flat_top_nmi']:.3f}); TAGS labels covered "
+              + ", ".join(f"{_budget(float(b))}: {sum(v) / len(v):.2f} ({min(v):.0f}-{max(v):.0f})"
+                          for b, v in ts["covered"].items()))
     bands = [f"{b:.0%}" if b < 1 else f"{b}" for b in r["selection"]]
     bands = [f"{label}: {row['methods']['random']['length_in_band']:.0%}"
              for label, row in zip(bands, r["selection"].values(), strict=True)

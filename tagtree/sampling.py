@@ -2,11 +2,12 @@
 
 Objective (reconstruction; the paper gives no formula):
 
-    F(S) = sum_v gamma_v * max_{x in S} a(x, v)                  (coverage, facility location)
+    F(S) = sum_v omega_v * max_{x in S} a(x, v)                  (coverage, facility location)
          + mass_weight * sum_v gamma_v * h(m_S(v))                (mass, h = log1p or sqrt)
          + quality_weight * gamma_leaf * sum_{x in S} q(x)        (quality, modular)
     a(x, v) = (1 - c + c * cent(x, v)) * K(p_x, v)    (p_x: x's primary-path node on v's level)
     gamma_v = level_decay ** (top - level)
+    omega_v = gamma_v; on the top level gamma_top * (n_v / mean n) ** top_mass_power
     m_S(v)  = number of selected instances whose primary path runs through v
 
 - cent(x, v) (``path_centrality``, c = ``centrality``): how central x is among the instances
@@ -19,6 +20,10 @@ Objective (reconstruction; the paper gives no formula):
   (their instances' mean embeddings), so a topic split over two leaves is covered once before
   the budget goes to it twice (planted set: one pick per subtopic 31 -> 32 of 32), and a budget
   smaller than the top level goes to unlike top nodes first (MT-Bench 10%: 6 -> 8 of 8).
+
+- omega (``coverage_weights``, ``top_mass_power``): a top node's coverage weighs with the
+  square root of its share of the pool, so a budget smaller than the top level goes to the
+  nodes holding more of it first (MT-Bench over tree seeds 0-7: 3.4 -> 4.0 categories at 5%).
 
 - Each instance counts once per level, on its *primary path* (``primary_paths``: its heaviest
   top-level node, the heaviest child of that, down to a leaf), so a 12-tag instance no longer
@@ -309,7 +314,7 @@ class TagsSampler:
                  centrality: float = 0.3, kernel_tau: float = 0.7,
                  kernel_top_tau: float = 0.2, align_leaf_weight: float = 1.0,
                  kernel_cooc_tau: float = 0.3, kernel_cooc_min_cos: float = 0.4,
-                 length_band: float = 1.25):
+                 length_band: float = 1.25, top_mass_power: float = 0.5):
         self.level_decay = level_decay
         self.concave = concave
         self.mass_weight = mass_weight
@@ -331,10 +336,30 @@ class TagsSampler:
         self.kernel_cooc_tau = kernel_cooc_tau
         self.kernel_cooc_min_cos = kernel_cooc_min_cos
         self.length_band = length_band
+        self.top_mass_power = top_mass_power
 
     def level_weights(self, tree: KnowledgeTree) -> np.ndarray:
         """gamma per node: level_decay ** (levels between the node's level and the top)."""
         return self.level_decay ** (tree.depth - 1 - tree.level).astype(np.float64)
+
+    def coverage_weights(self, problem: SelectionProblem) -> np.ndarray:
+        """The coverage term's weight per node: gamma, with each top-level node's scaled by
+        (its instances / the top level's mean) ** ``top_mass_power``. A budget smaller than
+        the top level then goes first to the nodes that hold more of the pool, as one pick per
+        k-means cluster does, instead of counting a three-instance node like a sixteen-instance
+        one (MT-Bench over tree seeds 0-7: 3.4 -> 4.0 categories at 5%, 6.1 -> 6.8 at 10%).
+        Fixed positive weights: the term stays a facility location, monotone submodular."""
+        tree = problem.tree
+        gamma = self.level_weights(tree)
+        if self.top_mass_power <= 0:
+            return gamma
+        tops = tree.nodes_at(tree.depth - 1)
+        counts = np.diff(sp.csc_matrix(problem.paths[:, tops]).indptr).astype(np.float64)
+        if counts.sum() <= 0:
+            return gamma
+        share = counts / counts[counts > 0].mean()
+        gamma[tops] *= np.maximum(share, 1e-12) ** self.top_mass_power
+        return gamma
 
     def alignment_level(self, problem: SelectionProblem, k: int) -> int:
         tree = problem.tree
@@ -366,7 +391,7 @@ class TagsSampler:
             # one node per level and the kernel never crosses levels, so the product is that max.
             paths = (paths @ self.kernel(tree, terms[1], problem.leaf_dist)).tocsr()
             paths.sort_indices()
-        blocks = [Block(paths, gamma, "facility")]
+        blocks = [Block(paths, self.coverage_weights(problem), "facility")]
         if self.mass_weight > 0:
             counts = problem.paths.copy()
             counts.data[:] = 1.0

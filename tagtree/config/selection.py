@@ -207,6 +207,14 @@ class SampleConfig(Section):
         "goes to top nodes unlike the ones it has (two coding nodes count as one until the "
         "other topics have a pick); 1 = off.",
     )
+    top_mass_power: float = Field(
+        0.5,
+        ge=0,
+        le=2,
+        description="A top-level node's coverage weight is (its instances / the top level's "
+        "mean) to this power: a budget smaller than the top level goes first to the nodes "
+        "that hold more of the pool; 0 = every top node counts the same.",
+    )
     kernel_cooc_tau: float = Field(
         0.3,
         gt=0,

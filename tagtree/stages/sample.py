@@ -112,6 +112,7 @@ def selector_params(config: Config, method: str, seed: int | None = None) -> dic
                 "kernel_cooc_tau": s.kernel_cooc_tau,
                 "kernel_cooc_min_cos": s.kernel_cooc_min_cos,
                 "align_leaf_weight": s.align_leaf_weight, "length_band": s.length_band,
+                "top_mass_power": s.top_mass_power,
                 "strategy": s.strategy, "epsilon": s.epsilon, "random_state": seed}
     return {"random_state": seed, "threshold": s.deita_threshold, "max_pool": s.kcenter_max_pool}
 

@@ -178,6 +178,28 @@ def test_kernel_covers_a_topic_split_over_two_leaves_once():
         assert len({0, 1} & set(leaf_of[kernel].tolist())) == 1, c  # one half, then elsewhere
 
 
+def test_a_budget_smaller_than_the_top_level_goes_to_the_top_nodes_holding_more_of_the_pool():
+    """Three top nodes of two leaves each: A and B hold ten instances each, C two, and C's
+    instances have the best quality. With top_mass_power 0 every top node counts the same and
+    quality sends one of two picks to C; with 0.5 the two picks cover A and B (C's weight is
+    sqrt(2 / 7.3) of an average node's); with a third pick every node is covered again."""
+    from tagtree.hierarchy import KnowledgeTree
+
+    parent = np.array([6, 6, 7, 7, 8, 8, -1, -1, -1])
+    tree = KnowledgeTree(parent=parent, level=np.array([0] * 6 + [1] * 3),
+                         name=[f"n{i}" for i in range(9)], version="t-mass")
+    g, leaf_of = one_leaf_pool([5, 5, 5, 5, 1, 1], 6)
+    top_of = leaf_of // 2
+    q = np.where(top_of == 2, 1.0, 0.5)
+    p = problem_for(tree, g, quality=q)
+    even = TagsSampler(align="none", top_mass_power=0).fit(p, 2).selected_
+    by_mass = TagsSampler(align="none", top_mass_power=0.5).fit(p, 2).selected_
+    assert 2 in top_of[even].tolist()
+    assert sorted(top_of[by_mass].tolist()) == [0, 1]
+    three = TagsSampler(align="none", top_mass_power=0.5).fit(p, 3).selected_
+    assert sorted(top_of[three].tolist()) == [0, 1, 2]
+
+
 def test_node_kernel_stays_within_a_level_and_is_one_on_the_diagonal():
     from tagtree.sampling import node_kernel
 
