@@ -39,10 +39,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from quality_data import LOADERS, LabelledSet  # noqa: E402
-from quality_report import BASELINES, print_result  # noqa: E402
+from quality_report import BASELINES, RANDOM_SEEDS, print_result  # noqa: E402
 
 BUDGETS = (0.01, 0.05, 0.10)
-RANDOM_SEEDS = 20
 # Baselines whose selection depends on a seed: each figure is their mean over RANDOM_SEEDS
 # seeds (the range and the configured seed's own figure are printed beside it). One k-means
 # draw covered 5-8 of MT-Bench's 8 categories at 10% depending on the seed.
@@ -305,6 +304,7 @@ def selection_rows(problem, config, labels, lengths, budgets=BUDGETS) -> dict:
                 "covered_range": [int(min(covered)), int(max(covered))],
                 "covered_seed": int(covered[list(seeds).index(config.sample.seed)]
                                     if config.sample.seed in seeds else covered[0]),
+                "seed": int(config.sample.seed),
                 "entropy": float(np.mean([label_entropy(labels, s) for s in sels])),
                 "length": float(np.mean([lengths[s].mean() for s in sels])) / pool_len,
                 # how often a draw lands inside the 0.8-1.25x band (context for small

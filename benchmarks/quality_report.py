@@ -5,6 +5,7 @@ from __future__ import annotations
 
 # The methods every table compares TAGS with (quality.py runs each of them).
 BASELINES = ("random", "kcenter", "deita", "instag", "quality", "kmeans")
+RANDOM_SEEDS = 20  # the seeded baselines' draws (quality.py imports it)
 
 
 def _named(name: str, majority: str | None, hit: bool) -> str:
@@ -57,9 +58,9 @@ def print_result(r: dict) -> None:
             if c["covered_range"][0] == c["covered_range"][1]:
                 continue
             cells.append(f"{_budget(b)}: {c['covered']:.2f} ({c['covered_range'][0]}-"
-                         f"{c['covered_range'][1]}; seed 0: {c['covered_seed']})")
+                         f"{c['covered_range'][1]}; seed {c.get('seed', 0)}: {c['covered_seed']})")
         if cells:
-            print(f"{x} over its seeds: mean (range; the configured seed's own): "
+            print(f"{x} over {RANDOM_SEEDS} seeds: mean (range; the configured seed's own): "
                   + ", ".join(cells))
     if len(r.get("tree_seeds", {}).get("seeds", [])) > 1:
         ts = r["tree_seeds"]
@@ -67,8 +68,8 @@ def print_result(r: dict) -> None:
         print(f"over tree seeds {ts['seeds'][0]}-{ts['seeds'][-1]}: top-level NMI mean "
               f"{sum(nmis) / len(nmis):.3f} ({min(nmis):.3f}-{max(nmis):.3f}; flat anchor "
               f"{t['flat_top_nmi']:.3f}); TAGS labels covered "
-              + ", ".join(f"{_budget(float(b))}: {sum(v) / len(v):.2f} ({min(v):.0f}-{max(v):.0f})"
-                          for b, v in ts["covered"].items()))
+              + ", ".join(f"{_budget(float(b))}: {sum(v) / len(v):.2f} "
+                          f"({min(v):.0f}-{max(v):.0f})" for b, v in ts["covered"].items()))
     bands = [f"{b:.0%}" if b < 1 else f"{b}" for b in r["selection"]]
     bands = [f"{label}: {row['methods']['random']['length_in_band']:.0%}"
              for label, row in zip(bands, r["selection"].values(), strict=True)
