@@ -39,13 +39,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from quality_data import LOADERS, LabelledSet  # noqa: E402
-from quality_report import BASELINES, RANDOM_SEEDS, print_result  # noqa: E402
+from quality_report import BASELINES, RANDOM_SEEDS, SEEDED, print_result  # noqa: E402
 
 BUDGETS = (0.01, 0.05, 0.10)
-# Baselines whose selection depends on a seed: each figure is their mean over RANDOM_SEEDS
-# seeds (the range and the configured seed's own figure are printed beside it). One k-means
-# draw covered 5-8 of MT-Bench's 8 categories at 10% depending on the seed.
-SEEDED = ("random", "kmeans")
 TREE_SEEDS = 4  # --tree-seeds
 REBUILD = False
 NAMES_LLM = False
@@ -283,6 +279,13 @@ def select(method: str, problem, config, k: int, seed: int = 0, align: str = "no
     return make_selector(method, **params).fit(problem, k).selected_
 
 
+def seeds_of(method: str, config) -> list[int]:
+    """The seeds a method is drawn with: RANDOM_SEEDS from the configured one for the seeded
+    baselines, the configured one alone for the others."""
+    first = config.sample.seed
+    return [first + s for s in range(RANDOM_SEEDS)] if method in SEEDED else [first]
+
+
 LENGTH_BAND = (0.8, 1.25)  # selection mean length / pool's, the issue's bar
 
 
@@ -296,14 +299,12 @@ def selection_rows(problem, config, labels, lengths, budgets=BUDGETS) -> dict:
         k = max(1, parse_budget(str(b), problem.n))
         row = {}
         for method in ("tags",) + BASELINES:
-            seeds = range(RANDOM_SEEDS) if method in SEEDED else [config.sample.seed]
-            sels = [select(method, problem, config, k, seed=s) for s in seeds]
+            sels = [select(method, problem, config, k, seed=s) for s in seeds_of(method, config)]
             covered = [labels_covered(labels, s) for s in sels]
             row[method] = {
                 "covered": float(np.mean(covered)),
                 "covered_range": [int(min(covered)), int(max(covered))],
-                "covered_seed": int(covered[list(seeds).index(config.sample.seed)]
-                                    if config.sample.seed in seeds else covered[0]),
+                "covered_seed": int(covered[0]),  # the configured seed comes first
                 "seed": int(config.sample.seed),
                 "entropy": float(np.mean([label_entropy(labels, s) for s in sels])),
                 "length": float(np.mean([lengths[s].mean() for s in sels])) / pool_len,
@@ -339,8 +340,8 @@ def alignment_rows(db: Path, config, tree_version: str, labels, target_labels: s
         for name, method, align in [("tags+penalty", "tags", "penalty"),
                                     ("tags+quota", "tags", "quota"), ("tags", "tags", "none")] \
                 + [(m, m, "none") for m in BASELINES]:
-            seeds = range(RANDOM_SEEDS) if method in SEEDED else [config.sample.seed]
-            sels = [select(method, problem, config, k, seed=s, align=align) for s in seeds]
+            sels = [select(method, problem, config, k, seed=s, align=align)
+                    for s in seeds_of(method, config)]
             row[name] = {"share": float(np.mean([label_share(labels, s, target_labels)
                                                  for s in sels])),
                          "kl": float(np.mean([level_kl(tree, tm, problem.leaf_dist, s, level,
@@ -397,7 +398,6 @@ def tree_seed_rows(ds: LabelledSet, db: Path, cfg: dict, config, first: dict) ->
     ``tree.seed`` .. + TREE_SEEDS - 1 (the first from ``first``, this run's own tree): the
     tree's top level is a k-means consensus, so one seed is one draw, as one k-means
     selection is."""
-    from tagtree.config import parse_budget
     from tagtree.io.store import Store
     from tagtree.label_metrics import assignment, labels_covered, nmi
 
@@ -415,10 +415,9 @@ def tree_seed_rows(ds: LabelledSet, db: Path, cfg: dict, config, first: dict) ->
         ok = top >= 0
         rows["seeds"].append(seed)
         rows["top_nmi"].append(nmi(top[ok], labels[ds.top_field][ok]))
-        for b in first["selection"]:
-            k = max(1, parse_budget(str(b), problem.n))
+        for b, row in first["selection"].items():  # the same pool, so the same k
             rows["covered"][str(b)].append(
-                labels_covered(labels[ds.leaf_field], select("tags", problem, conf, k)))
+                labels_covered(labels[ds.leaf_field], select("tags", problem, conf, row["k"])))
     return rows
 
 
