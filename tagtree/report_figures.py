@@ -78,7 +78,8 @@ def normalized_entropy(p: np.ndarray, n_reachable: int | None = None) -> float:
 
 def kl_rows(baselines: dict, method: str | None) -> list[dict]:
     """KL(target || ·) of the pool and each method, as in the baselines table (stored figures
-    win, e.g. the random baseline's mean over seeds)."""
+    win, e.g. the random baseline's mean over seeds): ``kl`` on the leaves, ``kl_aligned`` on
+    the ``level`` the run's budget is aligned on."""
     rows = []
     for row in baselines["rows"]:
         name = row["method"]
@@ -86,7 +87,11 @@ def kl_rows(baselines: dict, method: str | None) -> list[dict]:
             continue
         label = ("pool (before selection)" if name == "pool"
                  else f"{name} (shown)" if name == method else name)
-        rows.append({"label": label, "method": name, "kl": round(float(row["kl_target"]), 4)})
+        out = {"label": label, "method": name, "kl": round(float(row["kl_target"]), 4)}
+        if row.get("kl_target_aligned") is not None:  # on the level the budget is aligned on
+            out |= {"level": int(row["align_level"]),
+                    "kl_aligned": round(float(row["kl_target_aligned"]), 4)}
+        rows.append(out)
     return rows
 
 

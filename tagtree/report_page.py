@@ -121,11 +121,15 @@ def _fmt(value: Any) -> str:
 def _cards(data: dict) -> list[tuple[str, str]]:
     """The header's figures: (label, value)."""
     meta, tree = data.get("meta", {}), data.get("tree", {})
-    kl = {r["method"]: r["kl"] for r in data.get("kl", [])}
+    rows = {r["method"]: r for r in data.get("kl", [])}
     cards = [("pool instances", _fmt(tree.get("n_pool"))),
              (f"selected ({meta.get('method') or 'none'})", _fmt(tree.get("n_selected"))),
              ("target sample", _fmt(tree.get("n_target")))]
-    if kl:
-        cards.append(("KL(target‖pool) → selection",
-                      f"{_fmt(kl.get('pool'))} → {_fmt(kl.get(meta.get('method')))}"))
+    pool, chosen = rows.get("pool", {}), rows.get(meta.get("method"), {})
+    if pool.get("level"):  # the level the budget is aligned on, then the leaves
+        cards.append((f"KL(target‖pool) → selection, level {pool['level']}",
+                      f"{_fmt(pool.get('kl_aligned'))} → {_fmt(chosen.get('kl_aligned'))}"))
+    if rows:
+        cards.append(("KL(target‖pool) → selection" + (", leaves" if pool.get("level") else ""),
+                      f"{_fmt(pool.get('kl'))} → {_fmt(chosen.get('kl'))}"))
     return cards

@@ -68,12 +68,24 @@ def _finish(cfg, run_id: str, status: str, metrics: dict) -> None:
 
 # The narrow table (fits 80 columns): few, well-named columns; --wide shows every metric.
 NARROW = (("selected", "picked"), ("leaf_coverage", "leaf cover"), ("entropy_l0", "entropy"),
-          ("kl_target", "KL tgt"), ("mean_quality", "quality"), ("same_leaves", "repeats"))
+          ("kl_target_aligned", "KL tgt"), ("mean_quality", "quality"),
+          ("same_leaves", "repeats"))
 COUNTS = {"selected", "same_leaves", "near_duplicates", "seeds", "align_level"}
 NARROW_LEGEND = ("picked: instances selected; leaf cover: share of the pool's leaves covered; "
                  "entropy: normalised entropy over leaves (1 = even); KL tgt: KL(target || "
-                 "selection), nats, lower = closer; quality: mean q(x); repeats: picks on exactly "
-                 "the leaves of an earlier pick. --wide: every metric.")
+                 "selection) in nats on the level this budget is aligned on (below), lower = "
+                 "closer; quality: mean q(x); repeats: picks on exactly the leaves of an earlier "
+                 "pick. --wide: every metric (kl_target: on the leaves).")
+
+
+def kl_before_line(summary: dict) -> str:
+    """The pool's KL to the target, on the level the budget is aligned on and on the leaves."""
+    level, leaves = summary.get("align_level"), summary["kl_before"]
+    if not level:
+        return f"KL(target || pool) before selection: {leaves:.4f}"
+    return (f"KL(target || pool) before selection: {summary['kl_before_aligned']:.4f} on level "
+            f"{level}, the level a selection of this size is aligned on; {leaves:.4f} on the "
+            f"leaves")
 
 
 def _cell(metric: str, value) -> str:
@@ -124,7 +136,10 @@ def metrics_text(summary: dict, fmt: str, extra: dict) -> str:
     if fmt == "json":
         return json.dumps(extra | {"pool": summary["pool"], "budget": summary["budget"],
                                    "tree_version": summary["tree_version"],
-                                   "kl_before": summary["kl_before"], "methods": rows,
+                                   "kl_before": summary["kl_before"],
+                                   "align_level": summary.get("align_level"),
+                                   "kl_before_aligned": summary.get("kl_before_aligned"),
+                                   "methods": rows,
                                    "skipped": summary["skipped"]}, indent=2)
     metrics = _metric_names(rows)
     if fmt == "csv":
@@ -234,7 +249,7 @@ def compare(
         if not wide:
             console.print(NARROW_LEGEND, style="dim", highlight=False)
         if summary["aligned"]:
-            console.print(f"KL(target || pool) before selection: {summary['kl_before']:.4f}")
+            console.print(kl_before_line(summary))
         for note in notes:
             console.print(f"note: {note}", markup=False, highlight=False)
     for method, why in summary["skipped"].items():

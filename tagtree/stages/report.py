@@ -32,7 +32,9 @@ def write_report(store, cfg, run_id: str | None, out: str | Path | None = None, 
         "path": str(path), "bytes": len(page.encode()), "run_id": data["meta"]["run_id"],
         "tree_version": data["meta"]["tree_version"], "method": data["meta"]["method"],
         "nodes": len(data["tree"]["nodes"]), "selected": data["tree"]["n_selected"],
-        "kl": {r["method"]: r["kl"] for r in data["kl"]},
+        "kl": {r["method"]: r["kl"] for r in data["kl"]},  # on the leaves
+        # and on the level the budget is aligned on, when that is above the leaves
+        "kl_aligned": {r["method"]: r["kl_aligned"] for r in data["kl"] if r.get("level")},
         "sha256": hashlib.sha256(page.encode()).hexdigest(),
     }
     return summary, data
@@ -48,7 +50,11 @@ def report(store, *, config=None, resources=None, run_id: str | None = None,
             f"{meta['run_id'] or '-'}, tree {meta['tree_version']} ({len(tree['nodes']):,} "
             f"nodes), {tree['n_selected']:,} of {tree['n_pool']:,} selected by "
             f"{meta['method'] or '-'}")
-    kl = summary["kl"]
-    if kl:
+    kl, level = summary["kl"], next((r["level"] for r in data["kl"] if r.get("level")), 0)
+    if level:
+        on = summary["kl_aligned"]
+        line += (f", KL(target||pool) {on.get('pool', 0):.3f} -> "
+                 f"{on.get(meta['method'], 0):.3f} on level {level}")
+    elif kl:
         line += f", KL(target||pool) {kl.get('pool', 0):.3f} -> {kl.get(meta['method'], 0):.3f}"
     return ReportResult.of(summary | {"line": line})

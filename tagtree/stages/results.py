@@ -126,8 +126,11 @@ class SampleResult(StageResult):
     pool: int = 0
     selected: int = 0
     methods: dict[str, dict] = field(default_factory=dict)
-    kl_before: float | None = None
+    kl_before: float | None = None  # KL(target || pool) and (|| selection) on the leaves
     kl_after: float | None = None
+    align_level: int | None = None  # the level a selection of this size is aligned on, and
+    kl_before_aligned: float | None = None  # the two KLs there (the figure that moves)
+    kl_after_aligned: float | None = None
 
 
 @dataclass(frozen=True, eq=False)

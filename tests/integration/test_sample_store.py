@@ -76,6 +76,30 @@ def cfg(**sample) -> dict:
     return c
 
 
+def test_a_small_selection_is_judged_beside_the_pool_on_the_level_it_is_aligned_on(grounded):
+    score.fn(grounded, cfg(), VERSION)
+    out = sample.fn(grounded, cfg(budget="0.01"), VERSION, "small")
+    # 3 picks cannot reach the target's leaves: they are aligned on the branches above them,
+    # and the pool's KL in the summary, the line and the compare table is taken there too.
+    level = out["align_level"]
+    assert out["selected"] == 3 and level == 1
+    assert out["pool_metrics"]["align_level"] == out["methods"]["tags"]["align_level"] == level
+    assert out["kl_before_aligned"] == out["pool_metrics"]["kl_target_aligned"]
+    assert out["kl_after_aligned"] < out["kl_before_aligned"]
+    assert (f"KL to target {out['kl_before_aligned']:.3f} -> {out['kl_after_aligned']:.3f} "
+            f"on level 1 (8 nodes") in out["line"]
+    assert f"leaves {out['kl_before']:.3f} -> {out['kl_after']:.3f}" in out["line"]
+    # the report computes the pool's figure itself, on the same level: the same numbers
+    from tagtree.io.store.report import gather_report_data
+
+    with Store(grounded, read_only=True) as store:
+        rows = {r["method"]: r for r in gather_report_data(store, run_id="small")["kl"]}
+    assert rows["pool"]["level"] == rows["tags"]["level"] == 1
+    assert rows["pool"]["kl_aligned"] == pytest.approx(out["kl_before_aligned"], abs=1e-4)
+    assert rows["tags"]["kl_aligned"] == pytest.approx(out["kl_after_aligned"], abs=1e-4)
+    assert rows["pool"]["kl"] == pytest.approx(out["kl_before"], abs=1e-4)
+
+
 def test_score_writes_one_row_per_pool_instance_with_a_visible_distribution(grounded):
     out = score.fn(grounded, cfg(), VERSION)
     assert out["instances"] == 252 and out["grounded"] == 252 and out["table"] == "scores"
@@ -91,6 +115,7 @@ def test_sample_aligns_to_the_target_and_records_metrics(grounded):
     out = sample.fn(grounded, cfg(budget="0.1"), VERSION, "run1")
     assert out["selected"] == 25 and out["aligned"] and out["target_grounded"] == 20
     assert out["kl_after"] < out["kl_before"]
+    assert out["align_level"] == 0 and "on level" not in out["line"]  # 25 reach its leaves
     free = run_sample(grounded, cfg(budget="0.1", align="none"), VERSION, "run2")
     assert out["kl_after"] < free["kl_after"]
     assert free["methods"]["tags"]["leaf_coverage"] > out["methods"]["tags"]["leaf_coverage"]

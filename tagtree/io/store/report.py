@@ -286,6 +286,11 @@ def _baselines(store, series, target, levels, run_id, tv, smoothing) -> dict:
         "ON s.instance_id = sel.instance_id AND s.tree_version = ? WHERE sel.run_id = ? "
         "GROUP BY 1", [tv, run_id]))
     t = level_dist(target, levels, 0) if target and len(levels) else None
+    # The level the run's selections are aligned on (tagtree.align.alignment_level: the lowest
+    # where the target touches at most k nodes), so the pool is judged there beside them.
+    shown = [group_size(s) for name, s in series.items() if name != "pool"]
+    level = (aligned_level(target, levels, max(shown))
+             if t is not None and t.sum() > 0 and shown else None)
     pool_leaves = series["pool"]["n"][levels == 0] > 0
     rows: dict[str, dict[str, Any]] = {}
     for name, stats in series.items():  # the names and definitions of tagtree.metrics
@@ -302,6 +307,11 @@ def _baselines(store, series, target, levels, run_id, tv, smoothing) -> dict:
         if t is not None and t.sum() > 0:
             row["kl_target"] = round(
                 kl_divergence(t, level_dist(stats, levels, 0), smoothing), 4)
+        if level is not None:
+            row["align_level"] = level
+            row["kl_target_aligned"] = round(kl_divergence(
+                level_dist(target, levels, level), level_dist(stats, levels, level),
+                smoothing), 4)
     stored = store.scalar("SELECT count(*) FROM information_schema.tables "
                           "WHERE table_name = 'selection_metrics'")
     if stored:
@@ -314,6 +324,15 @@ def _baselines(store, series, target, levels, run_id, tv, smoothing) -> dict:
         columns += [c for c in row if c not in columns]
     order = ["pool"] + sorted(m for m in rows if m != "pool")
     return {"columns": columns, "rows": [{"method": m} | rows[m] for m in order if m in rows]}
+
+
+def aligned_level(target: dict, levels: np.ndarray, k: int) -> int:
+    """``tagtree.align.alignment_level`` on the report's node statistics."""
+    depth = int(levels.max()) + 1
+    for level in range(depth):
+        if int((target["mass"][levels == level] > 0).sum()) <= max(1, k):
+            return level
+    return depth - 1
 
 
 # -- the run manifest -----------------------------------------------------------------------------

@@ -163,11 +163,14 @@
                                                         percent: true});
 
     if (D.kl.length) {
+      // On the level the budget is aligned on when it is above the leaves (the figure that
+      // moves with a small selection), else on the leaves.
+      var onLevel = D.kl[0].level > 0;
       TTCharts.hbars(document.getElementById("kl-bars"), {
         labels: D.kl.map(function (r) { return r.label; }),
-        values: D.kl.map(function (r) { return r.kl; }),
+        values: D.kl.map(function (r) { return onLevel ? r.kl_aligned : r.kl; }),
         colours: D.kl.map(function (r) { return seriesColour(r.method) || "#7c8da6"; }),
-        xTitle: "KL(target ‖ group)"});
+        xTitle: "KL(target ‖ group)" + (onLevel ? " on level " + D.kl[0].level : " on the leaves")});
     } else {
       document.getElementById("kl-bars").replaceChildren(
         el("p", "No target sample in this store: ingest one with --target to see alignment.",
