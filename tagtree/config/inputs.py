@@ -94,6 +94,13 @@ class AnnotateConfig(Section):
         "text as the embedder reads it, so every row's vector is handed on (no second pass; "
         "different tags for the longer rows: see docs/annotate.md).",
     )
+    topic_fallback: bool = Field(
+        True,
+        description="Keyphrase tagger: a row of numbers and symbols with no phrase to take "
+        "('-4 + (-3) =') is tagged with the shipped topic headings nearest to its text "
+        "('algebra', 'arithmetic'); false: such rows fail and stay out of the tree and of "
+        "every selection.",
+    )
     processes: int = Field(
         0, ge=0,
         description="Keyphrase tagger on the local embedder: worker processes, each with its "

@@ -351,6 +351,7 @@ def tagger_fingerprint_for(cfg) -> str:
 def keyphrase_tagger(cfg, embedder=None):
     """The offline keyphrase tagger ``cfg`` configures (on ``embedder`` if given, else on the
     configured one)."""
+    from tagtree.io.vocabulary import builtin_headings
     from tagtree.keyphrase import KeyphraseTagger
 
     hand_on = True
@@ -369,7 +370,8 @@ def keyphrase_tagger(cfg, embedder=None):
         embedder = make_embedder(cfg)
     return KeyphraseTagger(embedder, mode=cfg.annotate.phrase_vectors,
                            min_tags=cfg.annotate.min_tags, max_tags=cfg.annotate.max_tags,
-                           doc_chars=cfg.annotate.doc_chars, hand_on=hand_on)
+                           doc_chars=cfg.annotate.doc_chars, hand_on=hand_on,
+                           topics=builtin_headings() if cfg.annotate.topic_fallback else ())
 
 
 @contextlib.contextmanager

@@ -38,6 +38,12 @@ def vocabulary_fingerprint(spec: str) -> str:
     return "vocabulary:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def builtin_headings() -> list[str]:
+    """Every heading of the shipped outline, disciplines and fields (the keyphrase tagger's
+    tags for a row without a phrase of its own)."""
+    return [h for h, _ in parse_vocabulary(vocabulary_text("builtin").splitlines())]
+
+
 def load_vocabulary(spec: str, embedder) -> Vocabulary | None:
     text = vocabulary_text(spec)
     if text is None:

@@ -124,3 +124,28 @@ def test_a_short_question_with_one_content_word_gets_that_tag(embedder, mode):
                                     TagInput("e", "What is 2+2?", "4")])
     assert short.status == OK and short.tags == ["quotient"]
     assert empty.status != OK and "too few candidate phrases: 0" in empty.error
+
+
+@pytest.mark.parametrize("mode", ["separate", "context"])
+def test_a_row_with_no_phrase_takes_the_nearest_topic_headings(embedder, mode):
+    """Pure arithmetic has no word to take; it used to fail and stay out of every selection.
+    With the shipped headings it is tagged by the nearest ones. Text in another script, or
+    with no number either, still fails, and says why."""
+    from tagtree.io.vocabulary import builtin_headings
+
+    tagger = KeyphraseTagger(embedder, mode=mode, topics=builtin_headings())
+    rows = [TagInput("f", "Find 4 over 7 + 2 over 7.\nA. 6 over 14\nB. 8 over 49\nC. 14 over "
+                     "28\nD. 6 over 7", "D. 6 over 7"),
+            TagInput("x", "If 3^(x - 3) + 10 = 19, then x =\nA. 3\nB. 4\nC. 5\nD. 6", "C. 5"),
+            TagInput("h", "Hi!", ""),
+            TagInput("z", "请写一首关于春天的诗。", "春风吹绿了江南岸，2024")]
+    fractions, equation, greeting, chinese = tagger.tag_many(rows)
+    for result in (fractions, equation):
+        assert result.status == OK and len(result.tags) == 2
+        assert {"arithmetic", "algebra"} & set(result.tags), result.tags
+    assert greeting.status != OK and "no content word of 3 or more letters" in greeting.error
+    assert chinese.status != OK and "LLM endpoint" in chinese.error
+    # the fallback does not touch rows with phrases of their own, nor the fingerprint
+    plain = KeyphraseTagger(embedder, mode=mode)
+    assert plain.fingerprint == tagger.fingerprint
+    assert [r.tags for r in plain.tag_many(ITEMS)] == [r.tags for r in tagger.tag_many(ITEMS)]
