@@ -213,7 +213,9 @@ def compare(
     target: Path = typer.Option(None, "--target", help="Target sample to measure KL against: a "
                                 "file is ingested, tagged and grounded first when needed "
                                 "[default: every stored target sample]."),
-    seeds: int = typer.Option(20, "--seeds", help="Random baseline: mean over this many seeds."),
+    seeds: int = typer.Option(20, "--seeds", help="Random and kmeans baselines: mean over this "
+                              "many seeds (kmeans: while n x k x seeds <= 2e7, else one draw, "
+                              "with a note)."),
     wide: bool = typer.Option(False, "--wide", help="Every metric (the default table fits 80 "
                               "columns)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table|json|csv|markdown; json "

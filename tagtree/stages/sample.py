@@ -21,6 +21,20 @@ from tagtree.vectors import l1_normalise_rows
 
 EMBED_SHARD = 5_000  # instances embedded and written per shard: an interrupted run resumes
 NEEDS_EMBEDDINGS = ("deita", "kcenter", "kmeans")
+# The seeded baselines' figures are a mean over ``random_seeds`` draws: random always, one pick
+# per k-means cluster while all its draws together cost at most this much n * k (on MT-Bench
+# one draw covered 5 to 8 of 8 categories at 10% by seed; a pool of 100K at 5% would take
+# minutes a draw).
+SEEDED_KMEANS_WORK = 2e7
+
+
+def draws_for(method: str, n: int, k: int, seeds: int) -> int:
+    """How many seeds a method's reported figures average over."""
+    if seeds <= 1 or method not in ("random", "kmeans"):
+        return 1
+    if method == "kmeans" and float(n) * k * seeds > SEEDED_KMEANS_WORK:
+        return 1
+    return seeds
 
 
 def tags_uses_embeddings(config: Config) -> bool:
@@ -129,6 +143,7 @@ def run_sample(store, cfg, tree_version: str | None, run_id: str, *,
     methods = methods or [config.sample.method]
     smoothing, dup = config.sample.align_smoothing, config.sample.dup_threshold
     skipped: dict[str, str] = {}
+    skipped_seeds: dict[str, str] = {}
     resources = resources_or_new(resources)
     with open_store(store) as store:
         want_vectors = any(m in NEEDS_EMBEDDINGS for m in methods) or (
@@ -158,13 +173,18 @@ def run_sample(store, cfg, tree_version: str | None, run_id: str, *,
             seconds = time.perf_counter() - start
             store.write_selection(run_id, method, [ids[i] for i in sel.selected_], sel.gains_)
             metrics = evaluate(problem, sel.selected_, smoothing=smoothing, dup_threshold=dup)
-            if method == "random" and random_seeds > 1:
-                runs = [evaluate(problem, make_selector("random", random_state=config.sample.seed
-                                                        + s).fit(problem, k).selected_,
-                                 smoothing=smoothing, dup_threshold=dup)
-                        for s in range(random_seeds)]
+            draws = draws_for(method, problem.n, k, random_seeds)
+            if draws > 1:  # seeds from the configured one on: the stored selection is draw 0
+                runs = [metrics] + [
+                    evaluate(problem, make_selector(method, **selector_params(
+                        config, method, config.sample.seed + s)).fit(problem, k).selected_,
+                        smoothing=smoothing, dup_threshold=dup) for s in range(1, draws)]
                 metrics = {m: float(np.mean([r[m] for r in runs])) for m in runs[0]}
-                metrics["seeds"] = float(random_seeds)
+                metrics["seeds"] = float(draws)
+            elif method == "kmeans" and random_seeds > 1:
+                skipped_seeds = {"kmeans": f"one draw (seed {config.sample.seed}): "
+                                 f"{random_seeds} would be {random_seeds} k-means runs of "
+                                 f"k = {k:,} on {problem.n:,} rows"}
             metrics["seconds"] = round(seconds, 3)
             store.write_selection_metrics(run_id, method, metrics)
             results[method] = metrics
@@ -182,7 +202,7 @@ def run_sample(store, cfg, tree_version: str | None, run_id: str, *,
             line += f" (the target's: {info['target_length_ratio']:.2f}x)"
     return {"table": "selections", "run_id": run_id, "tree_version": problem.tree.version,
             "pool": problem.n, "budget": config.sample.budget, "selected": int(main["selected"]),
-            "methods": results, "skipped": skipped,
+            "methods": results, "skipped": skipped, "single_draws": skipped_seeds,
             "aligned": kl_before is not None and config.sample.align != "none",
             "align": config.sample.align if kl_before is not None else "none",
             "kl_before": kl_before, "kl_after": main.get("kl_target"),
@@ -287,7 +307,7 @@ def comparison_notes(store, run_id: str, summary: dict) -> list[str]:
         judged = store.judged_scores(summary["tree_version"])
     groups: dict[frozenset, list[str]] = {}
     for method in summary["methods"]:
-        if method in sets and method != "random":  # random's row is a mean over seeds
+        if method in sets and "seeds" not in summary["methods"][method]:  # not a mean
             groups.setdefault(sets[method], []).append(method)
     for members, methods in groups.items():
         if len(methods) > 1:
@@ -298,6 +318,8 @@ def comparison_notes(store, run_id: str, summary: dict) -> list[str]:
                        "(cosine >= sample.deita_threshold) passed over none of quality's picks")
             notes.append(f"{', '.join(methods)} selected the same {len(members):,} instances, "
                          f"so their rows are identical{why}")
+    for method, why in summary.get("single_draws", {}).items():
+        notes.append(f"{method} is {why}, so its figures are one draw's, not a mean")
     if not judged and any(m in summary["methods"] for m in ("quality", "deita", "instag")):
         notes.append("no judge scores: quality q(x) is the tree richness alone, so 'quality' "
                      "ranks by richness, as do deita's score and instag's tie-break (run "

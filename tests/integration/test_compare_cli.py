@@ -63,6 +63,9 @@ def test_compare_json_csv_markdown(grounded, embed_env):  # noqa: F811
                             "quality"}
     assert methods["tags"]["selected"] == 13 and 0 < methods["tags"]["leaf_coverage"] <= 1
     assert type(methods["tags"]["selected"]) is int  # counts are whole numbers, not 13.0
+    # the seeded baselines are a mean over --seeds draws, the others one run
+    assert methods["random"]["seeds"] == methods["kmeans"]["seeds"] == 3
+    assert "seeds" not in methods["tags"] and "seeds" not in methods["kcenter"]
     assert doc["pool"] == 252 and doc["kl_before"] > 0 and isinstance(doc["notes"], list)
     # identical selections are named in a note, and really are identical
     rows = list(csv.DictReader(io.StringIO(_compare(grounded, embed_env, "--format",

@@ -253,3 +253,32 @@ def test_export_keeps_json_array_and_parquet_containers_per_format(db_path, tmp_
     assert sorted(r["instruction"] for r in array) == [f"Task {i}" for i in range(5)]
     table = pq.read_table(tmp_path / "out" / "selection.sharegpt.parquet").to_pylist()
     assert sorted(r["conversations"][0]["value"] for r in table) == [f"Q{i}" for i in range(4)]
+
+
+def test_kmeans_is_a_mean_over_seeds_while_its_draws_stay_cheap(grounded, monkeypatch):
+    """One k-means draw covered 5 to 8 of MT-Bench's 8 categories at 10% by seed, so compare
+    averages it like random; on a pool where the draws would take minutes it stays one draw
+    and a note says so."""
+    import tagtree.stages.sample as stage
+    from tagtree.stages.sample import comparison_notes
+
+    score.fn(grounded, cfg(), VERSION)
+    c = cfg(budget="0.05", align="none")
+    mean = run_sample(grounded, c, VERSION, "avg", methods=["kmeans"], random_seeds=4)
+    assert mean["methods"]["kmeans"]["seeds"] == 4 and not mean["single_draws"]
+    draws = []
+    for seed in range(4):  # the same four draws, one run each
+        one = cfg(budget="0.05", align="none", seed=seed)
+        draws.append(run_sample(grounded, one, VERSION, f"d{seed}",
+                                methods=["kmeans"])["methods"]["kmeans"])
+    for metric in ("leaf_coverage", "entropy_l0", "kl_target"):
+        assert mean["methods"]["kmeans"][metric] == pytest.approx(
+            np.mean([d[metric] for d in draws]))
+    monkeypatch.setattr(stage, "SEEDED_KMEANS_WORK", 10.0)
+    single = run_sample(grounded, c, VERSION, "one", methods=["kmeans", "random"],
+                        random_seeds=4)
+    assert "seeds" not in single["methods"]["kmeans"] and single["methods"]["random"]["seeds"] == 4
+    assert single["methods"]["kmeans"]["leaf_coverage"] == draws[0]["leaf_coverage"]
+    notes = comparison_notes(grounded, "one", single)
+    assert any(n.startswith("kmeans is one draw (seed 0): 4 would be 4 k-means runs of k = 13")
+               for n in notes), notes
