@@ -3,12 +3,14 @@ NMI against the flat anchors, naming scores, selection coverage by budget, align
 
 from __future__ import annotations
 
+from tagtree.stages.sample import SEEDED
+
 # The methods every table compares TAGS with (quality.py runs each of them).
 BASELINES = ("random", "kcenter", "deita", "instag", "quality", "kmeans")
-# Baselines whose selection depends on a seed: each figure is their mean over RANDOM_SEEDS
-# seeds from the configured one (the range and the configured seed's own figure are printed
-# beside it). One k-means draw covered 5-8 of MT-Bench's 8 categories at 10% by seed.
-SEEDED = ("random", "kmeans")
+# Baselines whose selection depends on a seed (SEEDED, as `tagtree compare` averages them):
+# each figure is their mean over RANDOM_SEEDS seeds from the configured one (the range and the
+# configured seed's own figure are printed beside it). One k-means draw covered 5-8 of
+# MT-Bench's 8 categories at 10% by seed.
 RANDOM_SEEDS = 20
 
 

@@ -82,10 +82,18 @@ def alignment_level(tree, target_leaf_mass: np.ndarray, k: int) -> int:
     4-ish top-level topics of its target, a 5,000-instance one on the target's leaves. (At the
     leaf level a small budget can only miss most target leaves, and KL there is dominated by
     the smoothing of those misses.)"""
-    for level in range(tree.depth):
-        if int((level_mass(tree, target_leaf_mass, level) > 0).sum()) <= max(1, k):
+    return lowest_level_within(
+        (int((level_mass(tree, target_leaf_mass, lv) > 0).sum()) for lv in range(tree.depth)),
+        k, tree.depth)
+
+
+def lowest_level_within(touched, k: int, depth: int) -> int:
+    """``alignment_level``'s rule on counts already at hand: the first level (from the leaves
+    up) whose count of target-touched nodes in ``touched`` is at most k, else the top."""
+    for level, count in enumerate(touched):
+        if count <= max(1, k):
             return level
-    return tree.depth - 1
+    return depth - 1
 
 
 def level_kl(tree, target_leaf_mass: np.ndarray, leaf_dist: sp.csr_matrix, rows, level: int,

@@ -25,12 +25,13 @@ NEEDS_EMBEDDINGS = ("deita", "kcenter", "kmeans")
 # per k-means cluster while all its draws together cost at most this much n * k (on MT-Bench
 # one draw covered 5 to 8 of 8 categories at 10% by seed; a pool of 100K at 5% would take
 # minutes a draw).
+SEEDED = ("random", "kmeans")  # the baselines whose selection depends on a seed
 SEEDED_KMEANS_WORK = 2e7
 
 
 def draws_for(method: str, n: int, k: int, seeds: int) -> int:
     """How many seeds a method's reported figures average over."""
-    if seeds <= 1 or method not in ("random", "kmeans"):
+    if seeds <= 1 or method not in SEEDED:
         return 1
     if method == "kmeans" and float(n) * k * seeds > SEEDED_KMEANS_WORK:
         return 1

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tagtree.align import lowest_level_within
 from tagtree.config import ReportConfig, SampleConfig
 from tagtree.errors import TagtreeError
 from tagtree.io.store.annotate import token_cost
@@ -289,8 +290,11 @@ def _baselines(store, series, target, levels, run_id, tv, smoothing) -> dict:
     # The level the run's selections are aligned on (tagtree.align.alignment_level: the lowest
     # where the target touches at most k nodes), so the pool is judged there beside them.
     shown = [group_size(s) for name, s in series.items() if name != "pool"]
-    level = (aligned_level(target, levels, max(shown))
-             if t is not None and t.sum() > 0 and shown else None)
+    level = None
+    if t is not None and t.sum() > 0 and shown:
+        depth = int(levels.max()) + 1
+        touched = [int((target["mass"][levels == lv] > 0).sum()) for lv in range(depth)]
+        level = lowest_level_within(touched, max(shown), depth)
     pool_leaves = series["pool"]["n"][levels == 0] > 0
     rows: dict[str, dict[str, Any]] = {}
     for name, stats in series.items():  # the names and definitions of tagtree.metrics
@@ -324,15 +328,6 @@ def _baselines(store, series, target, levels, run_id, tv, smoothing) -> dict:
         columns += [c for c in row if c not in columns]
     order = ["pool"] + sorted(m for m in rows if m != "pool")
     return {"columns": columns, "rows": [{"method": m} | rows[m] for m in order if m in rows]}
-
-
-def aligned_level(target: dict, levels: np.ndarray, k: int) -> int:
-    """``tagtree.align.alignment_level`` on the report's node statistics."""
-    depth = int(levels.max()) + 1
-    for level in range(depth):
-        if int((target["mass"][levels == level] > 0).sum()) <= max(1, k):
-            return level
-    return depth - 1
 
 
 # -- the run manifest -----------------------------------------------------------------------------
